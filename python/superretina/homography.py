@@ -1,0 +1,220 @@
+"""Robust homography estimation with sanity checks (method §2, step 9), and helpers.
+
+``estimate_homography`` wraps ``cv2.findHomography`` (LMEDS by default, as the reference) and
+turns every way it can fail into a ``HomographyResult`` with ``H = None`` and a sentence in
+``failure_reason``, instead of letting a degenerate matrix through to warping and evaluation.
+
+Determinism: OpenCV's LMEDS, RANSAC and USAC estimators draw their samples from generators
+seeded locally on every call (not from ``cv::theRNG``), so identical inputs give identical
+models; ``cv2.setRNGSeed`` is therefore not called (it would reset the process-wide RNG that
+other code may rely on). tests/test_homography.py checks this under changing global seeds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["HomographyResult", "estimate_homography", "degeneracy", "compose", "scale_homography",
+           "transform_points", "METHODS", "DET_RANGE", "MAX_PERSPECTIVE_RATIO"]
+
+METHODS = {"LMEDS": cv2.LMEDS, "RANSAC": cv2.RANSAC, "USAC_MAGSAC": cv2.USAC_MAGSAC}
+
+# Allowed determinant of the (normalised) linear 2x2 part, i.e. the area magnification at the
+# origin: 1e-2..1e2 is a linear scale change of 0.1x..10x, generous for fundus photographs of
+# the same eye (resolution differences between cameras included) while rejecting the
+# near-singular matrices LMEDS returns from collinear or clustered matches.
+DET_RANGE = (1e-2, 1e2)
+# The projective denominator w = h31 x + h32 y + 1 sets the local scale (area ~ det / w^3).
+# Across the matched query points it must stay positive (no point sent through infinity) and
+# vary by at most this factor (local area magnification varying at most 8x): fundus
+# homographies are close to affine.
+MAX_PERSPECTIVE_RATIO = 2.0
+
+
+@dataclass
+class HomographyResult:
+    """Outcome of :func:`estimate_homography`.
+
+    Attributes
+    ----------
+    H : np.ndarray or None
+        (3, 3) float64 query -> reference, normalised so that H[2, 2] == 1; None on failure.
+    inlier_mask : np.ndarray
+        (M,) bool, the estimator's inliers (all False when it found no model).
+    num_inliers : int
+        ``inlier_mask.sum()``.
+    inlier_rate : float
+        ``num_inliers / M`` (0.0 when M == 0).
+    failure_reason : str or None
+        None on success, else a sentence saying why there is no homography.
+    method : str
+        Estimator used (upper case).
+    """
+
+    H: np.ndarray | None
+    inlier_mask: np.ndarray
+    num_inliers: int
+    inlier_rate: float
+    failure_reason: str | None
+    method: str = "LMEDS"
+
+    @property
+    def ok(self) -> bool:
+        """True when a usable homography was found."""
+        return self.failure_reason is None
+
+    @property
+    def num_matches(self) -> int:
+        return int(self.inlier_mask.size)
+
+
+def _method_flag(method: str) -> tuple[str, int]:
+    name = str(method).upper()
+    if name not in METHODS:
+        raise ValueError(f"unknown homography method {method!r}; allowed: {', '.join(METHODS)}")
+    return name, METHODS[name]
+
+
+def _check_points(pts: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(pts, dtype=np.float64)
+    if arr.ndim == 3 and arr.shape[1] == 1:  # OpenCV's (M, 1, 2) layout
+        arr = arr[:, 0, :]
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"estimate_homography: {name} must have shape (M, 2), got {np.shape(pts)}")
+    return arr
+
+
+def degeneracy(H: np.ndarray, pts_q: np.ndarray, det_range: tuple[float, float] = DET_RANGE,
+               max_perspective_ratio: float = MAX_PERSPECTIVE_RATIO) -> str | None:
+    """Why ``H`` is unusable for registration over the points ``pts_q`` (None if it is fine).
+
+    Parameters
+    ----------
+    H : np.ndarray
+        (3, 3) homography, normalised (H[2, 2] == 1).
+    pts_q : np.ndarray
+        (M, 2) query points; their bounding box is the region the model must behave on.
+    """
+    if not np.all(np.isfinite(H)):
+        return "degenerate homography (non-finite entries)"
+    det = float(np.linalg.det(H[:2, :2]))
+    lo, hi = det_range
+    if det <= 0:
+        return f"degenerate homography (determinant of the linear part {det:.3g} <= 0: it mirrors or collapses the image)"
+    if not lo <= det <= hi:
+        return f"degenerate homography (determinant of the linear part {det:.3g} outside {lo:g}..{hi:g})"
+    if pts_q.size:
+        (x0, y0), (x1, y1) = pts_q.min(axis=0), pts_q.max(axis=0)
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
+        w = corners @ H[2, :2] + H[2, 2]
+        if w.min() <= 0:
+            return "degenerate homography (it sends part of the matched region through infinity)"
+        ratio = float(w.max() / w.min())
+        if ratio > max_perspective_ratio:
+            return (f"degenerate homography (strong perspective: the projective scale varies "
+                    f"{ratio:.3g}x across the matched points, at most {max_perspective_ratio:g}x allowed)")
+    return None
+
+
+def estimate_homography(pts_q: np.ndarray, pts_r: np.ndarray, method: str = "LMEDS",
+                        reproj_threshold: float = 5.0, min_matches: int = 4, *,
+                        det_range: tuple[float, float] = DET_RANGE,
+                        max_perspective_ratio: float = MAX_PERSPECTIVE_RATIO) -> HomographyResult:
+    """Estimate the homography mapping query points onto reference points.
+
+    Parameters
+    ----------
+    pts_q, pts_r : np.ndarray
+        (M, 2) matched points (x, y), query and reference. They are passed to OpenCV as float32,
+        as the reference does.
+    method : str
+        "LMEDS" (default, the reference's choice), "RANSAC" or "USAC_MAGSAC"; case-insensitive.
+    reproj_threshold : float
+        Inlier threshold in pixels for RANSAC / USAC_MAGSAC (LMEDS ignores it: it derives its
+        threshold from the median residual).
+    min_matches : int
+        Fewer matches than this is a failure (at least 4, the minimal sample).
+    det_range, max_perspective_ratio
+        Degeneracy limits, see :data:`DET_RANGE` and :data:`MAX_PERSPECTIVE_RATIO`.
+
+    Returns
+    -------
+    HomographyResult
+    """
+    name, flag = _method_flag(method)
+    if min_matches < 4:
+        raise ValueError(f"estimate_homography: min_matches must be >= 4, got {min_matches}")
+    q = _check_points(pts_q, "pts_q")
+    r = _check_points(pts_r, "pts_r")
+    if q.shape[0] != r.shape[0]:
+        raise ValueError(f"estimate_homography: {q.shape[0]} query points but {r.shape[0]} reference points")
+    m = q.shape[0]
+    no_inliers = np.zeros(m, bool)
+
+    def failed(reason: str, mask: np.ndarray = no_inliers) -> HomographyResult:
+        n_in = int(mask.sum())
+        return HomographyResult(None, mask, n_in, n_in / m if m else 0.0, reason, name)
+
+    if m < min_matches:
+        return failed(f"only {m} match{'es' if m != 1 else ''}, at least {min_matches} are needed")
+    try:
+        H, mask = cv2.findHomography(q.astype(np.float32), r.astype(np.float32), flag,
+                                     float(reproj_threshold))
+    except cv2.error as exc:  # e.g. all points identical
+        return failed(f"findHomography failed: {str(exc).strip().splitlines()[-1]}")
+    if H is None or mask is None:
+        return failed("findHomography found no model")
+    inliers = mask.ravel().astype(bool)
+    if not inliers.any():
+        return failed("findHomography found no inliers", inliers)
+    H = np.asarray(H, np.float64)
+    if not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12:
+        return failed("degenerate homography (non-finite entries or H[2,2] == 0)", inliers)
+    H = H / H[2, 2]
+    reason = degeneracy(H, q, det_range, max_perspective_ratio)
+    if reason is not None:
+        return failed(reason, inliers)
+    n_in = int(inliers.sum())
+    return HomographyResult(H, inliers, n_in, n_in / m, None, name)
+
+
+def compose(H2: np.ndarray, H1: np.ndarray) -> np.ndarray:
+    """``H2 @ H1`` (apply H1 first), normalised so that the result's [2, 2] is 1.
+
+    This is how the matching trick combines its two estimates (§2 step 10).
+    """
+    H = np.asarray(H2, np.float64) @ np.asarray(H1, np.float64)
+    return H / H[2, 2] if H[2, 2] != 0 else H
+
+
+def scale_homography(H: np.ndarray, sx_q: float, sy_q: float, sx_r: float, sy_r: float) -> np.ndarray:
+    """Re-express a homography between scaled coordinate frames.
+
+    With ``S = diag(sx, sy, 1)`` mapping model pixels to original pixels (``sx = W / W_model``),
+    a homography estimated between query and reference model pixels becomes
+    ``H_orig = S_r @ H_model @ inv(S_q)`` between original pixels.
+
+    Parameters
+    ----------
+    H : np.ndarray
+        (3, 3) homography from query frame A to reference frame A.
+    sx_q, sy_q, sx_r, sy_r : float
+        Scale factors from frame A to frame B for the query and the reference.
+
+    Returns
+    -------
+    np.ndarray
+        (3, 3) float64 homography from query frame B to reference frame B.
+    """
+    S_r = np.diag([float(sx_r), float(sy_r), 1.0])
+    S_q_inv = np.diag([1.0 / float(sx_q), 1.0 / float(sy_q), 1.0])
+    return S_r @ np.asarray(H, np.float64) @ S_q_inv
+
+
+def transform_points(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply a homography to (N, 2) points; returns (N, 2) float64."""
+    p = np.asarray(pts, np.float64).reshape(-1, 2)
+    w = p @ H[2, :2] + H[2, 2]
+    return np.stack([(p @ H[0, :2] + H[0, 2]) / w, (p @ H[1, :2] + H[1, 2]) / w], axis=1)
