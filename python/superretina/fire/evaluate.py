@@ -1,0 +1,415 @@
+"""Resumable, method-agnostic FIRE batch evaluation.
+
+``evaluate(pairs, register_fn, out_dir)`` registers every pair with
+``register_fn(query_path, refer_path) -> RegistrationOutcome`` and scores it by the FIRE
+protocol (``protocol.pair_error``). Files in ``out_dir``:
+
+- ``pairs.csv``: one row per finished pair, appended, flushed and fsynced at once (Ctrl-C
+  loses no finished pair). Columns: pair, category, mean_error, median_error, max_error,
+  status (acceptable / inaccurate / failed / error), matches, inliers, inlier_rate, seconds,
+  homography (9 space-separated numbers, row-major, query -> reference; empty when none),
+  reason. A rerun skips the pairs already there (``restart=True`` starts afresh); rows with
+  status ``error`` (missing or corrupt file) are retried, since their cause may be fixed.
+- ``summary.json``: counts per category, AUCs, mAUC, failed / inaccurate / acceptable
+  percentages, categories present, pairs that could not be evaluated, speed, method name.
+- ``success_curve.png``: fraction of pairs with error < t for t in 0..25 px, one curve per
+  category, AUC in the legend.
+
+A pair whose image or ground-truth file is missing or unreadable, or whose ``register_fn``
+raises, gets status ``error`` with the reason; the run goes on and the summary counts it as
+failed and lists it.
+
+Command line (SIFT baseline on a FIRE-layout folder)::
+
+    python -m superretina.fire.evaluate DIR --method sift --out OUT [--jobs N] [--restart]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .outcome import RegistrationOutcome
+from .protocol import (AUC_THRESHOLDS, FAILED_ERROR, PairSpec, Summary, list_pairs,
+                       load_control_points, pair_error, success_curve, summarise)
+
+CSV_COLUMNS = ["pair", "category", "mean_error", "median_error", "max_error", "status", "matches",
+               "inliers", "inlier_rate", "seconds", "homography", "reason"]
+ROW_STATUSES = ("acceptable", "inaccurate", "failed", "error")
+RegisterFn = Callable[[Path, Path], RegistrationOutcome]
+
+
+# --------------------------------------------------------------------------- one pair
+def _error_row(spec: PairSpec, reason: str, seconds: float = 0.0) -> dict:
+    return {"pair": spec.name, "category": spec.category, "mean_error": FAILED_ERROR,
+            "median_error": FAILED_ERROR, "max_error": FAILED_ERROR, "status": "error",
+            "matches": 0, "inliers": 0, "inlier_rate": 0.0, "seconds": seconds, "homography": None,
+            "reason": reason}
+
+
+def run_pair(spec: PairSpec, register_fn: RegisterFn) -> dict:
+    """Register and score one pair; never raises except for KeyboardInterrupt/SystemExit.
+
+    Returns a row dict with the ``CSV_COLUMNS`` keys (``homography`` as a 3x3 array or None).
+    """
+    try:
+        ref_pts, query_pts = load_control_points(spec.gt_path)
+    except FileNotFoundError:
+        return _error_row(spec, f"ground-truth file missing: {spec.gt_path}")
+    except (ValueError, OSError) as e:
+        return _error_row(spec, f"bad ground truth: {e}")
+    for p in (spec.query_path, spec.refer_path):
+        if not Path(p).is_file():
+            return _error_row(spec, f"image missing: {p}")
+    t0 = time.perf_counter()
+    try:
+        out = register_fn(spec.query_path, spec.refer_path)
+    except Exception as e:  # noqa: BLE001 - any failure of one pair must not stop the run
+        return _error_row(spec, f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    if not isinstance(out, RegistrationOutcome):
+        return _error_row(spec, f"register_fn returned {type(out).__name__}, not RegistrationOutcome",
+                          seconds)
+    if out.seconds is not None:
+        seconds = float(out.seconds)
+    if out.status == "error":
+        row = _error_row(spec, out.reason or "error", seconds)
+        row.update(matches=out.num_matches, inliers=out.num_inliers, inlier_rate=out.inlier_rate)
+        return row
+    H = out.H if out.status == "registered" else None
+    pe = pair_error(H, query_pts, ref_pts, out.inlier_rate)
+    reason = out.reason
+    if pe.status == "failed" and not reason:
+        reason = "no homography" if H is None else f"inlier rate {out.inlier_rate:.3g} < 1e-6"
+    return {"pair": spec.name, "category": spec.category, "mean_error": pe.mean,
+            "median_error": pe.median, "max_error": pe.max, "status": pe.status,
+            "matches": int(out.num_matches), "inliers": int(out.num_inliers),
+            "inlier_rate": float(out.inlier_rate), "seconds": seconds, "homography": H,
+            "reason": reason}
+
+
+# --------------------------------------------------------------------------- pairs.csv
+def _format_row(row: dict) -> list[str]:
+    H = row.get("homography")
+    return [row["pair"], row["category"], repr(float(row["mean_error"])),
+            repr(float(row["median_error"])), repr(float(row["max_error"])), row["status"],
+            str(int(row["matches"])), str(int(row["inliers"])), f"{float(row['inlier_rate']):.6f}",
+            f"{float(row['seconds']):.4f}",
+            "" if H is None else " ".join(f"{v:.12g}" for v in np.asarray(H, np.float64).ravel()),
+            " ".join(str(row.get("reason", "") or "").split())]
+
+
+def _parse_row(rec: dict) -> Optional[dict]:
+    """A pairs.csv record as a row dict, or None when it is damaged."""
+    try:
+        if not rec.get("pair") or rec.get("status") not in ROW_STATUSES or None in rec.values():
+            return None
+        hom = rec["homography"].split()
+        return {"pair": rec["pair"], "category": rec["category"],
+                "mean_error": float(rec["mean_error"]), "median_error": float(rec["median_error"]),
+                "max_error": float(rec["max_error"]), "status": rec["status"],
+                "matches": int(rec["matches"]), "inliers": int(rec["inliers"]),
+                "inlier_rate": float(rec["inlier_rate"]), "seconds": float(rec["seconds"]),
+                "homography": np.float64(hom).reshape(3, 3) if hom else None,
+                "reason": rec["reason"]}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def read_pairs_csv(path: Union[str, Path]) -> list[dict]:
+    """Rows of a ``pairs.csv`` (damaged rows, e.g. a half-written last line, are skipped).
+
+    Raises ValueError when the header is not this module's (an unrelated file).
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):        # the last line was cut by an interruption
+        text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        return []
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames != CSV_COLUMNS:
+        raise ValueError(f"{path}: not a pairs.csv of this tool (header {reader.fieldnames}); "
+                         "use restart=True (--restart) to overwrite it")
+    rows = []
+    for rec in reader:
+        row = _parse_row(rec)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+class _CsvLog:
+    """Append-only pairs.csv: each row flushed and fsynced as soon as it is written."""
+
+    def __init__(self, path: Path, keep: Sequence[dict]):
+        # Rewrite atomically with only the rows kept, so a damaged tail never gets appended to.
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_COLUMNS)
+            for row in keep:
+                w.writerow(_format_row(row))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._f = open(path, "a", newline="", encoding="utf-8")
+        self._w = csv.writer(self._f)
+
+    def write(self, row: dict) -> None:
+        self._w.writerow(_format_row(row))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+# --------------------------------------------------------------------------- batch
+def _method_name(register_fn: RegisterFn, method: Optional[str]) -> str:
+    return method or getattr(register_fn, "__name__", None) or type(register_fn).__name__
+
+
+def evaluate(pairs: Sequence[PairSpec], register_fn: RegisterFn, out_dir: Union[str, Path], jobs: int = 1,
+             restart: bool = False, progress: bool = True, method: Optional[str] = None,
+             verbose: bool = True) -> Summary:
+    """Register and score every pair, resumably; write pairs.csv, summary.json, success_curve.png.
+
+    Parameters
+    ----------
+    pairs : sequence of PairSpec
+        Usually ``protocol.list_pairs(fire_dir)``.
+    register_fn : callable (query_path, refer_path) -> RegistrationOutcome
+        Must be thread-safe when ``jobs > 1``. Exceptions it raises become status 'error'
+        for that pair (KeyboardInterrupt stops the run; finished pairs are kept).
+    out_dir : str or Path
+        Created if needed.
+    jobs : int
+        Pairs in flight at once (threads); rows are written as they finish.
+    restart : bool
+        Discard an existing pairs.csv instead of resuming from it.
+    progress : bool
+        tqdm progress bar (pairs/s, time left).
+    method : str, optional
+        Name written to summary.json (default: ``register_fn.__name__``).
+    verbose : bool
+        Print the two summary lines, the set line when the set is not the full FIRE, and the
+        pairs that could not be evaluated.
+
+    Returns
+    -------
+    Summary
+        Over every listed pair in pairs.csv, including those of earlier runs.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [p.name for p in pairs]
+    if len(set(names)) != len(names):
+        raise ValueError("evaluate: duplicate pair names in the pair list")
+    if not pairs:
+        raise ValueError("evaluate: empty pair list")
+    csv_path = out_dir / "pairs.csv"
+    wanted = set(names)
+    kept = []
+    if csv_path.exists() and not restart:
+        kept = [r for r in read_pairs_csv(csv_path) if r["status"] != "error"]
+    done = {r["pair"] for r in kept}
+    todo = [p for p in pairs if p.name not in done]
+    log = _CsvLog(csv_path, kept)
+
+    from tqdm import tqdm
+    bar = tqdm(total=len(todo), unit="pair", disable=not progress, desc=_method_name(register_fn, method),
+               dynamic_ncols=True)
+    t_start = time.perf_counter()
+    n_new = 0
+    try:
+        if jobs <= 1:
+            for spec in todo:
+                log.write(run_pair(spec, register_fn))
+                n_new += 1
+                bar.update(1)
+        else:
+            with ThreadPoolExecutor(max_workers=int(jobs)) as ex:
+                pending = {ex.submit(run_pair, spec, register_fn) for spec in todo}
+                try:
+                    while pending:
+                        finished, pending = wait(pending, return_when="FIRST_COMPLETED")
+                        stop = None
+                        for fut in finished:
+                            try:
+                                row = fut.result()
+                            except BaseException as e:  # KeyboardInterrupt inside register_fn
+                                stop = stop or e
+                                continue
+                            log.write(row)
+                            n_new += 1
+                            bar.update(1)
+                        if stop is not None:
+                            raise stop
+                except BaseException:
+                    # Interrupted: start nothing new, keep every pair still finishing.
+                    for fut in pending:
+                        fut.cancel()
+                    for fut in pending:
+                        if not fut.cancelled():
+                            try:
+                                log.write(fut.result())
+                                n_new += 1
+                            except BaseException:  # noqa: BLE001 - already interrupting
+                                pass
+                    raise
+    except KeyboardInterrupt:
+        bar.close()
+        log.close()
+        print(f"\ninterrupted: {len(done) + n_new} pairs saved in {csv_path}; run again to resume",
+              file=sys.stderr)
+        raise
+    bar.close()
+    log.close()
+    elapsed = time.perf_counter() - t_start
+
+    rows = [r for r in read_pairs_csv(csv_path) if r["pair"] in wanted]
+    summary = summarise(rows)
+    timed = [r["seconds"] for r in rows if r["status"] != "error"]
+    summary = replace(summary, method=_method_name(register_fn, method),
+                      pairs_per_second=(n_new / elapsed) if n_new and elapsed > 0 else None,
+                      seconds_per_pair=float(np.mean(timed)) if timed else None)
+    write_summary(summary, out_dir / "summary.json")
+    plot_success_curve(rows, summary, out_dir / "success_curve.png")
+    if verbose:
+        print_summary(summary)
+    return summary
+
+
+def write_summary(summary: Summary, path: Union[str, Path]) -> None:
+    """summary.json (the Summary's fields plus its two report lines and the set line)."""
+    d = summary.to_dict()
+    d["set_line"] = summary.set_line()
+    Path(path).write_text(json.dumps(d, indent=2))
+
+
+def print_summary(summary: Summary, file=None) -> None:
+    """Print the two reference lines, then the set line / note / errors when relevant."""
+    file = file or sys.stdout
+    for line in summary.summary_lines():
+        print(line, file=file)
+    if not summary.is_full_fire:
+        print(summary.set_line(), file=file)
+    missing = [c for c in ("S", "P", "A") if c not in summary.counts]
+    if missing:
+        print(f"Note: no {', '.join(missing)} pairs; mAUC is the mean over "
+              f"{', '.join(summary.categories_present)}.", file=file)
+    if summary.errors:
+        print(f"{len(summary.errors)} pair(s) could not be evaluated (counted as failed):", file=file)
+        for e in summary.errors:
+            print(f"  {e['pair']}: {e['reason']}", file=file)
+
+
+def plot_success_curve(rows: Iterable[Mapping], summary: Summary, path: Union[str, Path]) -> None:
+    """success_curve.png: success rate vs threshold 0..25 px per category (Agg, no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = list(rows)
+    ts = np.linspace(0.0, float(max(AUC_THRESHOLDS)), 251)
+    fig = Figure(figsize=(6, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for c in summary.categories_present:
+        errs = [FAILED_ERROR if r["status"] in ("failed", "error") else r["mean_error"]
+                for r in rows if r["category"] == c]
+        ax.plot(ts, success_curve(errs, ts), label=f"{c} (n={len(errs)}): AUC {summary.auc[c]:.3f}")
+    ax.set_xlim(0, ts[-1])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("threshold on mean control-point error (px)")
+    ax.set_ylabel("fraction of pairs with error < threshold")
+    ax.set_title(f"{summary.method or ''}  mAUC {summary.mauc:.3f}  ({summary.n_pairs} pairs)".strip())
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(str(path))
+
+
+# --------------------------------------------------------------------------- several methods
+def format_comparison(summaries: Mapping[str, Summary]) -> str:
+    """Table: method, failed/inaccurate/acceptable %, S/P/A AUC, mAUC, seconds per pair."""
+    head = f"{'method':<16} {'Failed':>8} {'Inaccurate':>10} {'Acceptable':>10} {'S':>6} {'P':>6} {'A':>6} {'mAUC':>6} {'s/pair':>7}"
+    lines = [head, "-" * len(head)]
+    for name, s in summaries.items():
+        aucs = [f"{s.auc[c]:6.3f}" if c in s.auc else f"{'n/a':>6}" for c in ("S", "P", "A")]
+        spp = f"{s.seconds_per_pair:7.2f}" if s.seconds_per_pair is not None else f"{'n/a':>7}"
+        lines.append(f"{name:<16} {s.failed_pct:7.2f}% {s.inaccurate_pct:9.2f}% {s.acceptable_pct:9.2f}% "
+                     f"{' '.join(aucs)} {s.mauc:6.3f} {spp}")
+    return "\n".join(lines)
+
+
+def compare(pairs: Sequence[PairSpec], methods: Mapping[str, RegisterFn], out_dir: Union[str, Path],
+            jobs: int = 1, restart: bool = False, progress: bool = True) -> dict[str, Summary]:
+    """Evaluate several methods on one set into ``out_dir/<method>/`` and print one table.
+
+    Returns {method: Summary}; the table is also written to ``out_dir/comparison.txt``.
+    """
+    out_dir = Path(out_dir)
+    summaries = {}
+    for name, fn in methods.items():
+        print(f"== {name}")
+        summaries[name] = evaluate(pairs, fn, out_dir / name, jobs=jobs, restart=restart,
+                                   progress=progress, method=name)
+    table = format_comparison(summaries)
+    first = next(iter(summaries.values()))
+    if not first.is_full_fire:
+        table += "\n" + first.set_line()
+    print(table)
+    (out_dir / "comparison.txt").write_text(table + "\n")
+    return summaries
+
+
+# --------------------------------------------------------------------------- command line
+def _sift_factory(args) -> RegisterFn:
+    from .sift import make_register_fn
+    return make_register_fn(ratio=args.ratio)
+
+
+METHODS = {"sift": _sift_factory}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m superretina.fire.evaluate",
+        description="Evaluate a registration method on a FIRE-layout folder (the real FIRE or a "
+                    "synthetic set) by the FIRE protocol. Resumable: rerunning skips the pairs "
+                    "already in OUT/pairs.csv.")
+    ap.add_argument("fire_dir", type=Path, help="folder with Images/ and Ground Truth/")
+    ap.add_argument("--method", choices=sorted(METHODS), default="sift", help="method (sift)")
+    ap.add_argument("--out", type=Path, required=True, help="output folder")
+    ap.add_argument("--jobs", type=int, default=1, help="pairs in flight at once (1)")
+    ap.add_argument("--restart", action="store_true", help="discard OUT/pairs.csv and start again")
+    ap.add_argument("--keep-p37", action="store_true",
+                    help="keep pair P37 of the real FIRE (excluded by the protocol)")
+    ap.add_argument("--ratio", type=float, default=0.8, help="SIFT Lowe ratio (0.8)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        pairs = list_pairs(args.fire_dir, exclude_p37=not args.keep_p37)
+        evaluate(pairs, METHODS[args.method](args), args.out, jobs=args.jobs, restart=args.restart,
+                 progress=not args.no_progress, method=args.method)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
