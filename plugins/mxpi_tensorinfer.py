@@ -214,9 +214,6 @@ class TensorInfer(PluginBase):
             self._run_samples(self.max_batch)
         return self._drain()
 
-    def flush(self):
-        return self.on_timeout()
-
     def deinit(self):
         self.session = None
 

@@ -213,10 +213,6 @@ class PluginBase:
         """Called when :meth:`next_deadline` passes with no new input; returns buffers to push."""
         return []
 
-    def flush(self) -> list:
-        """Called once when the stream stops; returns buffers still held back."""
-        return []
-
     def deinit(self) -> None:
         """Release resources."""
 

@@ -123,6 +123,7 @@ class ElementRunner:
         self.plugin = plugin
         self.n_pads = n_pads
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.stopping = threading.Event()
         self.outputs: list[tuple["ElementRunner", int]] = []
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name=f"mxlocal:{stream_name}:{plugin.name}")
@@ -144,11 +145,13 @@ class ElementRunner:
             try:
                 pad, buffer = self.inbox.get(timeout=timeout)
             except queue.Empty:
-                self._emit(self._guard(plugin.on_timeout, []))
+                if not self.stopping.is_set():
+                    self._emit(self._guard(plugin.on_timeout, []))
                 continue
             if buffer is _STOP:
-                self._emit(self._guard(plugin.flush, []))
                 return
+            if self.stopping.is_set():
+                continue  # the SDK drops data still in flight when a stream is destroyed
             pending[pad].append(buffer)
             while all(pending):  # one buffer from every sink pad, as the SDK's Process(vector)
                 inputs = [p.popleft() for p in pending]
@@ -173,6 +176,8 @@ class ElementRunner:
             return [inputs[0]]
 
     def stop(self) -> None:
+        """Ask the worker to exit; buffers still queued are dropped."""
+        self.stopping.set()
         self.inbox.put((0, _STOP))
 
 
@@ -288,36 +293,21 @@ class Stream:
         self._started = True
 
     def stop(self) -> None:
-        """Stop the element threads (joined), drop queued results and wake blocked getters."""
+        """Stop the element threads (joined), drop data in flight and wake blocked getters."""
         if self._stopped:
             return
         self._stopped = True
-        if self._started:
-            for name in self._topological_order():
-                runner = self.runners[name]
-                runner.stop()
-                runner.thread.join(JOIN_TIMEOUT_S)
-                if runner.thread.is_alive():
-                    log.warning("%s: worker did not stop within %.0f s", runner.plugin.where(), JOIN_TIMEOUT_S)
         for q in self.results:
             q.close()
         self.unique_results.close()
+        if self._started:
+            for runner in self.runners.values():
+                runner.stop()
+            for runner in self.runners.values():
+                runner.thread.join(JOIN_TIMEOUT_S)  # an element busy in a model run finishes it first
+                if runner.thread.is_alive():
+                    log.warning("%s: worker did not stop within %.0f s", runner.plugin.where(), JOIN_TIMEOUT_S)
         self._deinit(r.plugin for r in self.runners.values())
-
-    def _topological_order(self) -> list[str]:
-        # Stop sources first so every buffer already sent drains before its consumer stops.
-        indegree = {n: len(e.upstream) for n, e in self.config.elements.items()}
-        ready = [n for n, d in indegree.items() if d == 0]
-        order = []
-        while ready:
-            name = ready.pop(0)
-            order.append(name)
-            for link in self.config.elements[name].next:
-                indegree[link.target] -= 1
-                if indegree[link.target] == 0:
-                    ready.append(link.target)
-        order += [n for n in self.config.elements if n not in order]  # cycles: any order
-        return order
 
     # ---- sending -------------------------------------------------------------------------------
     def appsrc_by_index(self, index: int) -> str | None:
