@@ -1,0 +1,133 @@
+"""The SuperRetina network (Liu et al., ECCV 2022) in PyTorch.
+
+Parameter names and shapes follow the reference so that an official checkpoint
+(``{'net': state_dict}``) loads with strict key matching, and checkpoints written here load in
+the reference code.  ``widths`` makes a narrower variant with the same inputs, outputs and
+parameter names (only the channel counts differ); the official widths are the default.
+
+Input: (N, 1, H, W) float32 in [0, 1], H and W multiples of 8 (768x768 in the reference).
+Outputs: detector (N, 1, H, W) sigmoid probabilities; descriptor (N, 256, 2*(H/16-1), 2*(W/16-1))
+(94x94 for 768), computed from L2-normalised features through a 2x2 transposed convolution.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DESCRIPTOR_DIM = 256
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Channel counts. c1..c4: encoder blocks; cd: descriptor head's hidden width."""
+
+    c1: int = 64
+    c2: int = 64
+    c3: int = 128
+    c4: int = 128
+    cd: int = 256
+
+    @classmethod
+    def named(cls, name: str) -> "Widths":
+        if name not in VARIANTS:
+            raise ValueError(f"unknown network variant {name!r}; expected one of {sorted(VARIANTS)}")
+        return VARIANTS[name]
+
+
+VARIANTS = {
+    "full": Widths(),                         # the published network, ~3.0 M parameters
+    "half": Widths(32, 32, 64, 64, 128),      # ~4x fewer multiply-adds
+}
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    # Indices 0 and 2 carry the weights: keys "<name>.0.weight", "<name>.2.weight" as in the reference.
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True),
+    )
+
+
+class SuperRetinaNet(nn.Module):
+    def __init__(self, widths: Widths | str = "full"):
+        super().__init__()
+        w = Widths.named(widths) if isinstance(widths, str) else widths
+        self.widths = w
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv1a = nn.Conv2d(1, w.c1, 3, padding=1)
+        self.conv1b = nn.Conv2d(w.c1, w.c1, 3, padding=1)
+        self.conv2a = nn.Conv2d(w.c1, w.c2, 3, padding=1)
+        self.conv2b = nn.Conv2d(w.c2, w.c2, 3, padding=1)
+        self.conv3a = nn.Conv2d(w.c2, w.c3, 3, padding=1)
+        self.conv3b = nn.Conv2d(w.c3, w.c3, 3, padding=1)
+        self.conv4a = nn.Conv2d(w.c3, w.c4, 3, padding=1)
+        self.conv4b = nn.Conv2d(w.c4, w.c4, 3, padding=1)
+        # Descriptor head.
+        self.convDa = nn.Conv2d(w.c4, w.cd, 3, padding=1)
+        self.convDb = nn.Conv2d(w.cd, DESCRIPTOR_DIM, 4, stride=2, padding=0)
+        self.convDc = nn.Conv2d(DESCRIPTOR_DIM, DESCRIPTOR_DIM, 1)
+        self.trans_conv = nn.ConvTranspose2d(DESCRIPTOR_DIM, DESCRIPTOR_DIM, 2, stride=2)
+        # Detector head (U-Net decoder).
+        self.dconv_up3 = _double_conv(w.c4 + w.c3, w.c3)
+        self.dconv_up2 = _double_conv(w.c3 + w.c2, w.c2)
+        self.dconv_up1 = _double_conv(w.c2 + w.c1, w.c1)
+        self.conv_last = nn.Conv2d(w.c1, 1, 1)
+
+    def encode(self, x: torch.Tensor):
+        r = self.relu
+        x1 = r(self.conv1b(r(self.conv1a(x))))
+        x2 = r(self.conv2b(r(self.conv2a(self.pool(x1)))))
+        x3 = r(self.conv3b(r(self.conv3a(self.pool(x2)))))
+        x4 = r(self.conv4b(r(self.conv4a(self.pool(x3)))))
+        return x1, x2, x3, x4
+
+    def descriptor_head(self, x4: torch.Tensor) -> torch.Tensor:
+        d = self.relu(self.convDa(x4))
+        d = self.relu(self.convDb(d))
+        d = F.normalize(self.convDc(d), p=2, dim=1)
+        return self.trans_conv(d)
+
+    def detector_head(self, x1, x2, x3, x4) -> torch.Tensor:
+        def up(t):
+            return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
+
+        y = self.dconv_up3(torch.cat([up(x4), x3], dim=1))
+        y = self.dconv_up2(torch.cat([up(y), x2], dim=1))
+        y = self.dconv_up1(torch.cat([up(y), x1], dim=1))
+        return torch.sigmoid(self.conv_last(y))
+
+    def forward(self, x: torch.Tensor):
+        x1, x2, x3, x4 = self.encode(x)
+        return self.detector_head(x1, x2, x3, x4), self.descriptor_head(x4)
+
+
+def infer_widths(state_dict: dict) -> Widths:
+    """Channel counts of a checkpoint, read off its weight shapes (official or narrow)."""
+    return Widths(
+        c1=state_dict["conv1a.weight"].shape[0],
+        c2=state_dict["conv2a.weight"].shape[0],
+        c3=state_dict["conv3a.weight"].shape[0],
+        c4=state_dict["conv4a.weight"].shape[0],
+        cd=state_dict["convDa.weight"].shape[0],
+    )
+
+
+def load_checkpoint(path, map_location="cpu") -> SuperRetinaNet:
+    """Load a ``{'net': state_dict}`` checkpoint (official or this project's) with strict keys."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(ckpt, dict) or "net" not in ckpt:
+        raise ValueError(f"{path}: expected a checkpoint dict with key 'net' (the SuperRetina format)")
+    state = ckpt["net"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
+    net = SuperRetinaNet(infer_widths(state))
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+def checkpoint_dict(net: SuperRetinaNet, **extra) -> dict:
+    """The reference's checkpoint layout plus this project's metadata under separate keys."""
+    return {"net": net.state_dict(), "widths": asdict(net.widths), **extra}

@@ -1,0 +1,1 @@
+"""Training of SuperRetina weights on fundus photographs with auto-generated labels."""

@@ -1,0 +1,61 @@
+"""Random geometry and visit-to-visit appearance changes for training pairs.
+
+Geometry is expressed as 3x3 homographies from the 768x768 model frame into a crop; the
+photometric changes act on the raw photograph before enhancement, as a second visit would.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def random_view(rng: np.random.Generator, frame: int, crop: int, rot_deg: float, scale: tuple,
+                shift: float, perspective: float, centre=None) -> np.ndarray:
+    """Homography mapping the model frame (frame x frame) into a crop x crop view.
+
+    The view looks at a window of the frame around ``centre`` (x, y; random when None), rotated by up to ``rot_deg`` degrees,
+    scaled by ``scale``=(lo, hi) and shifted by up to ``shift`` of the crop size, with a small
+    random perspective component.
+    """
+    a = np.deg2rad(rng.uniform(-rot_deg, rot_deg))
+    s = rng.uniform(*scale)
+    # Window centre: keep most of the crop on the frame.
+    cx, cy = rng.uniform(crop * 0.4, frame - crop * 0.4, size=2) if centre is None else centre
+    tx, ty = rng.uniform(-shift, shift, size=2) * crop
+    to_origin = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], float)
+    rot = np.array([[s * np.cos(a), -s * np.sin(a), 0], [s * np.sin(a), s * np.cos(a), 0], [0, 0, 1]])
+    persp = np.eye(3)
+    persp[2, :2] = rng.uniform(-perspective, perspective, size=2) / crop
+    to_crop = np.array([[1, 0, crop / 2 + tx], [0, 1, crop / 2 + ty], [0, 0, 1]], float)
+    return to_crop @ persp @ rot @ to_origin
+
+
+def warp_points(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply a homography to (K, 2) points."""
+    if len(pts) == 0:
+        return pts.reshape(0, 2).astype(np.float32)
+    return cv2.perspectiveTransform(pts.reshape(-1, 1, 2).astype(np.float64), H).reshape(-1, 2).astype(np.float32)
+
+
+def revisit(rng: np.random.Generator, green: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Appearance of another visit: illumination field, gamma, contrast, blur, noise, resolution.
+
+    green: (H, W) uint8 raw green channel.  Returns (H, W) uint8.
+    """
+    h, w = green.shape
+    g = green.astype(np.float32) / 255.0
+    # Smooth illumination field (uneven flash, vignetting).
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+    r2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (max(h, w) ** 2)
+    g *= 1.0 + strength * rng.uniform(-0.35, 0.35) * np.exp(-r2 * rng.uniform(1, 4))
+    g = np.clip(g, 0, 1) ** rng.uniform(1 - 0.35 * strength, 1 + 0.45 * strength)
+    g = g * rng.uniform(1 - 0.3 * strength, 1 + 0.2 * strength) + rng.uniform(-0.05, 0.05) * strength
+    if rng.random() < 0.5:  # a lower-resolution camera
+        f = rng.uniform(0.45, 0.9)
+        small = cv2.resize(g, (max(8, int(w * f)), max(8, int(h * f))), interpolation=cv2.INTER_AREA)
+        g = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        g = cv2.GaussianBlur(g, (0, 0), rng.uniform(0.3, 1.5 * strength + 0.3))
+    g = g + rng.normal(0, rng.uniform(0, 0.02 * strength), g.shape).astype(np.float32)
+    return (np.clip(g, 0, 1) * 255 + 0.5).astype(np.uint8)
