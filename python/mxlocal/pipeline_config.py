@@ -100,7 +100,7 @@ def _appsink_number(name: str) -> int:
 def _element_sort_key(name: str):
     # SDK SortElement: appsinks compare by number, everything else by name. A total order that
     # agrees with it: appsinks sort among the other names at "appsink", ties by number.
-    if "appsink" in name and name.startswith("appsink"):
+    if name.startswith("appsink"):
         return ("appsink", _appsink_number(name), name)
     return (name, -1, name)
 
