@@ -165,3 +165,11 @@ def get_tensors(api, stream: bytes, key: bytes = b"mxpi_tensorinfer0", index: in
 
 def tensor_array(tensor, dtype, shape) -> np.ndarray:
     return np.frombuffer(tensor.dataStr, dtype=dtype).reshape(shape)
+
+
+def add_model(path: Path) -> Path:
+    """Two inputs: ``s = a + b`` for float32 (N, 3) tensors."""
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 3])
+    s = helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N", 3])
+    return _save([helper.make_node("Add", ["a", "b"], ["s"])], [a, b], [s], path)

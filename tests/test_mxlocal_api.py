@@ -329,3 +329,14 @@ def test_destroy_joins_every_element_thread():
     assert api.DestroyAllStreams() == 0
     assert not [t.name for t in threading.enumerate() if t.name.startswith("mxlocal:t")]
     assert api.SendData(b"t1", 0, data_input(b"x")) == 6002
+
+
+def test_list_next_fans_out_to_every_branch(api):
+    stream = {"appsrc0": {"factory": "appsrc", "next": ["queue0", "appsink1"]},
+              "queue0": {"factory": "queue", "next": "appsink0"},
+              "appsink0": {"factory": "appsink"}, "appsink1": {"factory": "appsink"}}
+    assert api.CreateMultipleStreams(json.dumps({"tee": stream}).encode()) == 0
+    for i in range(20):
+        assert api.SendData(b"tee", 0, data_input(b"%d" % i)) == 0
+    for index in (0, 1):
+        assert [api.GetResult(b"tee", index, 3000).data for _ in range(20)] == [b"%d" % i for i in range(20)]

@@ -231,3 +231,24 @@ def test_dataserialize_forwards_pipeline_error(api, models):
     assert api.SendProtobuf(b"jerr", 0, protobuf_in(tensor_package_list(x))) == 0
     result = api.GetResult(b"jerr", 0, 5000)
     assert result.errorCode == 1001 and b"The datasize of concated inputTensors[0](12)" in result.data
+
+
+def test_two_appsrcs_into_pads_of_one_tensorinfer(api, tmp_path):
+    from mxlocal_support import add_model
+
+    model = add_model(tmp_path / "add.onnx")
+    stream = {"appsrc0": {"factory": "appsrc", "next": "mxpi_tensorinfer0:0"},
+              "appsrc1": {"factory": "appsrc", "next": "mxpi_tensorinfer0:1"},
+              "mxpi_tensorinfer0": {"factory": "mxpi_tensorinfer", "next": "appsink0",
+                                    "props": {"dataSource": "appsrc0,appsrc1", "modelPath": str(model),
+                                              "singleBatchInfer": "1"}},
+              "appsink0": {"factory": "appsink"}}
+    assert api.CreateMultipleStreams(json.dumps({"pair": stream}).encode()) == 0
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert api.SendProtobuf(b"pair", 1, protobuf_in(tensor_package_list(a * 10), key=b"appsrc1")) == 0
+    assert api.SendProtobuf(b"pair", b"appsrc0", protobuf_in(tensor_package_list(a))) == 0
+    package = get_tensors(api, b"pair").tensorPackageVec[0]
+    np.testing.assert_array_equal(tensor_array(package.tensorVec[0], np.float32, (2, 3)), a * 11)
+    assert [h.dataSource for h in package.headerVec] == ["appsrc0", "appsrc1"]
+    stream["mxpi_tensorinfer0"]["props"]["dataSource"] = "appsrc0"  # one key for two pads
+    assert api.CreateMultipleStreams(json.dumps({"pair2": stream}).encode()) == 6015

@@ -133,8 +133,10 @@ class ElementRunner:
 
     def _emit(self, buffers) -> None:
         for buffer in buffers or ():
-            for i, (runner, pad) in enumerate(self.outputs):
-                runner.push(pad, buffer if i == 0 else buffer.branch())
+            # fan-out: copy for the other branches before the first consumer can touch the buffer
+            copies = [buffer] + [buffer.branch() for _ in self.outputs[1:]]
+            for (runner, pad), copy in zip(self.outputs, copies):
+                runner.push(pad, copy)
 
     def _run(self) -> None:
         pending = [collections.deque() for _ in range(max(self.n_pads, 1))]
