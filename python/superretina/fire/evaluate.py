@@ -380,34 +380,67 @@ def _sift_factory(args) -> RegisterFn:
     return make_register_fn(ratio=args.ratio)
 
 
-METHODS = {"sift": _sift_factory}
+def _superretina_factory(args) -> RegisterFn:
+    # Imported here: the SIFT baseline must not need the model or the stream runtime.
+    from ..app import open_app
+    from .superretina import make_register_fn
+    app = open_app(args.config, args.pipeline, args.runtime)
+    return make_register_fn(app)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+METHODS = {"superretina": _superretina_factory, "sift": _sift_factory}
+
+
+def build_parser(prog: str, compare_all: bool) -> argparse.ArgumentParser:
+    what = "every method" if compare_all else "a registration method"
     ap = argparse.ArgumentParser(
-        prog="python -m superretina.fire.evaluate",
-        description="Evaluate a registration method on a FIRE-layout folder (the real FIRE or a "
-                    "synthetic set) by the FIRE protocol. Resumable: rerunning skips the pairs "
-                    "already in OUT/pairs.csv.")
+        prog=prog,
+        description=f"Evaluate {what} on a FIRE-layout folder (the real FIRE or a synthetic set) "
+                    "by the FIRE protocol: mean control-point error per pair, Failed/Inaccurate/"
+                    "Acceptable, AUC over 1..25 px per category S/P/A and mAUC. Resumable: rerunning "
+                    "skips the pairs already in OUT/pairs.csv.",
+        epilog="Real FIRE: download it, unpack it so DIR has Images/ and 'Ground Truth/', then "
+               "`bash run.sh fire DIR`. Synthetic sets: `bash run.sh synth OUT --from IMAGES`.")
     ap.add_argument("fire_dir", type=Path, help="folder with Images/ and Ground Truth/")
-    ap.add_argument("--method", choices=sorted(METHODS), default="sift", help="method (sift)")
-    ap.add_argument("--out", type=Path, required=True, help="output folder")
-    ap.add_argument("--jobs", type=int, default=1, help="pairs in flight at once (1)")
-    ap.add_argument("--restart", action="store_true", help="discard OUT/pairs.csv and start again")
+    if not compare_all:
+        ap.add_argument("--method", choices=sorted(METHODS), default="superretina",
+                        help="superretina (default: the stream pipeline) or sift (OpenCV baseline)")
+    ap.add_argument("--out", type=Path, help="output folder (default out/<set name>_<method or compare>)")
+    ap.add_argument("--jobs", type=int, default=1, help="pairs in flight at once (default 1)")
+    ap.add_argument("--restart", action="store_true", help="discard earlier results and start again")
     ap.add_argument("--keep-p37", action="store_true",
                     help="keep pair P37 of the real FIRE (excluded by the protocol)")
-    ap.add_argument("--ratio", type=float, default=0.8, help="SIFT Lowe ratio (0.8)")
+    ap.add_argument("--ratio", type=float, default=0.8, help="SIFT Lowe ratio (default 0.8)")
+    ap.add_argument("--config", type=Path, help="registration parameters YAML (default configs/default.yaml)")
+    ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline)")
+    ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (default auto)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
+         prog: str = "python -m superretina.fire.evaluate") -> int:
+    args = build_parser(prog, compare_all).parse_args(argv)
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    label = "compare" if compare_all else args.method
+    out = args.out or Path("out") / f"{args.fire_dir.resolve().name}_{label}"
     try:
         pairs = list_pairs(args.fire_dir, exclude_p37=not args.keep_p37)
-        evaluate(pairs, METHODS[args.method](args), args.out, jobs=args.jobs, restart=args.restart,
-                 progress=not args.no_progress, method=args.method)
-    except (FileNotFoundError, ValueError) as e:
+        if compare_all:
+            fns = {name: factory(args) for name, factory in METHODS.items()}
+            compare(pairs, fns, out, jobs=args.jobs, restart=args.restart, progress=not args.no_progress)
+        else:
+            evaluate(pairs, METHODS[args.method](args), out, jobs=args.jobs, restart=args.restart,
+                     progress=not args.no_progress, method=args.method)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"interrupted: finished pairs are kept in {out}; rerun the same command to resume", file=sys.stderr)
         return 130
+    print(f"results in {out}")
     return 0
 
 

@@ -1,0 +1,54 @@
+"""Opening the application: configuration, runtime, pipeline and model, with clear errors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DEFAULT_PIPELINE, load_config
+from .register import Registrar
+from .sdk import load_sdk
+from .stream_client import SuperRetinaStream, read_layout
+
+
+class AppError(RuntimeError):
+    """A problem the user can fix (missing model, bad pipeline): printed as one line."""
+
+
+@dataclass
+class App:
+    registrar: Registrar
+    stream: SuperRetinaStream
+    config: dict
+    pipeline: Path
+    model: Path
+    runtime: str
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_app(config: Path | None = None, pipeline: Path | None = None, runtime: str | None = None) -> App:
+    cfg = load_config(config)
+    pipeline = Path(pipeline or DEFAULT_PIPELINE)
+    if not pipeline.is_file():
+        raise AppError(f"{pipeline}: pipeline file not found")
+    layout = read_layout(pipeline)
+    model = Path(layout.model_path)
+    if not model.is_absolute():
+        model = (pipeline.parent / model).resolve()
+    sdk = load_sdk(runtime)
+    if not model.is_file():
+        hint = (" — the default weights are made by `bash run.sh train` then exported "
+                "(see model/README.md)" if model.name == "superretina.onnx" else "")
+        raise AppError(f"{pipeline}: modelPath {layout.model_path} → {model} does not exist{hint}")
+    if sdk.name == "local" and model.suffix.lower() == ".om":
+        raise AppError(f"{pipeline}: {model.name} is an Ascend .om model; the local runtime runs .onnx models — "
+                       "use pipeline/superretina.pipeline or run on an Ascend machine with the MindX SDK")
+    stream = SuperRetinaStream(pipeline, sdk)
+    return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name)

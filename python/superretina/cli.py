@@ -1,0 +1,161 @@
+"""Command line of the application (``bash run.sh ...``).
+
+    bash run.sh QUERY REFER [--out DIR] [--config FILE] [--pipeline FILE] [--runtime R]
+    bash run.sh                       self-checking demo on the bundled example
+    bash run.sh fire DIR [...]        FIRE-protocol batch evaluation (resumable)
+    bash run.sh compare DIR [...]     SuperRetina and SIFT on one set, one table
+    bash run.sh synth OUT --from ...  synthetic FIRE-format set with known ground truth
+    bash run.sh train [...]           train weights (needs the train extra)
+    bash run.sh export CKPT OUT.onnx  checkpoint → ONNX (pth2onnx)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "train", "export", "bench")
+EXIT_OK, EXIT_FAILED_PAIR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _common(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
+    ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
+    ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline; "
+                    "pipeline/superretina_ascend.pipeline on Ascend)")
+    ap.add_argument("--runtime", choices=("auto", "ascend", "local"),
+                    help="MindX runtime: the real SDK (ascend), this project's ONNX Runtime stand-in "
+                         "(local) or auto (SDK if importable; also $SUPERRETINA_RUNTIME)")
+
+
+def _print_result(info: dict, written: list[Path]) -> None:
+    print(f"status: {info['status']}" + (f" ({info['reason']})" if info["reason"] else ""))
+    print(f"keypoints: query {info['num_keypoints']['query']}, refer {info['num_keypoints']['refer']}; "
+          f"matches {info['num_matches']}, inliers {info['num_inliers']} ({100 * info['inlier_rate']:.1f}%)")
+    print("seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in info["seconds"].items()))
+    for p in written:
+        print(f"wrote {p}")
+
+
+def cmd_register(argv) -> int:
+    ap = argparse.ArgumentParser(prog="bash run.sh QUERY REFER", description=(
+        "Register QUERY onto REFER (fundus photographs: JPEG, PNG 8/16 bit, TIFF, BMP; any sizes). "
+        "Writes OUT/match_result.jpg (matches), OUT/result.jpg (warped query red, reference green: "
+        "aligned vessels look yellow), OUT/checkerboard.jpg and OUT/result.json (homography query → "
+        "reference in original pixels, keypoints, matches, inliers, timings). Exit code 0 registered, "
+        "1 the pair could not be registered, 2 bad input."))
+    ap.add_argument("query", type=Path, help="query image (the one warped onto the reference)")
+    ap.add_argument("refer", type=Path, help="reference image")
+    _common(ap)
+    args = ap.parse_args(argv)
+    from .app import open_app
+    from .image_io import read_image
+    from .outputs import result_json, write_outputs
+
+    query, refer = read_image(args.query), read_image(args.refer)
+    with open_app(args.config, args.pipeline, args.runtime) as app:
+        res = app.registrar.register_images(query, refer)
+        info = result_json(res, args.query, args.refer, str(app.model), str(app.pipeline), app.runtime)
+        written = write_outputs(res, query, refer, args.out, info, app.config)
+    _print_result(info, written)
+    return EXIT_OK if res.status == "registered" else EXIT_FAILED_PAIR
+
+
+def cmd_demo(argv) -> int:
+    ap = argparse.ArgumentParser(prog="bash run.sh", description=(
+        "Self-checking demo: warps scikit-image's CC0 retina photograph with a known homography and "
+        "an illumination change, registers it with the default model and prints the mean "
+        "control-point error against the known truth."))
+    _common(ap)
+    args = ap.parse_args(argv)
+    from .app import open_app
+    from .demo import control_point_error, make_pair, retina_bgr
+    from .outputs import result_json, write_outputs
+
+    refer = retina_bgr()
+    query, G, pts = make_pair(refer)
+    args.out.mkdir(parents=True, exist_ok=True)
+    import cv2
+    cv2.imwrite(str(args.out / "demo_query.jpg"), query)
+    cv2.imwrite(str(args.out / "demo_refer.jpg"), refer)
+    with open_app(args.config, args.pipeline, args.runtime) as app:
+        res = app.registrar.register_images(query, refer)
+        info = result_json(res, args.out / "demo_query.jpg", args.out / "demo_refer.jpg",
+                           str(app.model), str(app.pipeline), app.runtime)
+        err = control_point_error(res.H, G, pts)
+        info["demo"] = {"known_homography_refer_to_query": G.tolist(), "mean_control_point_error_px": err}
+        written = write_outputs(res, query, refer, args.out, info, app.config)
+    _print_result(info, written)
+    ok = res.status == "registered" and err < 5.0
+    print(f"mean control-point error: {err:.2f} px over {len(pts)} points "
+          f"({'PASS' if ok else 'FAIL'}: below 5 px expected)")
+    return EXIT_OK if ok else EXIT_FAILED_PAIR
+
+
+def cmd_fire(argv, compare_all=False) -> int:
+    from .fire.evaluate import main
+    return main(argv, compare_all=compare_all, prog=f"bash run.sh {'compare' if compare_all else 'fire'}")
+
+
+def cmd_synth(argv) -> int:
+    from .fire.synth import main
+    return main(argv)
+
+
+def cmd_train(argv) -> int:
+    try:
+        from .training.train import main
+    except ImportError as exc:
+        print(f"error: training needs the train extra (PyTorch): pip install -e '.[train]' ({exc})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return main(argv)
+
+
+def cmd_export(argv) -> int:
+    try:
+        from .model.export import main
+    except ImportError as exc:
+        print(f"error: export needs the train extra (PyTorch, onnx): pip install -e '.[train]' ({exc})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return main(argv)
+
+
+def cmd_bench(argv) -> int:
+    from .bench import main
+    return main(argv)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return EXIT_OK
+    if not argv or argv[0].startswith("-"):
+        cmd, rest = "demo", argv
+    elif argv[0] in SUBCOMMANDS:
+        cmd, rest = argv[0], argv[1:]
+    else:
+        cmd, rest = "register", argv
+    handlers = {"register": cmd_register, "demo": cmd_demo, "fire": cmd_fire,
+                "compare": lambda a: cmd_fire(a, compare_all=True), "synth": cmd_synth,
+                "train": cmd_train, "export": cmd_export, "bench": cmd_bench}
+    from .app import AppError
+    from .image_io import ImageReadError
+    from .sdk import RuntimeUnavailable
+    from .stream_client import PipelineError
+    try:
+        return handlers[cmd](rest)
+    except (AppError, ConfigError, ImageReadError, PipelineError, RuntimeUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Reading fundus photographs as users have them.
+
+JPEG (EXIF orientation applied), PNG (8 or 16 bit), TIFF, BMP; grayscale or colour; any size.
+Every failure is an ``ImageReadError`` whose message starts with the file name.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# OpenCV refuses images above 2^30 pixels by default; fundus photographs are far below.
+_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH   # 3 channels, keeps 16 bit, applies EXIF orientation
+
+
+class ImageReadError(ValueError):
+    pass
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a photograph as (H, W, 3) BGR, uint8 or uint16 (16-bit files keep their depth)."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: file not found")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, expected an image file")
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if raw.size == 0:
+        raise ImageReadError(f"{path}: empty file, expected an image (JPEG, PNG, TIFF or BMP)")
+    image = cv2.imdecode(raw, _FLAGS)
+    if image is None:
+        raise ImageReadError(f"{path}: not a readable image (expected JPEG, PNG, TIFF or BMP)")
+    if image.dtype not in (np.uint8, np.uint16):
+        image = cv2.normalize(image, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
+    if min(image.shape[:2]) < 16:
+        raise ImageReadError(f"{path}: image is {image.shape[1]}x{image.shape[0]} px, too small to register")
+    return image
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """8-bit view of a uint8/uint16 image for drawing (16 bit scaled by 1/257)."""
+    if image.dtype == np.uint8:
+        return image
+    return (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)

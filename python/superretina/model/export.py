@@ -1,0 +1,59 @@
+"""pth2onnx: export a SuperRetina checkpoint to ONNX.
+
+    python -m superretina.model.export CHECKPOINT OUT.onnx            # dynamic batch and size
+    python -m superretina.model.export CHECKPOINT OUT.onnx --static   # (2,1,768,768), opset 11, for ATC
+
+Input ``input``: (N, 1, H, W) float32 in [0, 1] (H, W multiples of 16).
+Outputs ``detector``: (N, 1, H, W) keypoint probabilities; ``descriptor``: (N, 256, H/8-2, W/8-2).
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import torch
+
+from .network import load_checkpoint
+
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("detector", "descriptor")
+
+
+def export_onnx(checkpoint: Path, out: Path, static: bool = False, batch: int = 2, size: int = 768,
+                opset: int | None = None) -> Path:
+    """Write the ONNX model; returns ``out``. The static variant has a fixed (batch,1,size,size) input."""
+    net = load_checkpoint(checkpoint)
+    dummy = torch.rand(batch, 1, size, size)
+    dynamic = None if static else {
+        INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+        OUTPUT_NAMES[0]: {0: "batch", 2: "height", 3: "width"},
+        OUTPUT_NAMES[1]: {0: "batch", 2: "desc_height", 3: "desc_width"},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, dummy, str(out), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                          dynamic_axes=dynamic, opset_version=opset or (11 if static else 17),
+                          do_constant_folding=True, dynamo=False)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", type=Path, help="{'net': state_dict} checkpoint (official or this project's)")
+    ap.add_argument("out", type=Path, help="output .onnx path")
+    ap.add_argument("--static", action="store_true", help="fixed (2,1,768,768) input, opset 11 (for Ascend ATC)")
+    ap.add_argument("--batch", type=int, default=2, help="batch of the static variant (default 2)")
+    ap.add_argument("--size", type=int, default=768, help="side of the static variant (default 768)")
+    ap.add_argument("--opset", type=int, help="ONNX opset (default 11 static, 17 dynamic)")
+    args = ap.parse_args(argv)
+    if not args.checkpoint.is_file():
+        raise SystemExit(f"error: checkpoint not found: {args.checkpoint}")
+    export_onnx(args.checkpoint, args.out, args.static, args.batch, args.size, args.opset)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

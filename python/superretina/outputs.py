@@ -1,0 +1,80 @@
+"""Files a registration leaves behind: result.json and the three pictures."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import viz
+from .register import RegistrationResult
+
+
+def _stage_json(stage) -> dict:
+    hom = stage.homography
+    return {"matches": int(len(stage.matches)), "inliers": int(hom.num_inliers),
+            "inlier_rate": round(float(hom.inlier_rate), 6),
+            "homography": None if hom.H is None else hom.H.tolist(), "failure_reason": hom.failure_reason}
+
+
+def final_matches(res: RegistrationResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query_xy (M,2), refer_xy (M,2), inlier (M,)) of the final pass, in original pixels."""
+    st = res.final
+    q = res.final_query_xy[st.matches[:, 0]] if len(st.matches) else np.zeros((0, 2))
+    r = res.refer.xy[st.matches[:, 1]] if len(st.matches) else np.zeros((0, 2))
+    return q, r, st.homography.inlier_mask.astype(bool)
+
+
+def result_json(res: RegistrationResult, query_path, refer_path, model: str, pipeline: str, runtime: str) -> dict:
+    q, r, inl = final_matches(res)
+    passes = [{"name": "first", **_stage_json(res.first)}]
+    if res.second is not None:
+        passes.append({"name": "matching trick", **_stage_json(res.second)})
+    n = len(inl)
+    return {
+        "status": res.status,
+        "reason": res.reason,
+        "query": str(query_path), "refer": str(refer_path),
+        "query_size": {"height": res.query_size[0], "width": res.query_size[1]},
+        "refer_size": {"height": res.refer_size[0], "width": res.refer_size[1]},
+        "homography": None if res.H is None else res.H.tolist(),
+        "homography_direction": "query -> reference, original pixels",
+        "keypoints": {"query": res.query.xy.round(2).tolist(), "refer": res.refer.xy.round(2).tolist()},
+        "num_keypoints": {"query": len(res.query.xy), "refer": len(res.refer.xy)},
+        "matches": {"query_xy": q.round(2).tolist(), "refer_xy": r.round(2).tolist(), "inlier": inl.tolist()},
+        "num_matches": n, "num_inliers": int(inl.sum()),
+        "inlier_rate": round(float(inl.sum() / n), 6) if n else 0.0,
+        "passes": passes,
+        "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
+        "model": model, "pipeline": pipeline, "runtime": runtime,
+    }
+
+
+def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info: dict, cfg: dict) -> list[Path]:
+    """Write result.json and the pictures into ``out``; returns the written paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    q, r, inl = final_matches(res)
+    o = cfg["outputs"]
+    if o["match_result"]:
+        status = "registered" if res.status == "registered" else f"FAILED: {res.reason}"
+        lines = [f"{status}", f"keypoints {len(res.query.xy)} / {len(res.refer.xy)}   "
+                 f"matches {len(inl)}   inliers {int(inl.sum())} ({100 * inl.mean() if len(inl) else 0:.0f}%)"]
+        written.append(_save(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
+    if res.H is not None and (o["merged"] or o["checkerboard"]):
+        warped = viz.warp_to_reference(query_img, res.H, refer_img.shape)
+        if o["merged"]:
+            written.append(_save(out / "result.jpg", viz.merged(warped, refer_img)))
+        if o["checkerboard"]:
+            written.append(_save(out / "checkerboard.jpg", viz.checkerboard(warped, refer_img, o["checkerboard_tiles"])))
+    path = out / "result.json"
+    path.write_text(json.dumps(info, indent=1))
+    written.append(path)
+    return written
+
+
+def _save(path: Path, image: np.ndarray) -> Path:
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        raise OSError(f"{path}: could not write the picture")
+    return path

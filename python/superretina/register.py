@@ -1,0 +1,151 @@
+"""Pair registration (method §2): two photographs in, keypoints, matches and a homography out.
+
+read → enhance → 768x768 pair batch → stream (SuperRetina) → NMS/borders → descriptor sampling
+→ ratio matching → homography; then the matching trick: warp the enhanced query with H1, infer
+the warped query alone (the reference's network outputs are reused), match again, H = H2 · H1.
+All coordinates in the result are original-image pixels.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .descriptors import sample_descriptors
+from .enhance import enhance, to_model_input
+from .homography import HomographyResult, estimate_homography
+from .image_io import read_image
+from .keypoints import detect
+from .matching import ratio_match
+from .stream_client import SuperRetinaStream
+
+
+@dataclass
+class Features:
+    """Keypoints of one image: model-frame (x, y), original-pixel (x, y), descriptors (K, 256)."""
+
+    model_xy: np.ndarray
+    xy: np.ndarray
+    descriptors: np.ndarray
+
+
+@dataclass
+class Stage:
+    """One matching pass: matches (M, 2) [query_idx, refer_idx] and its homography."""
+
+    matches: np.ndarray
+    homography: HomographyResult
+
+
+@dataclass
+class RegistrationResult:
+    status: str                                  # "registered" | "failed"
+    reason: str | None
+    H: np.ndarray | None                         # (3, 3) query → reference, original pixels
+    query: Features
+    refer: Features
+    first: Stage
+    second: Stage | None = None                  # matching-trick pass (query features of the warped query)
+    warped_query: Features | None = None         # keypoints of the warped query (reference frame)
+    seconds: dict = field(default_factory=dict)
+    query_size: tuple = (0, 0)                   # (H, W)
+    refer_size: tuple = (0, 0)
+
+    @property
+    def final(self) -> Stage:
+        return self.second if self.second is not None and self.second.homography.ok else self.first
+
+    @property
+    def final_query_xy(self) -> np.ndarray:
+        """Query-side points of the final matches, in original query pixels."""
+        if self.final is self.first:
+            return self.query.xy
+        # The second pass matched the warped query: bring its points back through H1⁻¹.
+        pts = self.warped_query.xy.reshape(-1, 1, 2).astype(np.float64)
+        return cv2.perspectiveTransform(pts, np.linalg.inv(self.first.homography.H)).reshape(-1, 2)
+
+
+class Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+
+class Registrar:
+    """Registers pairs through a SuperRetina stream; thread-safe (several pairs may be in flight)."""
+
+    def __init__(self, stream: SuperRetinaStream, config: dict):
+        self.stream = stream
+        self.cfg = config
+        self.model_hw = (config["model"]["image_height"], config["model"]["image_width"])
+
+    # -- steps ---------------------------------------------------------------------------
+    def _features(self, det: np.ndarray, desc: np.ndarray, image_hw: tuple) -> Features:
+        k = self.cfg["keypoints"]
+        xy_model, scores = detect(det, k["nms_size"], k["nms_thresh"], k["border"])
+        if 0 < k["max_keypoints"] < len(scores):
+            keep = np.sort(np.argsort(-scores, kind="stable")[: k["max_keypoints"]])
+            xy_model = xy_model[keep]
+        d = sample_descriptors(xy_model, desc)
+        (hm, wm), (h, w) = self.model_hw, image_hw
+        xy = xy_model.astype(np.float64) * np.array([w / wm, h / hm])
+        return Features(xy_model, xy, d)
+
+    def _match(self, q: Features, r: Features) -> Stage:
+        m = ratio_match(q.descriptors, r.descriptors, self.cfg["matching"]["knn_thresh"])
+        h = self.cfg["homography"]
+        hom = estimate_homography(q.xy[m[:, 0]], r.xy[m[:, 1]], h["method"], h["reproj_threshold"], h["min_matches"])
+        return Stage(m, hom)
+
+    # -- pair ----------------------------------------------------------------------------
+    def register_images(self, query: np.ndarray, refer: np.ndarray, timer: Timer | None = None) -> RegistrationResult:
+        """Register (H, W[, 3]) BGR/gray uint8/uint16 photographs; sizes may differ."""
+        t = timer or Timer()
+        with t("enhance"):
+            eq, er = enhance(query), enhance(refer)
+            batch = np.stack([to_model_input(eq, self.model_hw), to_model_input(er, self.model_hw)])[:, None]
+        with t("inference"):
+            det, desc = self.stream.infer(batch)
+        with t("keypoints+descriptors"):
+            fq = self._features(det[0], desc[0], eq.shape)
+            fr = self._features(det[1], desc[1], er.shape)
+        with t("matching+homography"):
+            first = self._match(fq, fr)
+        result = RegistrationResult("registered", None, first.homography.H, fq, fr, first,
+                                    seconds=t.seconds, query_size=eq.shape, refer_size=er.shape)
+        if not first.homography.ok:
+            result.status, result.reason = "failed", first.homography.failure_reason
+            return result
+        if self.cfg["use_matching_trick"]:
+            self._matching_trick(result, eq, t)
+        return result
+
+    def _matching_trick(self, result: RegistrationResult, enhanced_query: np.ndarray, t: Timer) -> None:
+        h_r, w_r = result.refer_size
+        H1 = result.first.homography.H
+        with t("matching trick"):
+            warped = cv2.warpPerspective(enhanced_query, H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
+            det, desc = self.stream.infer(to_model_input(warped, self.model_hw)[None, None])
+            fw = self._features(det[0], desc[0], (h_r, w_r))
+            second = self._match(fw, result.refer)
+        result.second, result.warped_query = second, fw
+        if second.homography.ok:
+            result.H = second.homography.H @ H1
+            result.H /= result.H[2, 2]
+
+    def register_files(self, query_path: Path, refer_path: Path) -> RegistrationResult:
+        t = Timer()
+        with t("read"):
+            q, r = read_image(query_path), read_image(refer_path)
+        return self.register_images(q, r, t)
