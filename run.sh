@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one entry point. First use creates .venv and installs the pinned dependencies.
+#   bash run.sh QUERY REFER [--out DIR]   register a pair          bash run.sh        self-checking demo
+#   bash run.sh fire|compare|synth ...    FIRE-protocol evaluation  bash run.sh test   the test suite
+#   bash run.sh train|export|bench ...    training, pth2onnx, speed benchmark (install PyTorch on first use)
+#   bash run.sh --help                    everything else
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${SUPERRETINA_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+extras=""
+case "${1:-}" in
+  train|export|bench|test) extras="[train,dev]" ;;   # PyTorch and pytest only where needed
+esac
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setting up $VENV (first run)..." >&2
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+fi
+stamp="$VENV/.installed${extras//[\[\],]/_}"
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  echo "installing dependencies${extras:+ $extras}..." >&2
+  "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" >&2
+  touch "$stamp"
+fi
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  cd "$ROOT"
+  set +e
+  "$VENV/bin/python" -m pytest -q "$@"
+  rc=$?
+  if [ "$rc" -eq 5 ]; then
+    echo "error: pytest collected no tests" >&2
+    exit 1
+  fi
+  exit "$rc"
+fi
+cd "$ROOT"
+exec "$VENV/bin/python" -m superretina.cli "$@"
