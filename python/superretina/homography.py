@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 __all__ = ["HomographyResult", "estimate_homography", "degeneracy", "compose", "scale_homography",
-           "transform_points", "METHODS", "DET_RANGE", "MAX_PERSPECTIVE_RATIO"]
+           "transform_points", "METHODS", "DET_RANGE", "MAX_PERSPECTIVE_RATIO", "DEFAULT_THRESHOLDS"]
 
 METHODS = {"LMEDS": cv2.LMEDS, "RANSAC": cv2.RANSAC, "USAC_MAGSAC": cv2.USAC_MAGSAC}
 
@@ -31,6 +31,8 @@ DET_RANGE = (1e-2, 1e2)
 # vary by at most this factor (local area magnification varying at most 8x): fundus
 # homographies are close to affine.
 MAX_PERSPECTIVE_RATIO = 2.0
+# Default inlier thresholds (pixels) per method, see estimate_homography.
+DEFAULT_THRESHOLDS = {"LMEDS": 3.0, "RANSAC": 5.0, "USAC_MAGSAC": 5.0}
 
 
 @dataclass
@@ -119,7 +121,7 @@ def degeneracy(H: np.ndarray, pts_q: np.ndarray, det_range: tuple[float, float] 
 
 
 def estimate_homography(pts_q: np.ndarray, pts_r: np.ndarray, method: str = "LMEDS",
-                        reproj_threshold: float = 5.0, min_matches: int = 4, *,
+                        reproj_threshold: float | None = None, min_matches: int = 4, *,
                         det_range: tuple[float, float] = DET_RANGE,
                         max_perspective_ratio: float = MAX_PERSPECTIVE_RATIO) -> HomographyResult:
     """Estimate the homography mapping query points onto reference points.
@@ -131,9 +133,12 @@ def estimate_homography(pts_q: np.ndarray, pts_r: np.ndarray, method: str = "LME
         as the reference does.
     method : str
         "LMEDS" (default, the reference's choice), "RANSAC" or "USAC_MAGSAC"; case-insensitive.
-    reproj_threshold : float
-        Inlier threshold in pixels for RANSAC / USAC_MAGSAC (LMEDS ignores it: it derives its
-        threshold from the median residual).
+    reproj_threshold : float or None
+        Inlier threshold in pixels. None means the method's default from
+        :data:`DEFAULT_THRESHOLDS`: 3.0 for LMEDS -- OpenCV's default, which the reference
+        uses; LMEDS estimates without a threshold, but OpenCV marks the inliers of the refined
+        model with it, so any other value changes the inlier mask and rate -- and 5.0 for
+        RANSAC / USAC_MAGSAC.
     min_matches : int
         Fewer matches than this is a failure (at least 4, the minimal sample).
     det_range, max_perspective_ratio
@@ -144,6 +149,8 @@ def estimate_homography(pts_q: np.ndarray, pts_r: np.ndarray, method: str = "LME
     HomographyResult
     """
     name, flag = _method_flag(method)
+    if reproj_threshold is None:
+        reproj_threshold = DEFAULT_THRESHOLDS[name]
     if min_matches < 4:
         raise ValueError(f"estimate_homography: min_matches must be >= 4, got {min_matches}")
     q = _check_points(pts_q, "pts_q")
