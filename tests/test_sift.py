@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from superretina.fire.protocol import apply_homography, pair_error
-from superretina.fire.sift import make_register_fn, read_bgr, register_sift
+from superretina.fire.sift import make_register_fn, register_sift
+from superretina.image_io import read_image
 from superretina.fire.synth import make_pair, place_on_canvas
 
 
@@ -53,6 +54,6 @@ def test_register_fn_and_unreadable_file(tmp_path, s_pair):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="bad.jpg"):
-        read_bgr(bad)
-    with pytest.raises(FileNotFoundError, match="missing.jpg"):
-        read_bgr(tmp_path / "missing.jpg")
+        read_image(bad)
+    with pytest.raises(ValueError, match="missing.jpg: file not found"):
+        read_image(tmp_path / "missing.jpg")

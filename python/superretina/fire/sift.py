@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from superretina.enhance import enhance
+from ..image_io import read_image
 
 from .fov import fov_mask
 from .outcome import RegistrationOutcome
@@ -125,17 +126,6 @@ def register_sift(query_bgr: np.ndarray, refer_bgr: np.ndarray, ratio: float = 0
     return res
 
 
-def read_bgr(path: Union[str, Path]) -> np.ndarray:
-    """Read an image in colour (BGR uint8); ValueError naming the file if unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return img
-
-
 def make_register_fn(**kwargs) -> Callable[[Path, Path], RegistrationOutcome]:
     """``register_fn(query_path, refer_path) -> RegistrationOutcome`` for the FIRE runner.
 
@@ -144,7 +134,7 @@ def make_register_fn(**kwargs) -> Callable[[Path, Path], RegistrationOutcome]:
 
     def sift(query_path: Path, refer_path: Path) -> RegistrationOutcome:
         t0 = time.perf_counter()
-        q, r = read_bgr(query_path), read_bgr(refer_path)
+        q, r = read_image(query_path), read_image(refer_path)
         res = register_sift(q, r, **kwargs)
         return RegistrationOutcome(
             status="registered" if res.H is not None else "failed", reason=res.failure_reason,
