@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from superretina.enhance import enhance
-from ..image_io import read_image
+from superretina.image_io import read_image
 
 from .fov import fov_mask
 from .outcome import RegistrationOutcome
