@@ -48,15 +48,26 @@ class StandInNet(torch.nn.Module):
         # positions (a trained net learns consistent ones; independent random ones would make
         # neighbouring cells incomparable and matching meaningless).
         self.trans = weight(DESC_CHANNELS, DESC_CHANNELS, 1, 1).expand(-1, -1, 2, 2).contiguous()
+        self.trans_bias = 0.05 * torch.randn(DESC_CHANNELS, generator=gen)  # nn default has one
         self.offset = offset
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, descriptor = self.logits(x)
+        return torch.sigmoid(3.0 * (z - self.offset)), descriptor
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised detector logits (before the offset and sigmoid) and descriptors."""
         x = x - x.mean(dim=(2, 3), keepdim=True)
         f = F.relu(F.conv2d(x, self.det1, padding=2))
         z = F.conv2d(f, self.det2, padding=1)
         z = (z - z.mean(dim=(2, 3), keepdim=True)) / (z.std(dim=(2, 3), keepdim=True) + 1e-6)
-        detector = torch.sigmoid(3.0 * (z - self.offset))
+        # No keypoints where the image is flat (the surround of the fundus), as a trained
+        # detector; without this a constant region is one huge plateau of "maxima".
+        mean = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+        var = F.avg_pool2d(x * x, 5, stride=1, padding=2, count_include_pad=False) - mean * mean
+        z = z - 20.0 * (var < 1e-6).float()
 
         d = F.avg_pool2d(x, 4)                                   # 1/4 resolution
         d = d - F.avg_pool2d(d, 9, stride=1, padding=4, count_include_pad=False)
@@ -65,8 +76,8 @@ class StandInNet(torch.nn.Module):
         d = F.avg_pool2d(d, 2)                                   # 1/8 resolution
         d = F.conv2d(d, self.desc3, stride=2)
         d = F.normalize(d, p=2, dim=1)
-        descriptor = F.conv_transpose2d(d, self.trans, stride=2)
-        return detector, descriptor
+        descriptor = F.conv_transpose2d(d, self.trans, self.trans_bias, stride=2)
+        return z, descriptor
 
 
 def stand_in_maps(model_inputs: np.ndarray, seed: int = 0, offset: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +88,23 @@ def stand_in_maps(model_inputs: np.ndarray, seed: int = 0, offset: float = 2.0) 
     x = torch.from_numpy(np.ascontiguousarray(model_inputs, dtype=np.float32))[:, None]
     det, desc = StandInNet(seed, offset)(x)
     return det.numpy(), desc.numpy()
+
+
+def warped_pair(bgr: np.ndarray, ref_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Query = ``bgr``; reference = ``bgr`` warped by a known mild homography (rotation 4 deg,
+    scale 1.03, shift, slight perspective), then resized by ``ref_scale``.
+
+    Returns (query, reference, H_true) with H_true mapping query to reference pixels.
+    """
+    h, w = bgr.shape[:2]
+    a = np.deg2rad(4.0)
+    H = np.array([[1.03 * np.cos(a), -np.sin(a), 25.0], [np.sin(a), 1.03 * np.cos(a), -15.0],
+                  [2e-6, 1e-6, 1.0]])
+    ref = cv2.warpPerspective(bgr, H, (w, h))
+    if ref_scale != 1.0:
+        ref = cv2.resize(ref, None, fx=ref_scale, fy=ref_scale, interpolation=cv2.INTER_AREA)
+        H = np.diag([ref_scale, ref_scale, 1.0]) @ H
+    return bgr, ref, H
 
 
 # --------------------------------------------------------------------------------------------

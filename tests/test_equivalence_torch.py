@@ -21,32 +21,19 @@ from superretina.enhance import enhance, to_model_input
 from superretina.homography import estimate_homography, transform_points
 from superretina.keypoints import detect, to_original
 from superretina.matching import ratio_match
-from tests.reference_torch import MODEL_SIZE, ref_match, ref_register, stand_in_maps
+from tests.reference_torch import MODEL_SIZE, ref_match, ref_register, stand_in_maps, warped_pair
 
 MODEL = (MODEL_SIZE, MODEL_SIZE)
-
-
-def warp_pair(bgr: np.ndarray, ref_scale: float):
-    """Query = bgr; reference = bgr warped by a known homography (then resized)."""
-    h, w = bgr.shape[:2]
-    a = np.deg2rad(4.0)
-    H = np.array([[1.03 * np.cos(a), -np.sin(a), 25.0], [np.sin(a), 1.03 * np.cos(a), -15.0],
-                  [2e-6, 1e-6, 1.0]])
-    ref = cv2.warpPerspective(bgr, H, (w, h))
-    if ref_scale != 1.0:
-        ref = cv2.resize(ref, None, fx=ref_scale, fy=ref_scale, interpolation=cv2.INTER_AREA)
-        H = np.diag([ref_scale, ref_scale, 1.0]) @ H
-    return bgr, ref, H
 
 
 @pytest.fixture(scope="module", params=["skimage-retina", "shared-chase_01L"])
 def case(request):
     if request.param == "skimage-retina":
         bgr = request.getfixturevalue("retina_bgr")
-        query, refer, H_true = warp_pair(bgr, 1.0)
+        query, refer, H_true = warped_pair(bgr, 1.0)
     else:
         path = request.getfixturevalue("shared_data") / "fundus" / "chase_01L.png"
-        query, refer, H_true = warp_pair(cv2.imread(str(path), cv2.IMREAD_COLOR), 0.8)
+        query, refer, H_true = warped_pair(cv2.imread(str(path), cv2.IMREAD_COLOR), 0.8)
     sizes = [query.shape[:2], refer.shape[:2]]
     inputs = np.stack([to_model_input(enhance(query), MODEL), to_model_input(enhance(refer), MODEL)])
     det, desc = stand_in_maps(inputs)
