@@ -5,11 +5,11 @@ Produces the same matches as ``cv2.BFMatcher(cv2.NORM_L2).knnMatch(q, r, k=2)`` 
 
 1. ``g[i, j] = |r_j|^2 - 2 q_i.r_j`` (the squared distance less ``|q_i|^2``) for all pairs
    comes from one float32 matrix product (BLAS) of augmented matrices.
-2. Two ``argmin`` passes find the two smallest entries per row, a ``min`` pass the third.
-   Each entry's rounding error is provably at most ``eps_i = (C+3) u (2|q_i| r_max +
-   2 r_max^2)`` (u = 2^-24; the standard bound for a length-C dot product). When the third
-   entry exceeds the second by more than ``2 eps_i`` the two found are the true two nearest
-   (the usual case); otherwise the row is re-ranked (see 3).
+2. Two ``argmin`` passes find the two smallest entries per row. Each entry's rounding error
+   is provably at most ``eps_i = (C+3) u (2|q_i| r_max + 2 r_max^2 + |q_i|^2)`` (u = 2^-24;
+   the standard bound for a length-C dot product). For rows that need it, a ``min`` over
+   the rest checks the third entry: when it exceeds the second by more than ``2 eps_i`` the
+   two found are the true two nearest (the usual case); otherwise the row is re-ranked.
 3. Re-ranking and exact distances use directly computed descriptor differences, like
    BFMatcher, ordered by (distance, index): BFMatcher's sorted insertion keeps the lower
    index on a tie. Rows where too many references lie within the bound (an all-zero
@@ -50,7 +50,8 @@ class _Nearest:
     g: np.ndarray         # (Kq, 2) float32 product values of those candidates
     bound: np.ndarray     # (Kq,) float64 error bound of one product value
     q_sq: np.ndarray      # (Kq,) float64 |q|^2
-    cand_q: np.ndarray    # candidate pairs of the rows that need re-ranking
+    exact: np.ndarray     # (Kq,) bool, rows that need exact distances
+    cand_q: np.ndarray    # candidate pairs of the exact rows that are near ties
     cand_r: np.ndarray
 
 
@@ -62,7 +63,28 @@ def _as_descriptors(desc_q, desc_r, who: str) -> tuple[np.ndarray, np.ndarray]:
     return q, r
 
 
-def _float32_stage(q: np.ndarray, r: np.ndarray) -> _Nearest:
+def _ratio_undecided(s1, s2, bound, g1, g2, ratio: float, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, undecided) of Lowe's test from product values.
+
+    ``s1``, ``s2``: the two smallest computed squared distances, each within ``bound`` of the
+    true smallest and second smallest (order statistics move no more than the entries do),
+    whichever references they belong to; so the test's margin is known to (1 + ratio^2) bound.
+    """
+    r2 = ratio * ratio
+    # Slack: the product bound, plus the rounding of the directly computed float32 distances
+    # that decide the other rows (standard bound for a length-C sum), so both paths agree.
+    slack = (1.0 + r2) * bound + 2.0 * (c + 3) * _U32 * (s1 + r2 * s2) + 1e-30
+    margin = r2 * s2 - s1
+    keep = margin > slack
+    undecided = np.abs(margin) <= slack
+    # A kept row also needs its nearest reference for sure: the runner-up must be clear.
+    undecided |= keep & (g2 - g1 <= 2.0 * bound)
+    return keep & ~undecided, undecided
+
+
+def _float32_stage(q: np.ndarray, r: np.ndarray, ratio: float | None = None) -> _Nearest:
+    """Two nearest by the float32 product. With ``ratio``, only rows whose ratio test the
+    bound cannot decide are marked ``exact``; without, every row is."""
     kq, c = q.shape
     kr = r.shape[0]
     # [q, 1] @ [-2 r, |r|^2]^T: one product gives g without another pass over the matrix.
@@ -74,12 +96,15 @@ def _float32_stage(q: np.ndarray, r: np.ndarray) -> _Nearest:
     q_aug = np.empty((kq, c + 1), np.float32)
     q_aug[:, :c] = q
     q_aug[:, c] = 1.0
-    q_sq = np.einsum("kc,kc->k", q, q, dtype=np.float64)
+    q_sq = np.einsum("kc,kc->k", q, q).astype(np.float64)
     r_max = float(np.sqrt(rr.max()))
-    bound = (c + 3) * _U32 * (2.0 * np.sqrt(q_sq) * r_max + 2.0 * r_max * r_max)
+    # Error of g (product terms and |r|^2) plus that of |q|^2, which turns g into a squared
+    # distance; the 1.01 covers the float32 rounding of the norms used here.
+    bound = 1.01 * (c + 3) * _U32 * (2.0 * np.sqrt(q_sq) * r_max + 2.0 * r_max * r_max + q_sq)
 
     idx = np.empty((kq, 2), np.int64)
     g2 = np.empty((kq, 2), np.float32)
+    exact = np.zeros(kq, bool)
     cand_q, cand_r = [], []
     rows = max(1, min(kq, _MAX_ENTRIES // kr))
     for start in range(0, kq, rows):
@@ -91,23 +116,33 @@ def _float32_stage(q: np.ndarray, r: np.ndarray) -> _Nearest:
         g[ar, i1] = np.inf
         i2 = g.argmin(axis=1)
         a2 = g[ar, i2]
-        if kr > 2:
-            g[ar, i2] = np.inf
-            a3 = g.min(axis=1)
-        else:
-            a3 = np.full(stop - start, np.inf, np.float32)
         idx[start:stop, 0], idx[start:stop, 1] = i1, i2
         g2[start:stop, 0], g2[start:stop, 1] = a1, a2
-        limit = a2 + 2.0 * bound[start:stop]
-        near = np.flatnonzero(a3 <= limit)
-        if near.size:  # a third reference may be among the true two nearest
-            g[near, i1[near]] = a1[near]
-            g[near, i2[near]] = a2[near]
-            local, cols = np.nonzero(g[near] <= limit[near, None])
-            cand_q.append(near[local] + start)
-            cand_r.append(cols)
+        b = bound[start:stop]
+        if ratio is None:
+            sel, sub = ar, g                                  # every row, in place
+        else:
+            qs = q_sq[start:stop]
+            _, undecided = _ratio_undecided(a1 + qs, a2 + qs, b, a1, a2, ratio, c)
+            sel = np.flatnonzero(undecided)
+            sub = g[sel]                                      # a few rows, copied
+        exact[start + sel] = True
+        if sel.size == 0 or kr == 2:
+            continue
+        # Is a third reference close enough to be among the true two nearest?
+        local = np.arange(sel.size)
+        sub[local, i2[sel]] = np.inf
+        limit = (a2[sel] + 2.0 * b[sel]).astype(np.float32)
+        near = np.flatnonzero(sub.min(axis=1) <= limit)
+        if near.size:
+            sub[near, i1[sel[near]]] = a1[sel[near]]
+            sub[near, i2[sel[near]]] = a2[sel[near]]
+            flat = np.flatnonzero(sub[near] <= limit[near, None])
+            row, col = np.divmod(flat, kr)
+            cand_q.append(sel[near[row]] + start)
+            cand_r.append(col)
     empty = np.empty(0, np.int64)
-    return _Nearest(idx, g2, bound, q_sq,
+    return _Nearest(idx, g2, bound, q_sq, exact,
                     np.concatenate(cand_q) if cand_q else empty,
                     np.concatenate(cand_r) if cand_r else empty)
 
@@ -189,7 +224,15 @@ def two_nearest(desc_q: np.ndarray, desc_r: np.ndarray) -> tuple[np.ndarray, np.
     indices : np.ndarray
         (Kq, 2) int64, nearest then second nearest; ties go to the lower index.
     distances : np.ndarray
-        (Kq, 2) float32 L2 distances.
+        (Kq, 2) float32 L2 distances (BFMatcher's to ~1e-7).
+
+    Notes
+    -----
+    Where two candidates' distances agree to float32 rounding (~1e-8), BFMatcher's order
+    follows its own SIMD summation; this function's follows the directly computed float32
+    distance, then the index. So on such near-duplicates (e.g. keypoints past the sampling
+    range of the descriptor map, which share one cell's descriptor) the second index can
+    differ from BFMatcher's; the ratio test cannot pass there, and ``ratio_match`` agrees.
     """
     q, r = _as_descriptors(desc_q, desc_r, "two_nearest")
     if r.shape[0] < 2:
@@ -223,25 +266,11 @@ def ratio_match(desc_q: np.ndarray, desc_r: np.ndarray, ratio: float = 0.9) -> n
     if q.shape[0] == 0 or r.shape[0] < 2:
         return np.empty((0, 2), np.int64)
     ratio = float(ratio)
-    near = _float32_stage(q, r)
-    # The two smallest computed squared distances are each within ``bound`` of the true
-    # smallest and second smallest (order statistics move no more than the entries do),
-    # whichever references they belong to; so is the test's margin up to (1 + ratio^2) bound.
-    c = q.shape[1]
-    s1 = near.g[:, 0] + near.q_sq
-    s2 = near.g[:, 1] + near.q_sq
-    r2 = ratio * ratio
-    # Slack: the product bound, plus the rounding of the directly computed float32 distances
-    # that decide the other rows (standard bound for a length-C sum), so both paths agree.
-    slack = (1.0 + r2) * near.bound + 2.0 * (c + 3) * _U32 * (s1 + r2 * s2) + 1e-30
-    margin = r2 * s2 - s1
-    keep = margin > slack
-    unsure = np.abs(margin) <= slack
-    # A kept row also needs its nearest reference for sure: the runner-up must be clear.
-    unsure |= keep & (near.g[:, 1] - near.g[:, 0] <= 2.0 * near.bound)
-    keep &= ~unsure
+    near = _float32_stage(q, r, ratio)
+    keep, _ = _ratio_undecided(near.g[:, 0] + near.q_sq, near.g[:, 1] + near.q_sq, near.bound,
+                               near.g[:, 0], near.g[:, 1], ratio, q.shape[1])
     best = near.idx[:, 0].copy()
-    rows = np.flatnonzero(unsure)
+    rows = np.flatnonzero(near.exact)
     if rows.size:
         idx, d = _exact_pairs(q, r, near, rows)
         # Python's comparison in the reference: float32 distances, double product.
