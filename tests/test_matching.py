@@ -75,6 +75,24 @@ def test_large_offset_descriptors_where_the_product_formula_cancels():
     assert np.array_equal(ratio_match(q, r), ref_match(q, r))
 
 
+def test_ratio_exactly_near_the_threshold():
+    # Queries on the segment between two references, at distance ratio 0.9 * (1 +- delta):
+    # inside the product's error bound, so these rows are decided from exact distances.
+    rng = np.random.default_rng(5)
+    n, c = 300, 128
+    r = unit(rng.standard_normal((2 * n + 200, c)))
+    delta = np.repeat([1e-4, -1e-4, 1e-5, -1e-5, 2e-6, -2e-6], n // 6)
+    rho = 0.9 * (1.0 + delta)
+    t = (rho / (1.0 + rho))[:, None]
+    q = ((1.0 - t) * r[0:2 * n:2] + t * r[1:2 * n:2]).astype(np.float32)
+    from superretina.matching import _float32_stage
+
+    assert _float32_stage(q, r, 0.9).exact.sum() >= n // 2
+    ours = ratio_match(q, r)
+    assert np.array_equal(ours, ref_match(q, r))
+    assert set(ours[:, 0]) == set(np.flatnonzero(delta < 0))  # d1 < 0.9 d2 exactly there
+
+
 def test_shape_errors():
     with pytest.raises(ValueError, match="descriptors"):
         ratio_match(np.zeros((3, 4), np.float32), np.zeros((3, 5), np.float32))

@@ -132,7 +132,7 @@ def _float32_stage(q: np.ndarray, r: np.ndarray, ratio: float | None = None) -> 
         # Is a third reference close enough to be among the true two nearest?
         local = np.arange(sel.size)
         sub[local, i2[sel]] = np.inf
-        limit = (a2[sel] + 2.0 * b[sel]).astype(np.float32)
+        limit = a2[sel] + 2.0 * b[sel]                       # float64: no rounding down
         near = np.flatnonzero(sub.min(axis=1) <= limit)
         if near.size:
             sub[near, i1[sel[near]]] = a1[sel[near]]
