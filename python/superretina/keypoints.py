@@ -44,7 +44,7 @@ def simple_nms(scores: np.ndarray, radius: int) -> np.ndarray:
     Parameters
     ----------
     scores : np.ndarray
-        (H, W) finite scores (float32; other dtypes are converted).
+        (H, W) finite scores (float32; other dtypes are converted; NaN is never a maximum).
     radius : int
         Suppression radius r >= 0 (window 2r+1).
 
@@ -123,7 +123,7 @@ def to_original(keypoints: np.ndarray, model_size: tuple[int, int], image_size: 
     model_size, image_size : tuple of int
         (height, width) of the model input and of the original image.
     truncate : bool
-        False (this project's default): float64 ``x * W / W_m``, no precision lost.
+        False (this project's default): float64 ``x * (W / W_m)``, no precision lost.
         True: the reference's convention, ``int(x / W_m * W)`` evaluated in float32 and
         truncated toward zero, returned as float64 whole numbers.
 
@@ -132,14 +132,14 @@ def to_original(keypoints: np.ndarray, model_size: tuple[int, int], image_size: 
     np.ndarray
         (K, 2) float64 (x, y) in original pixels.
     """
-    kp = np.asarray(keypoints)
+    kp = np.asarray(keypoints).reshape(-1, 2)
     (hm, wm), (h, w) = model_size, image_size
     if truncate:
         k32 = kp.astype(np.float32)
         x = np.trunc(k32[:, 0] / np.float32(wm) * np.float32(w))
         y = np.trunc(k32[:, 1] / np.float32(hm) * np.float32(h))
         return np.stack([x, y], axis=1).astype(np.float64)
-    out = kp.astype(np.float64, copy=True).reshape(-1, 2)
+    out = kp.astype(np.float64, copy=True)
     out[:, 0] *= w / wm
     out[:, 1] *= h / hm
     return out
