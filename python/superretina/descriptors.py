@@ -26,6 +26,10 @@ def sample_descriptors(keypoints: np.ndarray, desc_map: np.ndarray, scale: int =
     weights are formed in PyTorch's order, and the results agree with PyTorch's CPU kernel to
     float32 rounding (~1e-7).
 
+    As in the reference, a 768-pixel model input with a 94-cell map normalises by 751, not
+    767: keypoints with x or y in 752..759 sample only the last cell (same direction for all
+    of them), and those past 759 get an all-zero descriptor.
+
     Parameters
     ----------
     keypoints : np.ndarray
