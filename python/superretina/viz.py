@@ -63,8 +63,11 @@ def checkerboard(warped_query: np.ndarray, refer: np.ndarray, tiles: int = 8) ->
     """Alternating tiles of the warped query and the reference; misalignment breaks vessels at tile edges."""
     a, b = _bgr8(warped_query), _bgr8(refer)
     h, w = b.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w]
-    mask = ((yy * tiles // h + xx * tiles // w) % 2).astype(bool)
+    # Tile parity per row and per column, combined by broadcasting: an (H, W) bool mask and no
+    # full-size int64 grids (those took ~2 GB for an 8000x8000 reference).
+    row = (np.arange(h) * tiles // h % 2).astype(np.uint8)
+    col = (np.arange(w) * tiles // w % 2).astype(np.uint8)
+    mask = (row[:, None] ^ col[None, :]).astype(bool)
     out = b.copy()
-    out[mask] = a[mask]
+    np.copyto(out, a, where=mask[..., None])
     return out
