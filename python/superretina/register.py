@@ -105,7 +105,10 @@ class Registrar:
     def _match(self, q: Features, r: Features) -> Stage:
         m = ratio_match(q.descriptors, r.descriptors, self.cfg["matching"]["knn_thresh"])
         h = self.cfg["homography"]
-        hom = estimate_homography(q.xy[m[:, 0]], r.xy[m[:, 1]], h["method"], h["reproj_threshold"], h["min_matches"])
+        # reproj_threshold is for RANSAC/USAC only (configs/default.yaml): LMEDS keeps OpenCV's
+        # default (3 px, as the reference), which sets its inlier mask and hence the inlier rate.
+        thresh = None if h["method"].upper() == "LMEDS" else h["reproj_threshold"]
+        hom = estimate_homography(q.xy[m[:, 0]], r.xy[m[:, 1]], h["method"], thresh, h["min_matches"])
         return Stage(m, hom)
 
     # -- pair ----------------------------------------------------------------------------
