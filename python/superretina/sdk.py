@@ -54,7 +54,9 @@ def load_sdk(choice: str | None = None) -> Sdk:
     """Import the runtime named by ``choice`` (or $SUPERRETINA_RUNTIME, default auto)."""
     choice = (choice or os.environ.get(ENV_VAR) or "auto").lower()
     if choice not in CHOICES:
-        raise ValueError(f"runtime must be one of {', '.join(CHOICES)}, got {choice!r} (from --runtime or ${ENV_VAR})")
+        # RuntimeUnavailable, not ValueError: the CLI reports it as one line (a bad
+        # $SUPERRETINA_RUNTIME gave a traceback).
+        raise RuntimeUnavailable(f"runtime must be one of {', '.join(CHOICES)}, got {choice!r} (from --runtime or ${ENV_VAR})")
     if choice == "local":
         return _local()
     if choice == "ascend":
