@@ -72,6 +72,8 @@ def load_config(path: str | Path | None = None) -> dict:
     method = cfg["homography"]["method"].upper()
     if method not in ("LMEDS", "RANSAC", "USAC_MAGSAC"):
         raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.method must be LMEDS, RANSAC or USAC_MAGSAC, got {method!r}")
-    if cfg["model"]["image_width"] % 16 or cfg["model"]["image_height"] % 16:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: model.image_width/height must be multiples of 16")
+    for key in ("image_width", "image_height"):
+        side = cfg["model"][key]
+        if side <= 0 or side % 16:  # 0 or negative passed the modulo test and crashed in resizing
+            raise ConfigError(f"{path or DEFAULT_CONFIG}: model.{key} must be a positive multiple of 16, got {side}")
     return cfg
