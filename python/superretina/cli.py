@@ -32,6 +32,14 @@ def _common(ap: argparse.ArgumentParser) -> None:
                          "(local) or auto (SDK if importable; also $SUPERRETINA_RUNTIME)")
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an --out that is a file before any work (it used to end a whole run in a traceback)."""
+    from .app import AppError
+
+    if out.exists() and not out.is_dir():
+        raise AppError(f"{out}: --out must be a folder, and this is a file")
+
+
 def _print_result(info: dict, written: list[Path]) -> None:
     print(f"status: {info['status']}" + (f" ({info['reason']})" if info["reason"] else ""))
     print(f"keypoints: query {info['num_keypoints']['query']}, refer {info['num_keypoints']['refer']}; "
@@ -52,6 +60,7 @@ def cmd_register(argv) -> int:
     ap.add_argument("refer", type=Path, help="reference image")
     _common(ap)
     args = ap.parse_args(argv)
+    _check_out(args.out)
     from .app import open_app
     from .image_io import read_image
     from .outputs import result_json, write_outputs
@@ -72,6 +81,7 @@ def cmd_demo(argv) -> int:
         "control-point error against the known truth."))
     _common(ap)
     args = ap.parse_args(argv)
+    _check_out(args.out)
     from .app import open_app
     from .demo import control_point_error, make_pair, retina_bgr
     from .outputs import result_json, write_outputs
