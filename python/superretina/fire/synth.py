@@ -772,7 +772,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description="Generate a synthetic FIRE-format registration set (Images/, Ground Truth/, "
                     "Masks/, synthetic.json) from fundus photographs. Each pair: a known homography "
                     "plus a smooth non-rigid distortion, photometric change, a lower-resolution "
-                    "second visit; category S = large overlap, P = small overlap (20-50%%), "
+                    "second visit; category S = large overlap, P = small overlap (20-50%), "
                     "A = large overlap with lesion-like blobs, blur and illumination change. "
                     "Ground-truth control points are exact under the distortion.",
         epilog="Example: python -m superretina.fire.synth out/synth --from ../shared/data/fundus "
