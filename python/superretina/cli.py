@@ -116,22 +116,23 @@ def cmd_synth(argv) -> int:
     return main(argv)
 
 
-def cmd_train(argv) -> int:
+def _torch_command(module: str, what: str, argv) -> int:
+    """Run a PyTorch-side command, or say how to install the train extra."""
+    import importlib
     try:
-        from .training.train import main
+        main = importlib.import_module(module).main
     except ImportError as exc:
-        print(f"error: training needs the train extra (PyTorch): pip install -e '.[train]' ({exc})", file=sys.stderr)
+        print(f"error: {what} needs the train extra (PyTorch, onnx): pip install -e '.[train]' ({exc})", file=sys.stderr)
         return EXIT_BAD_INPUT
     return main(argv)
+
+
+def cmd_train(argv) -> int:
+    return _torch_command("superretina.training.train", "training", argv)
 
 
 def cmd_export(argv) -> int:
-    try:
-        from .model.export import main
-    except ImportError as exc:
-        print(f"error: export needs the train extra (PyTorch, onnx): pip install -e '.[train]' ({exc})", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return main(argv)
+    return _torch_command("superretina.model.export", "export", argv)
 
 
 def cmd_bench(argv) -> int:
