@@ -40,7 +40,8 @@ def export_onnx(checkpoint: Path, out: Path, static: bool = False, batch: int = 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="bash run.sh export", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, help="{'net': state_dict} checkpoint (official or this project's)")
     ap.add_argument("out", type=Path, help="output .onnx path")
     ap.add_argument("--static", action="store_true", help="fixed (2,1,768,768) input, opset 11 (for Ascend ATC)")

@@ -60,7 +60,8 @@ def batch_loss(net, samples, cfg) -> tuple[torch.Tensor, dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="bash run.sh train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=Path("configs/train.yaml"), help="training YAML")
     ap.add_argument("--data", type=Path, help="folder of fundus photographs (+ <name>_vessels.png masks)")
     ap.add_argument("--out", type=Path, help="run folder for checkpoints and logs")
