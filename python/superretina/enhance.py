@@ -62,8 +62,14 @@ def _rescale_to_u8(green: np.ndarray) -> np.ndarray | None:
     For integer images the arithmetic is done once per grey level (identical float64 operations
     to the reference, so identical truncation), then applied as a table.
     """
-    mean = np.mean(green)
-    std = np.std(green)
+    if np.issubdtype(green.dtype, np.integer) and green.dtype.itemsize <= 2:
+        # Mean and std from the histogram: no full-size float64 copy (512 MB for an 8000² image).
+        hist = np.bincount(green.ravel(), minlength=1).astype(np.float64)
+        levels_all = np.arange(hist.size, dtype=np.float64)
+        mean = (hist @ levels_all) / green.size
+        std = np.sqrt((hist @ (levels_all - mean) ** 2) / green.size)
+    else:
+        mean, std = np.mean(green), np.std(green)
     denom = std + _STD_EPS
     if np.issubdtype(green.dtype, np.integer) and green.dtype.itemsize <= 2:
         lo, hi = int(green.min()), int(green.max())
