@@ -58,4 +58,24 @@ def revisit(rng: np.random.Generator, green: np.ndarray, strength: float = 1.0) 
     if rng.random() < 0.5:
         g = cv2.GaussianBlur(g, (0, 0), rng.uniform(0.3, 1.5 * strength + 0.3))
     g = g + rng.normal(0, rng.uniform(0, 0.02 * strength), g.shape).astype(np.float32)
+    if rng.random() < 0.5 * strength:
+        g = lesions(rng, g)
     return (np.clip(g, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def lesions(rng: np.random.Generator, g: np.ndarray) -> np.ndarray:
+    """Anatomical change between visits: soft dark (haemorrhage-like) and bright (exudate-like) spots.
+
+    g: (H, W) float32 in [0, 1]; spots are drawn where the fundus is (not on the black surround).
+    """
+    h, w = g.shape
+    ys, xs = np.nonzero(g > 0.08)
+    if len(xs) == 0:
+        return g
+    spots = np.zeros_like(g)
+    for _ in range(rng.integers(1, 15)):
+        i = rng.integers(len(xs))
+        r = rng.uniform(0.004, 0.03) * max(h, w)
+        cv2.circle(spots, (int(xs[i]), int(ys[i])), max(1, int(r)), float(rng.choice([-0.6, 0.5])), -1)
+    spots = cv2.GaussianBlur(spots, (0, 0), max(1.0, 0.004 * max(h, w)))
+    return np.clip(g * (1 + spots), 0, 1)
