@@ -111,10 +111,13 @@ def test_matching_trick_infers_only_the_warped_query(sequential, pairs, name):
     first = spy.calls[0][0]
     np.testing.assert_array_equal(first[0, 0], to_model_input(eq, (MODEL, MODEL)))
     np.testing.assert_array_equal(first[1, 0], to_model_input(enhance(refer), (MODEL, MODEL)))
-    # Second call: the enhanced query warped by H1 into the reference frame, nothing else.
+    # Second call: the query warped by H1 into the reference frame, nothing else. Default
+    # (matching_trick_warp: model): the query's model input warped between the two model frames.
     H1 = res.first.homography.H
-    warped = cv2.warpPerspective(eq, H1, (refer.shape[1], refer.shape[0]), flags=cv2.INTER_LINEAR)
-    np.testing.assert_array_equal(spy.calls[1][0][0, 0], to_model_input(warped, (MODEL, MODEL)))
+    (hq, wq), (hr, wr) = query.shape[:2], refer.shape[:2]
+    Hm = np.diag([MODEL / wr, MODEL / hr, 1.0]) @ H1 @ np.diag([wq / MODEL, hq / MODEL, 1.0])
+    warped = cv2.warpPerspective(first[0, 0], Hm, (MODEL, MODEL), flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(spy.calls[1][0][0, 0], warped)
     assert res.second is not None and res.warped_query is not None
     if res.second.homography.ok:
         expected = res.second.homography.H @ H1
@@ -122,6 +125,18 @@ def test_matching_trick_infers_only_the_warped_query(sequential, pairs, name):
     if name == "same":  # identical images: both passes find the identity, every match an inlier
         np.testing.assert_allclose(res.H, np.eye(3), atol=1e-6)
         assert res.first.homography.inlier_rate == 1.0 and res.status == "registered"
+
+
+def test_matching_trick_full_warp_is_the_references(app, pairs):
+    """matching_trick_warp: full warps the full-size enhanced query by H1, then resizes (reference)."""
+    cfg = {**app.config, "matching_trick_warp": "full"}
+    spy = SpyStream(app.stream)
+    query, refer = pairs["same"]
+    res = Registrar(spy, cfg).register_images(query, refer)
+    assert res.first.homography.ok
+    warped = cv2.warpPerspective(enhance(query), res.first.homography.H, (refer.shape[1], refer.shape[0]),
+                                 flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(spy.calls[1][0][0, 0], to_model_input(warped, (MODEL, MODEL)))
 
 
 def test_failed_first_pass_makes_no_second_inference(sequential):

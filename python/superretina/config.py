@@ -72,6 +72,9 @@ def load_config(path: str | Path | None = None) -> dict:
     method = cfg["homography"]["method"].upper()
     if method not in ("LMEDS", "RANSAC", "USAC_MAGSAC"):
         raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.method must be LMEDS, RANSAC or USAC_MAGSAC, got {method!r}")
+    if cfg["matching_trick_warp"] not in ("model", "full"):
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: matching_trick_warp must be model or full, "
+                          f"got {cfg['matching_trick_warp']!r}")
     for key in ("image_width", "image_height"):
         side = cfg["model"][key]
         if side <= 0 or side % 16:  # 0 or negative passed the modulo test and crashed in resizing

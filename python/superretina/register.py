@@ -131,15 +131,29 @@ class Registrar:
             result.status, result.reason = "failed", first.homography.failure_reason
             return result
         if self.cfg["use_matching_trick"]:
-            self._matching_trick(result, eq, t)
+            self._matching_trick(result, eq, batch[0, 0], t)
         return result
 
-    def _matching_trick(self, result: RegistrationResult, enhanced_query: np.ndarray, t: Timer) -> None:
+    def _warped_query_input(self, H1: np.ndarray, enhanced_query: np.ndarray, query_input: np.ndarray,
+                            refer_size: tuple) -> np.ndarray:
+        """The query warped by H1 into the reference frame, as a model input (H_m, W_m)."""
+        (hm, wm), (h_r, w_r) = self.model_hw, refer_size
+        if self.cfg["matching_trick_warp"] == "full":  # the reference: warp at full size, then resize
+            warped = cv2.warpPerspective(enhanced_query, H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
+            return to_model_input(warped, self.model_hw)
+        # Same warp expressed between the two model frames: ~15x cheaper on FIRE-size images.
+        h_q, w_q = enhanced_query.shape
+        to_ref_model = np.diag([wm / w_r, hm / h_r, 1.0])
+        from_query_model = np.diag([w_q / wm, h_q / hm, 1.0])
+        return cv2.warpPerspective(query_input, to_ref_model @ H1 @ from_query_model, (wm, hm), flags=cv2.INTER_LINEAR)
+
+    def _matching_trick(self, result: RegistrationResult, enhanced_query: np.ndarray, query_input: np.ndarray,
+                        t: Timer) -> None:
         h_r, w_r = result.refer_size
         H1 = result.first.homography.H
         with t("matching trick"):
-            warped = cv2.warpPerspective(enhanced_query, H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
-            det, desc = self.stream.infer(to_model_input(warped, self.model_hw)[None, None])
+            warped = self._warped_query_input(H1, enhanced_query, query_input, result.refer_size)
+            det, desc = self.stream.infer(warped[None, None])
             fw = self._features(det[0], desc[0], (h_r, w_r))
             second = self._match(fw, result.refer)
         result.second, result.warped_query = second, fw
