@@ -171,3 +171,19 @@ def test_cli_help():
     r = subprocess.run([sys.executable, "-m", "superretina.fire.synth", "--help"], capture_output=True,
                        text=True, timeout=60, env=env)
     assert r.returncode == 0 and "--pairs-per-image" in r.stdout and "--from" in r.stdout
+
+
+def test_visit_texture_shares_structure_not_fine_detail(retina_bgr):
+    """Two visits keep the vessels (coarse structure) but not the photograph's fine texture."""
+    from superretina.fire.synth import visit_texture
+
+    img = cv2.resize(retina_bgr, (512, 512), interpolation=cv2.INTER_AREA).astype(np.float32)
+    a = visit_texture(np.random.default_rng(1), img, 1.5, 0.06)[..., 1]
+    b = visit_texture(np.random.default_rng(2), img, 1.5, 0.06)[..., 1]
+
+    def band(x, lo, hi):
+        return (cv2.GaussianBlur(x, (0, 0), lo) - cv2.GaussianBlur(x, (0, 0), hi)).ravel()
+
+    fine = np.corrcoef(band(a, 0.5, 2.0), band(b, 0.5, 2.0))[0, 1]
+    coarse = np.corrcoef(band(a, 4.0, 16.0), band(b, 4.0, 16.0))[0, 1]
+    assert fine < 0.5 < 0.9 < coarse, (fine, coarse)

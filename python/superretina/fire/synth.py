@@ -484,8 +484,28 @@ def sample_appearance(rng: np.random.Generator, category: str, is_query: bool, s
                           (rng.integers(0, 6) if strong else 0)),
         "n_haemorrhages": int(rng.integers(4, 13) if strong and is_query else
                               (rng.integers(0, 4) if strong else 0)),
+        # Each visit has its own fine texture (sensor noise, speckle, focus, choroidal pattern
+        # under other light): the photograph's detail below this scale is replaced by an
+        # independent band-pass texture, so only structure such as vessels is shared.
+        "texture_sigma": float(rng.uniform(2.0, 3.5) * scale),
+        "texture_amplitude": float(rng.uniform(0.04, 0.08)),
     }
     return p
+
+
+def visit_texture(rng: np.random.Generator, img: np.ndarray, sigma: float, amplitude: float) -> np.ndarray:
+    """Replace detail finer than ``sigma`` px by an independent texture of relative ``amplitude``.
+
+    img: (H, W, 3) float32; returns float32.  The texture is band-pass noise (scales ~sigma to
+    4·sigma), multiplicative so it follows the local brightness.
+    """
+    if sigma < 0.3:
+        return img
+    smooth = cv2.GaussianBlur(img, (0, 0), sigma)
+    noise = rng.standard_normal(img.shape[:2], dtype=np.float32)
+    band = cv2.GaussianBlur(noise, (0, 0), sigma) - cv2.GaussianBlur(noise, (0, 0), 4 * sigma)
+    band *= np.float32(amplitude) / max(float(band.std()), 1e-6)
+    return smooth * (1.0 + band)[..., None]
 
 
 def _draw_lesions(rng: np.random.Generator, img: np.ndarray, visible: np.ndarray, prm: dict) -> list:
@@ -532,6 +552,7 @@ def apply_appearance(rng: np.random.Generator, img_u8: np.ndarray, visible: np.n
     """Photometric and resolution changes of one visit; returns (uint8 BGR, lesions drawn)."""
     size = img_u8.shape[0]
     img = img_u8.astype(np.float32)
+    img = visit_texture(rng, img, prm.get("texture_sigma", 0.0), prm.get("texture_amplitude", 0.0))
     lesions = _draw_lesions(rng, img, visible, prm)
     # Illumination: radial fall-off (vignetting) times a linear gradient; smooth, so it is
     # computed on a coarse grid and enlarged.
