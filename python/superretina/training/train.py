@@ -110,7 +110,7 @@ def main(argv=None) -> int:
 
     sampler = PairSampler(photos, cfg["augment"], seed=cfg["seed"] + step)
     validator = Validator(held_paths, cfg["validation"]) if held_paths and cfg["validation"]["enabled"] else None
-    total_steps = args.steps or cfg["steps"]
+    total_steps = cfg["steps"] if args.steps is None else args.steps
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     steps_per_epoch = max(1, len(photos) // cfg["batch"])
     log = (out / "log.jsonl").open("a")
