@@ -56,7 +56,7 @@ def merged(warped_query: np.ndarray, refer: np.ndarray) -> np.ndarray:
     gq = cv2.cvtColor(_bgr8(warped_query), cv2.COLOR_BGR2GRAY)
     gr = cv2.cvtColor(_bgr8(refer), cv2.COLOR_BGR2GRAY)
     eq = cv2.createCLAHE(2.0, (8, 8))
-    return np.dstack([np.zeros_like(gr), eq.apply(gr), eq.apply(gq)])
+    return cv2.merge([np.zeros_like(gr), eq.apply(gr), eq.apply(gq)])
 
 
 def checkerboard(warped_query: np.ndarray, refer: np.ndarray, tiles: int = 8) -> np.ndarray:
