@@ -24,8 +24,10 @@ def _label(img: np.ndarray, lines: list[str]) -> None:
 
 
 def draw_matches(query: np.ndarray, refer: np.ndarray, pts_q: np.ndarray, pts_r: np.ndarray,
-                 inliers: np.ndarray, lines: list[str], height: int = 1000) -> np.ndarray:
-    """Side-by-side picture, both images scaled to ``height``; inlier matches drawn in green.
+                 inliers: np.ndarray, lines: list[str], height: int = 1000, max_lines: int = 150) -> np.ndarray:
+    """Side-by-side picture, both images scaled to ``height``; matched points as dots (green:
+    inlier, red: outlier) and lines for at most ``max_lines`` inliers, evenly chosen, so the
+    picture stays readable with hundreds of matches.
 
     pts_q, pts_r: (M, 2) matched points in original pixels; inliers: (M,) bool.
     """
@@ -35,10 +37,13 @@ def draw_matches(query: np.ndarray, refer: np.ndarray, pts_q: np.ndarray, pts_r:
     r = cv2.resize(r, (round(r.shape[1] * sr), height), interpolation=cv2.INTER_AREA)
     canvas = np.concatenate([q, r], axis=1)
     off = q.shape[1]
-    for (xq, yq), (xr, yr), ok in zip(pts_q, pts_r, inliers):
+    inlier_idx = np.flatnonzero(inliers)
+    with_line = set(inlier_idx[np.linspace(0, len(inlier_idx) - 1, min(max_lines, len(inlier_idx))).astype(int)]
+                    if len(inlier_idx) else [])
+    for i, ((xq, yq), (xr, yr), ok) in enumerate(zip(pts_q, pts_r, inliers)):
         a = (int(round(xq * sq)), int(round(yq * sq)))
         b = (int(round(xr * sr)) + off, int(round(yr * sr)))
-        if ok:
+        if i in with_line:
             cv2.line(canvas, a, b, GREEN, 1, cv2.LINE_AA)
         cv2.circle(canvas, a, 3, GREEN if ok else RED, -1, cv2.LINE_AA)
         cv2.circle(canvas, b, 3, GREEN if ok else RED, -1, cv2.LINE_AA)

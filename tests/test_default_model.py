@@ -1,0 +1,58 @@
+"""The shipped default model: registers a warped scikit-image retina below 5 px, through the
+default pipeline, as `bash run.sh` (the demo) does on a fresh machine."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from superretina.app import open_app
+from superretina.demo import control_point_error, make_pair
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "model" / "superretina.onnx"
+CHECKPOINT = ROOT / "model" / "superretina.pth"
+
+
+@pytest.fixture(scope="module")
+def app():
+    assert MODEL.is_file(), "the default model model/superretina.onnx must ship with the project"
+    with open_app(runtime="local") as opened:
+        yield opened
+
+
+def test_shipped_model_registers_a_warped_retina(app, retina_bgr):
+    query, G, pts = make_pair(retina_bgr)
+    res = app.registrar.register_images(query, retina_bgr)
+    assert res.status == "registered", res.reason
+    assert control_point_error(res.H, G, pts) < 5.0
+    assert res.final.homography.num_inliers >= 20
+
+
+def test_demo_command_passes(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MX_SDK_HOME", "SUPERRETINA_RUNTIME")}
+    env["PYTHONPATH"] = str(ROOT / "python")
+    proc = subprocess.run([sys.executable, "-m", "superretina.cli", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS" in proc.stdout
+    for name in ("match_result.jpg", "result.jpg", "checkerboard.jpg", "result.json"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_shipped_checkpoint_is_the_onnx_model(retina_bgr):
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from superretina.enhance import enhance, to_model_input
+    from superretina.model.network import load_checkpoint
+
+    net = load_checkpoint(CHECKPOINT)
+    x = to_model_input(enhance(retina_bgr), (384, 384))[None, None]
+    with torch.no_grad():
+        det, desc = (t.numpy() for t in net(torch.from_numpy(x)))
+    det_o, desc_o = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    np.testing.assert_allclose(det_o, det, atol=1e-4)
+    np.testing.assert_allclose(desc_o, desc, atol=1e-4)
