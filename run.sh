@@ -22,7 +22,11 @@ fi
 stamp="$VENV/.installed${extras//[\[\],]/_}"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   echo "installing dependencies${extras:+ $extras}..." >&2
-  "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" >&2
+  # (grep drops pip's notes about find-links folders that this machine's pip config names)
+  if ! "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" 2>&1 | { grep -v "is ignored: it is neither" || true; } >&2; then
+    echo "error: installing the dependencies failed (see pip's message above)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 
