@@ -14,16 +14,19 @@ case "${1:-}" in
   train|export|bench|test) extras="[train,dev]" ;;   # PyTorch and pytest only where needed
 esac
 
+pip_install() {  # quiet pip; drops its notes about find-links folders this machine's pip config names
+  "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; } >&2
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setting up $VENV (first run)..." >&2
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  pip_install --upgrade pip
 fi
 stamp="$VENV/.installed${extras//[\[\],]/_}"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   echo "installing dependencies${extras:+ $extras}..." >&2
-  # (grep drops pip's notes about find-links folders that this machine's pip config names)
-  if ! "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" 2>&1 | { grep -v "is ignored: it is neither" || true; } >&2; then
+  if ! pip_install -e "$ROOT$extras"; then
     echo "error: installing the dependencies failed (see pip's message above)" >&2
     exit 1
   fi
