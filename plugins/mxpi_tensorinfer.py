@@ -47,6 +47,7 @@ import numpy as np
 
 from mxlocal import MxpiDataType_pb2 as pb
 from mxlocal import errors as E
+from mxlocal.cpu import physical_cores
 from mxlocal.plugin_base import PluginBase, Prop
 
 log = logging.getLogger("mxlocal")
@@ -417,21 +418,6 @@ class TensorInfer(PluginBase):
         if key not in self.warned:
             self.warned.add(key)
             log.warning("%s: %s", self.where(), message)
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-thread siblings counted once)."""
-    try:
-        cpus = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-    cores = set()
-    for cpu in cpus:
-        try:
-            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
-        except OSError:
-            return max(1, len(cpus))
-    return max(1, len(cores))
 
 
 def session_options(ort):

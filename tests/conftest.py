@@ -22,3 +22,14 @@ def retina_bgr():
     from skimage import data
 
     return cv2.cvtColor(data.retina(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture
+def api():
+    """An initialised local StreamManagerApi, all streams destroyed afterwards."""
+    from mxlocal import StreamManagerApi as sm
+
+    api = sm.StreamManagerApi()
+    api.InitManager()
+    yield api
+    api.DestroyAllStreams()

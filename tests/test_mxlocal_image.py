@@ -9,16 +9,7 @@ import numpy as np
 import pytest
 
 from mxlocal import MxpiDataType_pb2 as pb
-from mxlocal import StreamManagerApi as sm
 from mxlocal_support import call_with_timeout, data_input, keys, pipeline, protobuf_in
-
-
-@pytest.fixture
-def api():
-    api = sm.StreamManagerApi()
-    api.InitManager()
-    yield api
-    api.DestroyAllStreams()
 
 
 @pytest.fixture(scope="module")

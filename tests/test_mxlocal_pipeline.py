@@ -8,18 +8,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from mxlocal import StreamManagerApi as sm
 from mxlocal import plugin_loader
 from mxlocal.pipeline_config import parse_pipeline
 from mxlocal_support import data_input, get_tensors, pipeline, protobuf_in, tensor_package_list, two_output_model
-
-
-@pytest.fixture
-def api():
-    api = sm.StreamManagerApi()
-    api.InitManager()
-    yield api
-    api.DestroyAllStreams()
 
 
 @pytest.fixture(scope="module")

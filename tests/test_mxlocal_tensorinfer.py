@@ -9,7 +9,6 @@ import onnxruntime as ort
 import pytest
 
 from mxlocal import MxpiDataType_pb2 as pb
-from mxlocal import StreamManagerApi as sm
 from mxlocal_support import (call_with_timeout, conv_model, get_tensors, keys, pipeline, protobuf_in,
                              tensor_array, tensor_package_list, two_output_model, uint8_model)
 
@@ -22,14 +21,6 @@ def models(tmp_path_factory):
         "conv2": conv_model(folder / "conv2.onnx", batch=2, size=16),
         "uint8": uint8_model(folder / "uint8.onnx"),
     }
-
-
-@pytest.fixture
-def api():
-    api = sm.StreamManagerApi()
-    api.InitManager()
-    yield api
-    api.DestroyAllStreams()
 
 
 def _infer_stream(api, name: str, model, serialize: bool = False, **props) -> None:

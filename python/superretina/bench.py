@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mxlocal.cpu import physical_cores
+
 from .config import DEFAULT_PIPELINE, PROJECT_ROOT
 
 DEFAULT_SIZES = (2912, 1382)
@@ -484,22 +486,6 @@ class Worker:
 
 
 # --------------------------------------------------------------------------- orchestration
-def physical_cores() -> int:
-    """Cores (not hyper-threads) this process may use."""
-    try:
-        cpus = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-    cores = set()
-    for cpu in cpus:
-        try:
-            sib = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
-        except OSError:
-            return len(cpus)
-        cores.add(sib)
-    return max(1, len(cores))
-
-
 def machine() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": platform.processor(),
             "logical_cpus": os.cpu_count(), "physical_cores": physical_cores()}
