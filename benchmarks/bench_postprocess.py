@@ -183,8 +183,11 @@ def main() -> None:
     pair = times[0] + times[1] + (times[2] + times[3]) / 2
     print(f"{'  per image of a pair (m+h shared)':<34}{pair[0]:>10.2f}{pair[1]:>10.2f}{pair[2]:>11.2f}"
           f"{pair[3]:>10.2f}{pair[2] / pair[0]:>9.1f}x")
+    # Matching and homography are done once per pair, for both its images: an image's share is
+    # half of them. The stricter reading charges the whole pair's matching to one image.
     print(f"speed-up = ref wall / ours wall. Target <= 30 ms per image (wall): "
-          f"{'met' if tot[0] <= 30 else 'NOT met'}.")
+          f"{'met' if pair[0] <= 30 else 'NOT met'} per image of a pair ({pair[0]:.1f} ms); "
+          f"{'met' if tot[0] <= 30 else 'not met'} with the whole matching charged to one image ({tot[0]:.1f} ms).")
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
