@@ -19,7 +19,7 @@ from .descriptors import sample_descriptors
 from .enhance import enhance, to_model_input
 from .homography import HomographyResult, estimate_homography
 from .image_io import read_image
-from .keypoints import detect
+from .keypoints import detect, to_original
 from .matching import ratio_match
 from .stream_client import SuperRetinaStream
 
@@ -97,10 +97,7 @@ class Registrar:
         if 0 < k["max_keypoints"] < len(scores):
             keep = np.sort(np.argsort(-scores, kind="stable")[: k["max_keypoints"]])
             xy_model = xy_model[keep]
-        d = sample_descriptors(xy_model, desc)
-        (hm, wm), (h, w) = self.model_hw, image_hw
-        xy = xy_model.astype(np.float64) * np.array([w / wm, h / hm])
-        return Features(xy_model, xy, d)
+        return Features(xy_model, to_original(xy_model, self.model_hw, image_hw), sample_descriptors(xy_model, desc))
 
     def _match(self, q: Features, r: Features) -> Stage:
         m = ratio_match(q.descriptors, r.descriptors, self.cfg["matching"]["knn_thresh"])
