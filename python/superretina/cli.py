@@ -49,6 +49,24 @@ def _print_result(info: dict, written: list[Path]) -> None:
         print(f"wrote {p}")
 
 
+def _register_and_write(args, query, refer, query_path, refer_path, annotate=None):
+    """Register a pair through the pipeline, write the outputs and print them; returns (result, info).
+
+    ``annotate(result, info)`` may add entries to result.json before it is written.
+    """
+    from .app import open_app
+    from .outputs import result_json, write_outputs
+
+    with open_app(args.config, args.pipeline, args.runtime) as app:
+        res = app.registrar.register_images(query, refer)
+        info = result_json(res, query_path, refer_path, str(app.model), str(app.pipeline), app.runtime)
+        if annotate is not None:
+            annotate(res, info)
+        written = write_outputs(res, query, refer, args.out, info, app.config)
+    _print_result(info, written)
+    return res, info
+
+
 def cmd_register(argv) -> int:
     ap = argparse.ArgumentParser(prog="bash run.sh QUERY REFER", description=(
         "Register QUERY onto REFER (fundus photographs: JPEG, PNG 8/16 bit, TIFF, BMP; any sizes). "
@@ -61,16 +79,10 @@ def cmd_register(argv) -> int:
     _common(ap)
     args = ap.parse_args(argv)
     _check_out(args.out)
-    from .app import open_app
     from .image_io import read_image
-    from .outputs import result_json, write_outputs
 
     query, refer = read_image(args.query), read_image(args.refer)
-    with open_app(args.config, args.pipeline, args.runtime) as app:
-        res = app.registrar.register_images(query, refer)
-        info = result_json(res, args.query, args.refer, str(app.model), str(app.pipeline), app.runtime)
-        written = write_outputs(res, query, refer, args.out, info, app.config)
-    _print_result(info, written)
+    res, _ = _register_and_write(args, query, refer, args.query, args.refer)
     return EXIT_OK if res.status == "registered" else EXIT_FAILED_PAIR
 
 
@@ -82,9 +94,7 @@ def cmd_demo(argv) -> int:
     _common(ap)
     args = ap.parse_args(argv)
     _check_out(args.out)
-    from .app import open_app
     from .demo import control_point_error, make_pair, retina_bgr
-    from .outputs import result_json, write_outputs
 
     refer = retina_bgr()
     query, G, pts = make_pair(refer)
@@ -92,14 +102,14 @@ def cmd_demo(argv) -> int:
     import cv2
     cv2.imwrite(str(args.out / "demo_query.jpg"), query)
     cv2.imwrite(str(args.out / "demo_refer.jpg"), refer)
-    with open_app(args.config, args.pipeline, args.runtime) as app:
-        res = app.registrar.register_images(query, refer)
-        info = result_json(res, args.out / "demo_query.jpg", args.out / "demo_refer.jpg",
-                           str(app.model), str(app.pipeline), app.runtime)
-        err = control_point_error(res.H, G, pts)
-        info["demo"] = {"known_homography_refer_to_query": G.tolist(), "mean_control_point_error_px": err}
-        written = write_outputs(res, query, refer, args.out, info, app.config)
-    _print_result(info, written)
+
+    def add_truth(res, info):
+        info["demo"] = {"known_homography_refer_to_query": G.tolist(),
+                        "mean_control_point_error_px": control_point_error(res.H, G, pts)}
+
+    res, info = _register_and_write(args, query, refer, args.out / "demo_query.jpg", args.out / "demo_refer.jpg",
+                                    add_truth)
+    err = info["demo"]["mean_control_point_error_px"]
     ok = res.status == "registered" and err < 5.0
     print(f"mean control-point error: {err:.2f} px over {len(pts)} points "
           f"({'PASS' if ok else 'FAIL'}: below 5 px expected)")
