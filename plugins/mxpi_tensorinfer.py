@@ -23,17 +23,12 @@ SDK behaviour kept:
   Dynamic dims (e.g. H/W of an ONNX export) are reported with their real values, as the SDK
   does for dynamic-HW models.
 
-Local differences: ``.onnx`` models only (an ``.om`` path is refused with a clear message);
-CUDAExecutionProvider first when ONNX Runtime offers it, else CPU; a dynamic batch dim batches
-up to ``$MXLOCAL_MAX_BATCH`` (default 8) samples; ``dynamicStrategy``/``deviceId`` are accepted
-and ignored.
-
-CPU tuning (``session_options``): all graph optimizations; intra-op threads = physical cores
-(``$MXLOCAL_ORT_THREADS`` overrides); idle threads block rather than spin
-(``$MXLOCAL_ORT_SPIN=1`` spins); no per-shape memory pattern; on the CPU provider a package of
-N samples for a model whose inputs and outputs share a symbolic batch dim is run one sample at a
-time, with identical results and about half the activation memory (``$MXLOCAL_SPLIT_BATCH=0``
-runs it whole).
+Local differences: the model runs on ONNX Runtime (``.onnx``) or OpenVINO (``.xml`` IR), chosen
+by the suffix of ``modelPath`` (``mxlocal.model_runtime``; an ``.om`` path is refused with a clear
+message); a dynamic batch dim batches up to ``$MXLOCAL_MAX_BATCH`` (default 8) samples;
+``dynamicStrategy``/``deviceId`` are accepted and ignored. On the CPU a package of N samples for
+a model whose inputs and outputs share a dynamic batch dim is run one sample at a time, with
+identical results and about half the activation memory (``$MXLOCAL_SPLIT_BATCH=0`` runs it whole).
 """
 from __future__ import annotations
 
@@ -47,38 +42,13 @@ import numpy as np
 
 from mxlocal import MxpiDataType_pb2 as pb
 from mxlocal import errors as E
-from mxlocal.cpu import physical_cores
+from mxlocal.model_runtime import TYPE_NAMES, ModelLoadError, ModelTensor, open_model
 from mxlocal.plugin_base import PluginBase, Prop
 
 log = logging.getLogger("mxlocal")
 
-ENV_THREADS = "MXLOCAL_ORT_THREADS"
 ENV_MAX_BATCH = "MXLOCAL_MAX_BATCH"
-ENV_SPIN = "MXLOCAL_ORT_SPIN"
 ENV_SPLIT = "MXLOCAL_SPLIT_BATCH"
-
-# ONNX Runtime type -> (numpy dtype, MxBase::TensorDataType code)
-ORT_TYPES = {
-    "tensor(float)": (np.float32, 0), "tensor(float16)": (np.float16, 1), "tensor(int8)": (np.int8, 2),
-    "tensor(int32)": (np.int32, 3), "tensor(uint8)": (np.uint8, 4), "tensor(int16)": (np.int16, 6),
-    "tensor(uint16)": (np.uint16, 7), "tensor(uint32)": (np.uint32, 8), "tensor(int64)": (np.int64, 9),
-    "tensor(uint64)": (np.uint64, 10), "tensor(double)": (np.float64, 11), "tensor(bool)": (np.bool_, 12),
-}
-TYPE_NAMES = {-1: "UNDEFINED", 0: "FLOAT32", 1: "FLOAT16", 2: "INT8", 3: "INT32", 4: "UINT8", 6: "INT16",
-              7: "UINT16", 8: "UINT32", 9: "INT64", 10: "UINT64", 11: "DOUBLE64", 12: "BOOL"}
-
-
-@dataclass
-class ModelTensor:
-    """One model input/output: name, numpy dtype, type code, dims (-1 = dynamic)."""
-
-    name: str
-    dtype: type
-    code: int
-    dims: list
-
-    def describe(self) -> str:
-        return f"{self.name}{self.dims} {TYPE_NAMES[self.code]}"
 
 
 @dataclass
@@ -126,9 +96,11 @@ class TensorInfer(PluginBase):
                                     f" but {len(self.context.upstream)} element(s) link into it;"
                                     " give one key per input pad")
         path = self._model_path()
-        self.session = self._open_session(path)
-        self.inputs = [self._model_tensor(t) for t in self.session.get_inputs()]
-        self.outputs = [self._model_tensor(t) for t in self.session.get_outputs()]
+        try:
+            self.model = open_model(path)
+        except ModelLoadError as exc:
+            raise self.config_error(str(exc)) from None
+        self.inputs, self.outputs = self.model.inputs, self.model.outputs
         self.split_batch = self._can_split_batch()
         batch = self.inputs[0].dims[0] if self.inputs and self.inputs[0].dims else 1
         self.multi_batch = not self.props["singleBatchInfer"] and batch != 1 and bool(self.inputs[0].dims)
@@ -139,8 +111,7 @@ class TensorInfer(PluginBase):
         self.samples: list = []  # multi-batch queue: (pending, package index, feeds)
         self.last_arrival = 0.0
         self.warned = set()
-        log.info("%s: model %s (%s); inputs %s; outputs %s; %s", self.where(), path,
-                 ",".join(self.session.get_providers()), ", ".join(t.describe() for t in self.inputs),
+        log.info("%s: model %s (%s); inputs %s; outputs %s; %s", self.where(), path, self.model.engine, ", ".join(t.describe() for t in self.inputs),
                  ", ".join(t.describe() for t in self.outputs),
                  f"multi-batch mode, up to {self.max_batch} samples" if self.multi_batch else "single-batch mode")
 
@@ -151,24 +122,11 @@ class TensorInfer(PluginBase):
             path = (self.context.base_dir or Path.cwd()) / path
         if path.suffix.lower() == ".om":
             raise self.config_error(
-                f"modelPath '{text}' is an Ascend .om model; the local runtime runs .onnx models"
+                f"modelPath '{text}' is an Ascend .om model; the local runtime runs .onnx and OpenVINO .xml models"
                 " — point modelPath at the .onnx export or run on an Ascend machine with the MindX SDK")
         if not path.is_file():
             raise self.config_error(f"model file not found: {path} (modelPath '{text}')")
         return path
-
-    def _open_session(self, path: Path):
-        import onnxruntime as ort  # imported here: only streams with a model need it
-
-        options = session_options(ort)
-        providers = ["CPUExecutionProvider"]
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise self.config_error(f"cannot load ONNX model {path}: {first}") from None
 
     def _can_split_batch(self) -> bool:
         """Run multi-sample packages one sample at a time (CPU, shared symbolic batch dim only).
@@ -178,17 +136,10 @@ class TensorInfer(PluginBase):
         lower. Only when every input and output has the same symbolic leading dim (so outputs
         are per-sample too); $MXLOCAL_SPLIT_BATCH=0 turns it off.
         """
-        if not _env_int(ENV_SPLIT, 1) or self.session.get_providers()[0] != "CPUExecutionProvider":
+        if not _env_int(ENV_SPLIT, 1) or not self.model.on_cpu:
             return False
-        leads = {(t.shape or [None])[0] for t in (*self.session.get_inputs(), *self.session.get_outputs())}
-        return len(leads) == 1 and isinstance(next(iter(leads)), str)
-
-    def _model_tensor(self, arg) -> ModelTensor:
-        if arg.type not in ORT_TYPES:
-            raise self.config_error(f"model tensor '{arg.name}' has type {arg.type}, which MxpiTensor cannot carry")
-        dtype, code = ORT_TYPES[arg.type]
-        dims = [d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or [])]
-        return ModelTensor(arg.name, dtype, code, dims)
+        leads = {t.batch_symbol for t in (*self.inputs, *self.outputs)}
+        return len(leads) == 1 and None not in leads
 
     # ---- processing ----------------------------------------------------------------------------
     def process(self, buffers):
@@ -235,7 +186,7 @@ class TensorInfer(PluginBase):
         return self._drain()
 
     def deinit(self):
-        self.session = None
+        self.model = None
 
     # ---- helpers -------------------------------------------------------------------------------
     def _assemble(self, buffers) -> list:
@@ -338,14 +289,13 @@ class TensorInfer(PluginBase):
         return dims
 
     def _run(self, feeds: list, entries: list):
-        """ONNX Runtime on one feed set; ``None`` (and error info on ``entries``) on failure."""
+        """The model on one feed set; ``None`` (and error info on ``entries``) on failure."""
         try:
             n = feeds[0].shape[0] if feeds and feeds[0].ndim else 1
             if self.split_batch and n > 1 and all(f.ndim and f.shape[0] == n for f in feeds):
-                parts = [self.session.run(None, {m.name: a[i:i + 1] for m, a in zip(self.inputs, feeds)})
-                         for i in range(n)]
+                parts = [self.model.run([a[i:i + 1] for a in feeds]) for i in range(n)]
                 return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
-            return self.session.run(None, {m.name: a for m, a in zip(self.inputs, feeds)})
+            return self.model.run(feeds)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             for entry in entries:
@@ -418,25 +368,6 @@ class TensorInfer(PluginBase):
         if key not in self.warned:
             self.warned.add(key)
             log.warning("%s: %s", self.where(), message)
-
-
-def session_options(ort):
-    """ONNX Runtime session options of the element (CPU tuning; see the module docstring)."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # All graph rewrites, including the NCHWc layout and QDQ → QLinearConv fusions (int8 variants).
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # One compute thread per physical core: hyper-thread siblings share the vector units.
-    threads = _env_int(ENV_THREADS, 0)
-    options.intra_op_num_threads = threads if threads > 0 else physical_cores()
-    # Idle compute threads block instead of spinning, so that the caller's post-processing (and
-    # other pairs in flight) get the cores between and after runs ($MXLOCAL_ORT_SPIN=1: spin).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if _env_int(ENV_SPIN, 0) else "0")
-    # No memory pattern: ONNX Runtime caches one pre-planned block per input shape, and the
-    # driver feeds two shapes (pair batch, matching-trick single image): +0.6 GB peak for
-    # SuperRetina at 768x768, no speed gain measured. The arena still reuses freed blocks.
-    options.enable_mem_pattern = False
-    return options
 
 
 def _env_int(name: str, default: int) -> int:

@@ -40,7 +40,7 @@ def test_bench_cli_runs_both_sides_and_writes_json(small_model, tmp_path, capsys
         assert label in table
     report = json.loads(out.read_text())
     sides = report["sizes"][0]["sides"]
-    assert set(sides) == {"onnx:random.onnx", "torch eager"}
+    assert set(sides) == {"pipeline:random.onnx", "torch eager"}
     for side in sides.values():
         stages = side["median"]
         assert stages["total"] > 0 and stages["inference"] > 0 and side["peak_rss_mb"] > 50

@@ -3,7 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from superretina.enhance import _GAMMA_U8, _rescale_to_u8, enhance, green_channel, to_model_input
+from superretina.enhance import (_GAMMA_U8, _rescale_to_u8, enhance, equalise, gamma, green_channel, model_input,
+                                 to_model_input)
 
 
 def reference_enhance(gray: np.ndarray) -> np.ndarray:
@@ -72,6 +73,25 @@ def test_enhance_shared_fundus_images(shared_data):
         assert np.array_equal(enhance(img), reference_enhance(img[:, :, 1])), name
 
 
+def test_fast_path_equals_the_reference_steps_bit_for_bit(retina_bgr):
+    """equalise + model_input (the driver's path) == enhance + to_model_input (the reference's)."""
+    g16 = retina_bgr[:, :, 1].astype(np.uint16) * 257 + 3
+    for img in (retina_bgr, g16, retina_bgr[:, :, 1], np.ascontiguousarray(retina_bgr[::2, 1::2])):
+        eq = equalise(img)
+        assert eq.dtype == np.uint8 and eq.shape == img.shape[:2]
+        assert np.array_equal(gamma(eq), enhance(img))
+        for size in ((768, 768), (384, 512), (2000, 1800)):  # shrink, mixed, enlarge
+            assert np.array_equal(model_input(eq, size), to_model_input(enhance(img), size)), (img.shape, size)
+
+
+def test_fast_path_on_every_grey_level():
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (64, 1))  # every level survives CLAHE's mapping
+    eq = equalise(ramp)
+    assert np.array_equal(model_input(eq, (32, 128)), to_model_input(gamma(eq), (32, 128)))
+    with pytest.raises(ValueError, match="uint8 image from equalise"):
+        model_input(gamma(eq))
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_enhance_constant_image_gives_zeros(dtype):
     out = enhance(np.full((20, 30), 77, dtype))
@@ -115,3 +135,14 @@ def test_to_model_input_is_close_to_pil_bilinear_when_enlarging(retina_bgr):
     diff = np.abs(to_model_input(enhanced) - _pil_reference(enhanced)) * 255
     # Same sampling grid; only rounding of the weights differs. Measured: max 1 level.
     assert diff.mean() < 0.25 and diff.max() <= 1.0 + 1e-4
+
+
+@pytest.mark.parametrize("top", [165, 200, 231])
+def test_dim_images_match_the_reference_up_to_rounding_ties(retina_bgr, top):
+    """Brightest level below 255. The z-score statistics come from the histogram, not from
+    np.std over the image, so a grey level whose rescaled value lies within float rounding of
+    a whole number (a scaled image makes such ties) may truncate one level apart: every other
+    pixel is bit-exact."""
+    g = (retina_bgr[:, :, 1].astype(np.float32) * (top / 255.0)).astype(np.uint8)
+    diff = np.abs(gamma(equalise(g)) - reference_enhance(g)) * 255
+    assert (diff > 0).mean() < 0.01 and diff.max() <= 2.0 + 1e-4

@@ -105,3 +105,28 @@ def test_to_original_float_and_truncated_conventions():
     assert trunc.tolist() == [[997.0, 0.0], [498.0, 625.0]]
     ref = [(int(torch.tensor(x) / 768 * 999), int(torch.tensor(y) / 768 * 960)) for x, y in kp]
     assert trunc.tolist() == [list(map(float, p)) for p in ref]
+
+
+# ---------------------------------------------------------------------------- refine_subpixel
+def test_subpixel_recovers_the_peak_of_a_sampled_parabola():
+    from superretina.keypoints import refine_subpixel
+
+    yy, xx = np.mgrid[0:20, 0:30].astype(np.float32)
+    cx, cy = 12.3, 7.8  # true peak
+    heat = (1.0 - 0.01 * ((xx - cx) ** 2 + (yy - cy) ** 2)).astype(np.float32)
+    kp, _ = detect(heat, nms_size=30, nms_thresh=0.01, border=1)
+    assert kp.tolist() == [[12.0, 8.0]]
+    np.testing.assert_allclose(refine_subpixel(heat, kp), [[cx, cy]], atol=1e-4)
+
+
+def test_subpixel_puts_a_two_pixel_plateau_in_between_and_leaves_edges():
+    from superretina.keypoints import refine_subpixel
+
+    heat = np.zeros((9, 9), np.float32)
+    heat[4, 4] = heat[4, 5] = 0.8  # either pixel may win NMS: both refine to x = 4.5
+    heat[3, 4] = heat[5, 4] = heat[3, 5] = heat[5, 5] = 0.4
+    out = refine_subpixel(heat, np.array([[4, 4], [5, 4], [0, 4]], np.float32))
+    np.testing.assert_allclose(out[:2], [[4.5, 4.0], [4.5, 4.0]])
+    assert out[2].tolist() == [0.0, 4.0]  # on the map's edge: unchanged
+    flat = np.full((5, 5), 0.5, np.float32)  # no curvature: unchanged
+    assert refine_subpixel(flat, np.array([[2, 2]], np.float32)).tolist() == [[2.0, 2.0]]

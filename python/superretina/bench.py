@@ -11,8 +11,8 @@ temporary folder, so "read" is a real file read + JPEG decode.
 Each side runs in its own worker process, so that its peak memory is its own, and the sides
 take turns run by run, so that a change of machine load hits both alike:
 
-* ``onnx:<model>``: the application's driver: ``read_image`` x2, ``Registrar.register_images``
-  through the pipeline's stream (mxpi_tensorinfer on ONNX Runtime) with the matching trick,
+* ``pipeline:<model>``: the application's driver: ``read_image`` x2, ``Registrar.register_images``
+  through the pipeline's stream (mxpi_tensorinfer: ONNX Runtime for .onnx, OpenVINO for .xml) with the matching trick,
   then ``result_json`` + ``write_outputs`` (pictures and result.json);
 * ``torch eager``: the same steps done the reference's way on the same weights: cv2 read,
   float64 enhancement, PIL bilinear resize, the PyTorch network (eager, float32), PyTorch
@@ -114,6 +114,15 @@ def pipeline_with_model(model: Path, dst: Path, pipeline: Path = DEFAULT_PIPELIN
     return dst
 
 
+def baseline_weights(models: list[Path]) -> Path:
+    """Float32 weights for the PyTorch side: the first .onnx/.pth among ``models``, else the
+    shipped checkpoint (an OpenVINO IR is the same network, exported from it)."""
+    for model in models:
+        if model.suffix.lower() in (".onnx", ".pth", ".pt"):
+            return model
+    return PROJECT_ROOT / "model" / "superretina.pth"
+
+
 def default_model(pipeline: Path = DEFAULT_PIPELINE) -> Path:
     """The model the pipeline file points at (model/superretina.onnx for the default pipeline)."""
     from .stream_client import read_layout
@@ -187,7 +196,7 @@ def _lenient(estimate):
     return lenient
 
 
-class OnnxSide:
+class PipelineSide:
     """The application's driver on one model (runs inside a worker process)."""
 
     def __init__(self, spec: dict):
@@ -211,7 +220,7 @@ class OnnxSide:
         self.out = Path(spec["out"])
 
     def run(self) -> dict:
-        from .image_io import read_image
+        from .image_io import read_pair
         from .outputs import result_json, write_outputs
         from .register import Timer
 
@@ -219,7 +228,7 @@ class OnnxSide:
         t = Timer()
         c0, w0 = time.process_time(), time.perf_counter()
         with t("read"):
-            q, r = read_image(self.spec["query"]), read_image(self.spec["refer"])
+            q, r = read_pair(self.spec["query"], self.spec["refer"])
         res = self.app.registrar.register_images(q, r, t)
         with t("outputs"):
             info = result_json(res, self.spec["query"], self.spec["refer"], str(self.app.model),
@@ -436,10 +445,10 @@ def torch_network(path: Path):
 
 def _worker(conn, kind: str, spec: dict) -> None:
     """Worker process: build one side, then answer 'run' / 'stop' requests."""
-    if kind == "onnx":
-        os.environ["MXLOCAL_ORT_THREADS"] = str(spec["threads"])
+    if kind == "pipeline":
+        os.environ["MXLOCAL_INFER_THREADS"] = str(spec["threads"])
     try:
-        side = OnnxSide(spec) if kind == "onnx" else TorchSide(spec)
+        side = PipelineSide(spec) if kind == "pipeline" else TorchSide(spec)
     except Exception as exc:  # noqa: BLE001 - reported by the parent as one line
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return
@@ -512,9 +521,9 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
     sides: list[tuple[str, str, dict]] = []
     for i, model in enumerate(models):
         pipe = pipeline_with_model(model, tmp / f"pipeline_{i}.pipeline", args.pipeline)
-        sides.append((f"onnx:{model.name}", "onnx", {"pipeline": str(pipe), "model": str(model)}))
+        sides.append((f"pipeline:{model.name}", "pipeline", {"pipeline": str(pipe), "model": str(model)}))
     if not args.no_baseline:
-        sides.append(("torch eager", "torch", {"weights": str(args.torch_weights or models[0])}))
+        sides.append(("torch eager", "torch", {"weights": str(args.torch_weights or baseline_weights(models))}))
     workers, names = [], []
     load0 = os.getloadavg()
     try:
@@ -604,18 +613,19 @@ def format_table(res: dict, runs: int, warmup: int) -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="bash run.sh bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Example: bash run.sh bench --runs 5 --model model/superretina.onnx --model "
-               ".cache/int8.onnx --json out/bench.json  (both models and the PyTorch baseline in one "
+        epilog="Example: bash run.sh bench --runs 5 --model model/superretina_bf16.xml --model "
+               "model/superretina.onnx --json out/bench.json  (both models and the PyTorch baseline in one "
                "run, so the ratios share the machine's load).")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per side and size (median reported; default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     ap.add_argument("--model", type=Path, action="append",
-                    help="ONNX model for the pipeline; repeat to compare variants in one run "
+                    help="model for the pipeline (.onnx or OpenVINO .xml); repeat to compare variants in one run "
                          "(default: the modelPath of the pipeline file)")
     ap.add_argument("--pipeline", type=Path, default=DEFAULT_PIPELINE,
                     help="pipeline file whose copy runs each model (default pipeline/superretina.pipeline)")
     ap.add_argument("--torch-weights", type=Path,
-                    help="float32 ONNX export or .pth checkpoint for the PyTorch baseline (default: the first --model)")
+                    help="float32 ONNX export or .pth checkpoint for the PyTorch baseline (default: the first "
+                         ".onnx --model, else model/superretina.pth)")
     ap.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=list(DEFAULT_SIZES),
                     help="square pair sides, comma-separated (default 2912,1382)")
     ap.add_argument("--size", type=int, help="one side only (same as --sizes N)")
@@ -628,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "the reference does, so that the matching trick runs on both sides even with "
                          "untrained weights (whose first homography the driver rejects)")
     ap.add_argument("--threads", type=int, default=physical_cores(),
-                    help="intra-op threads for ONNX Runtime and PyTorch (default: physical cores)")
+                    help="compute threads for the inference engine and PyTorch (default: physical cores)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the PyTorch eager side")
     ap.add_argument("--json", type=Path, help="write every measurement to this JSON file")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -79,9 +79,9 @@ def cmd_register(argv) -> int:
     _common(ap)
     args = ap.parse_args(argv)
     _check_out(args.out)
-    from .image_io import read_image
+    from .image_io import read_pair
 
-    query, refer = read_image(args.query), read_image(args.refer)
+    query, refer = read_pair(args.query, args.refer)
     res, _ = _register_and_write(args, query, refer, args.query, args.refer)
     return EXIT_OK if res.status == "registered" else EXIT_FAILED_PAIR
 

@@ -46,3 +46,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     return (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+
+
+def read_pair(query_path: str | Path, refer_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Both photographs of a pair, decoded at once (two threads); errors as :func:`read_image`."""
+    from .parallel import pair_map
+
+    return pair_map(read_image, query_path, refer_path)

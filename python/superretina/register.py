@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 
 from .descriptors import sample_descriptors
-from .enhance import enhance, to_model_input
+from .enhance import equalise, gamma, model_input, to_model_input
 from .homography import HomographyResult, estimate_homography
-from .image_io import read_image
-from .keypoints import detect, to_original
+from .image_io import read_pair
+from .keypoints import detect, refine_subpixel, to_original
 from .matching import ratio_match
+from .parallel import pair_map
 from .stream_client import SuperRetinaStream
 
 
@@ -97,6 +98,8 @@ class Registrar:
         if 0 < k["max_keypoints"] < len(scores):
             keep = np.sort(np.argsort(-scores, kind="stable")[: k["max_keypoints"]])
             xy_model = xy_model[keep]
+        if k["subpixel"]:
+            xy_model = refine_subpixel(det, xy_model)
         return Features(xy_model, to_original(xy_model, self.model_hw, image_hw), sample_descriptors(xy_model, desc))
 
     def _match(self, q: Features, r: Features) -> Stage:
@@ -113,8 +116,8 @@ class Registrar:
         """Register (H, W[, 3]) BGR/gray uint8/uint16 photographs; sizes may differ."""
         t = timer or Timer()
         with t("enhance"):
-            eq, er = enhance(query), enhance(refer)
-            batch = np.stack([to_model_input(eq, self.model_hw), to_model_input(er, self.model_hw)])[:, None]
+            eq, er = pair_map(equalise, query, refer)  # uint8 CLAHE outputs
+            batch = np.stack([model_input(eq, self.model_hw), model_input(er, self.model_hw)])[:, None]
         with t("inference"):
             det, desc = self.stream.infer(batch)
         with t("keypoints+descriptors"):
@@ -131,25 +134,25 @@ class Registrar:
             self._matching_trick(result, eq, batch[0, 0], t)
         return result
 
-    def _warped_query_input(self, H1: np.ndarray, enhanced_query: np.ndarray, query_input: np.ndarray,
+    def _warped_query_input(self, H1: np.ndarray, equalised_query: np.ndarray, query_input: np.ndarray,
                             refer_size: tuple) -> np.ndarray:
         """The query warped by H1 into the reference frame, as a model input (H_m, W_m)."""
         (hm, wm), (h_r, w_r) = self.model_hw, refer_size
-        if self.cfg["matching_trick_warp"] == "full":  # the reference: warp at full size, then resize
-            warped = cv2.warpPerspective(enhanced_query, H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
+        if self.cfg["matching_trick_warp"] == "full":  # the reference: warp the float image at full size, resize
+            warped = cv2.warpPerspective(gamma(equalised_query), H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
             return to_model_input(warped, self.model_hw)
         # Same warp expressed between the two model frames: ~15x cheaper on FIRE-size images.
-        h_q, w_q = enhanced_query.shape
+        h_q, w_q = equalised_query.shape
         to_ref_model = np.diag([wm / w_r, hm / h_r, 1.0])
         from_query_model = np.diag([w_q / wm, h_q / hm, 1.0])
         return cv2.warpPerspective(query_input, to_ref_model @ H1 @ from_query_model, (wm, hm), flags=cv2.INTER_LINEAR)
 
-    def _matching_trick(self, result: RegistrationResult, enhanced_query: np.ndarray, query_input: np.ndarray,
+    def _matching_trick(self, result: RegistrationResult, equalised_query: np.ndarray, query_input: np.ndarray,
                         t: Timer) -> None:
         h_r, w_r = result.refer_size
         H1 = result.first.homography.H
         with t("matching trick"):
-            warped = self._warped_query_input(H1, enhanced_query, query_input, result.refer_size)
+            warped = self._warped_query_input(H1, equalised_query, query_input, result.refer_size)
             det, desc = self.stream.infer(warped[None, None])
             fw = self._features(det[0], desc[0], (h_r, w_r))
             second = self._match(fw, result.refer)
@@ -161,5 +164,5 @@ class Registrar:
     def register_files(self, query_path: Path, refer_path: Path) -> RegistrationResult:
         t = Timer()
         with t("read"):
-            q, r = read_image(query_path), read_image(refer_path)
+            q, r = read_pair(query_path, refer_path)
         return self.register_images(q, r, t)

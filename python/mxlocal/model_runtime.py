@@ -1,0 +1,203 @@
+"""The engines behind ``mxpi_tensorinfer``: a model file in, ``run(feeds) -> outputs`` out.
+
+The suffix of ``modelPath`` picks the engine, the way the SDK's element takes an ``.om``:
+
+* ``.onnx`` — ONNX Runtime, CUDAExecutionProvider first when the installed build offers it,
+  else the CPU provider; computes in the model's own precision (fp32, or int8 for a QDQ model).
+* ``.xml`` (with its ``.bin``) — OpenVINO IR on the CPU. The inference precision is the one the
+  model carries in its rt_info under ``runtime_options/INFERENCE_PRECISION_HINT`` (written by
+  ``superretina.model.to_openvino``), else ``f32``: the CPU plugin would otherwise pick bf16
+  by itself on CPUs that have it, and a model file should compute what it says. ``bf16`` runs
+  on AMX / AVX-512 BF16 hardware; where the CPU has neither it falls back to f32 with a warning.
+
+Both engines use one compute thread per physical core (``$MXLOCAL_INFER_THREADS`` overrides)
+and hand back arrays the caller owns.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mxlocal.cpu import physical_cores
+
+log = logging.getLogger("mxlocal")
+
+ENV_THREADS = "MXLOCAL_INFER_THREADS"
+ENV_SPIN = "MXLOCAL_ORT_SPIN"
+PRECISION_KEY = ["runtime_options", "INFERENCE_PRECISION_HINT"]
+
+# numpy dtype -> MxBase::TensorDataType code
+DTYPE_CODES = {
+    np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 2, np.dtype(np.int32): 3,
+    np.dtype(np.uint8): 4, np.dtype(np.int16): 6, np.dtype(np.uint16): 7, np.dtype(np.uint32): 8,
+    np.dtype(np.int64): 9, np.dtype(np.uint64): 10, np.dtype(np.float64): 11, np.dtype(np.bool_): 12,
+}
+TYPE_NAMES = {-1: "UNDEFINED", 0: "FLOAT32", 1: "FLOAT16", 2: "INT8", 3: "INT32", 4: "UINT8", 6: "INT16",
+              7: "UINT16", 8: "UINT32", 9: "INT64", 10: "UINT64", 11: "DOUBLE64", 12: "BOOL"}
+# ONNX Runtime's type strings
+_ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8, "tensor(int16)": np.int16, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
+    "tensor(int64)": np.int64, "tensor(uint64)": np.uint64, "tensor(double)": np.float64, "tensor(bool)": np.bool_,
+}
+
+
+class ModelLoadError(Exception):
+    """The model file cannot be opened or described; the message names the file."""
+
+
+@dataclass
+class ModelTensor:
+    """One model input/output: name, numpy dtype, type code, dims (-1 = dynamic)."""
+
+    name: str
+    dtype: type
+    code: int
+    dims: list
+    batch_symbol: str | None = None  # name of a dynamic leading dim (samples independent along it)
+
+    def describe(self) -> str:
+        return f"{self.name}{self.dims} {TYPE_NAMES[self.code]}"
+
+
+def _tensor(name: str, dtype, dims: list, path: Path, batch_symbol: str | None = None) -> ModelTensor:
+    dtype = np.dtype(dtype)
+    if dtype not in DTYPE_CODES:
+        raise ModelLoadError(f"{path}: model tensor '{name}' has type {dtype}, which MxpiTensor cannot carry")
+    return ModelTensor(name, dtype.type, DTYPE_CODES[dtype], dims, batch_symbol)
+
+
+def inference_threads() -> int:
+    text = os.environ.get(ENV_THREADS, "").strip()
+    if text:
+        try:
+            if int(text) > 0:
+                return int(text)
+        except ValueError:
+            pass
+        log.warning("$%s=%r is not a positive integer; using one thread per physical core", ENV_THREADS, text)
+    return physical_cores()
+
+
+def _first_line(exc: Exception) -> str:
+    """The message of an engine exception, without OpenVINO's "Exception from file:line" lines."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("Exception from ")] or lines
+    return lines[0] if lines else type(exc).__name__
+
+
+class OnnxRuntimeModel:
+    """An ``.onnx`` file in an ONNX Runtime session (tuning: see :func:`ort_session_options`)."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort  # imported here: only streams with a model need it
+
+        providers = ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=ort_session_options(ort), providers=providers)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load ONNX model {path}: {_first_line(exc)}") from None
+        self.inputs = [self._tensor(a, path) for a in self.session.get_inputs()]
+        self.outputs = [self._tensor(a, path) for a in self.session.get_outputs()]
+        self.on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
+        self.engine = f"onnxruntime {ort.__version__} {','.join(self.session.get_providers())}"
+
+    @staticmethod
+    def _tensor(arg, path: Path) -> ModelTensor:
+        if arg.type not in _ORT_DTYPES:
+            raise ModelLoadError(f"{path}: model tensor '{arg.name}' has type {arg.type}, which MxpiTensor cannot carry")
+        shape = arg.shape or []
+        dims = [d if isinstance(d, int) and d >= 0 else -1 for d in shape]
+        symbol = shape[0] if shape and isinstance(shape[0], str) else None
+        return _tensor(arg.name, _ORT_DTYPES[arg.type], dims, path, symbol)
+
+    def run(self, feeds: list) -> list:
+        return self.session.run(None, {m.name: a for m, a in zip(self.inputs, feeds)})
+
+
+class OpenVinoModel:
+    """An OpenVINO IR (``.xml`` + ``.bin``) compiled for the CPU, in the precision it carries."""
+
+    def __init__(self, path: Path):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ModelLoadError(f"{path}: OpenVINO IR models need the 'openvino' package (pip install openvino),"
+                                 " or point modelPath at the .onnx model") from None
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load OpenVINO model {path}: {_first_line(exc)}") from None
+        self.precision = model_precision(model)
+        if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            log.warning("%s: this CPU has no bf16 instructions; running the model in f32", path.name)
+            self.precision = "f32"
+        config = {"INFERENCE_PRECISION_HINT": self.precision, "INFERENCE_NUM_THREADS": inference_threads(),
+                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        try:
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot compile OpenVINO model {path}: {_first_line(exc)}") from None
+        self.request = self.compiled.create_infer_request()
+        self.inputs = [self._tensor(p, path) for p in self.compiled.inputs]
+        self.outputs = [self._tensor(p, path) for p in self.compiled.outputs]
+        self.on_cpu = True
+        self.engine = f"openvino {ov.__version__.split('-')[0]} CPU {self.precision}"
+
+    @staticmethod
+    def _tensor(port, path: Path) -> ModelTensor:
+        shape = port.get_partial_shape()
+        dims = [d.get_length() if d.is_static else -1 for d in shape] if shape.rank.is_static else []
+        # IR dynamic dims carry no names: a dynamic leading dim is taken as the shared batch dim.
+        symbol = "?" if dims and dims[0] == -1 else None
+        return _tensor(port.any_name, port.get_element_type().to_dtype(), dims, path, symbol)
+
+    def run(self, feeds: list) -> list:
+        self.request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
+        # The request reuses its output memory on the next call: hand back copies.
+        return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
+
+
+def model_precision(model) -> str:
+    """The inference precision an OpenVINO model carries in its rt_info (``f32`` if none)."""
+    if model.has_rt_info(PRECISION_KEY):
+        return model.get_rt_info(PRECISION_KEY).astype(str).strip().lower()
+    return "f32"
+
+
+ENGINES = {".onnx": OnnxRuntimeModel, ".xml": OpenVinoModel}
+
+
+def open_model(path: Path):
+    """The engine for ``path`` by its suffix; :class:`ModelLoadError` if none fits or it fails."""
+    engine = ENGINES.get(path.suffix.lower())
+    if engine is None:
+        raise ModelLoadError(f"{path}: unknown model format '{path.suffix}'; the local runtime runs .onnx"
+                             " (ONNX Runtime) and .xml (OpenVINO IR) models")
+    return engine(path)
+
+
+def ort_session_options(ort):
+    """ONNX Runtime session options for CPU inference next to the application's own work."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # All graph rewrites, including the NCHWc layout and QDQ → QLinearConv fusions (int8 variants).
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One compute thread per physical core: hyper-thread siblings share the vector units.
+    options.intra_op_num_threads = inference_threads()
+    # Idle compute threads block instead of spinning, so that the caller's post-processing (and
+    # other pairs in flight) get the cores between and after runs ($MXLOCAL_ORT_SPIN=1: spin).
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if os.environ.get(ENV_SPIN, "").strip() == "1" else "0")
+    # No memory pattern: ONNX Runtime caches one pre-planned block per input shape, and the
+    # driver feeds two shapes (pair batch, matching-trick single image): +0.6 GB peak for
+    # SuperRetina at 768x768, no speed gain measured. The arena still reuses freed blocks.
+    options.enable_mem_pattern = False
+    return options

@@ -1,0 +1,89 @@
+"""OpenVINO IR models in mxpi_tensorinfer (mxlocal.model_runtime) and their conversion."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+ov = pytest.importorskip("openvino")
+
+from mxlocal.model_runtime import ModelLoadError, OpenVinoModel, open_model  # noqa: E402
+from mxlocal_support import conv_model, get_tensors, pipeline, protobuf_in, tensor_array, tensor_package_list  # noqa: E402
+from superretina.model.to_openvino import ConvertError, convert, main  # noqa: E402
+
+
+def _bf16_capable() -> bool:
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+@pytest.fixture(scope="module")
+def conv(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ov")
+    onnx_path = conv_model(folder / "conv.onnx", batch=2, size=16)
+    return {"onnx": onnx_path, "f32": convert(onnx_path, folder / "conv_f32.xml", "f32"),
+            "bf16": convert(onnx_path, folder / "conv_bf16.xml", "bf16")}
+
+
+def _ort(path, x):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+
+def test_f32_ir_matches_onnx_runtime(conv):
+    x = np.random.default_rng(0).standard_normal((2, 1, 16, 16)).astype(np.float32)
+    model = OpenVinoModel(conv["f32"])
+    assert model.precision == "f32" and "f32" in model.engine
+    assert [t.describe() for t in model.inputs] == ["x[2, 1, 16, 16] FLOAT32"]
+    feat, pool = model.run([x])
+    ref_feat, ref_pool = _ort(conv["onnx"], x)
+    np.testing.assert_allclose(feat, ref_feat, atol=1e-5)
+    np.testing.assert_allclose(pool, ref_pool, atol=1e-5)
+    # The request's output memory is reused: earlier results must not change under a new run.
+    before = feat.copy()
+    model.run([x * 3])
+    np.testing.assert_array_equal(feat, before)
+
+
+def test_bf16_ir_carries_its_precision_and_stays_close(conv):
+    x = np.random.default_rng(1).standard_normal((2, 1, 16, 16)).astype(np.float32)
+    model = OpenVinoModel(conv["bf16"])
+    assert model.precision == ("bf16" if _bf16_capable() else "f32")
+    feat, _ = model.run([x])
+    ref, _ = _ort(conv["onnx"], x)
+    np.testing.assert_allclose(feat, ref, atol=0.05, rtol=0.02)  # bf16 keeps ~3 significant digits
+
+
+def test_engine_is_chosen_by_suffix(conv, tmp_path):
+    assert type(open_model(conv["f32"])).__name__ == "OpenVinoModel"
+    assert type(open_model(conv["onnx"])).__name__ == "OnnxRuntimeModel"
+    other = tmp_path / "model.tflite"
+    other.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match=r"model.tflite: unknown model format '.tflite'"):
+        open_model(other)
+
+
+def test_ir_without_its_weights_names_the_file(conv, tmp_path):
+    xml = tmp_path / "lonely.xml"
+    xml.write_text(conv["f32"].read_text())
+    with pytest.raises(ModelLoadError, match="cannot load OpenVINO model .*lonely.xml"):
+        OpenVinoModel(xml)
+
+
+def test_stream_runs_an_ir_like_an_onnx_model(api, conv):
+    props = {"dataSource": "appsrc0", "modelPath": str(conv["f32"]), "singleBatchInfer": "1"}
+    assert api.CreateMultipleStreams(pipeline("ir", {"mxpi_tensorinfer0": ("mxpi_tensorinfer", props)})) == 0
+    x = np.random.default_rng(2).standard_normal((2, 1, 16, 16)).astype(np.float32)
+    assert api.SendProtobuf(b"ir", 0, protobuf_in(tensor_package_list(x))) == 0
+    feat, pool = get_tensors(api, b"ir").tensorPackageVec[0].tensorVec
+    ref_feat, ref_pool = _ort(conv["onnx"], x)
+    np.testing.assert_allclose(tensor_array(feat, np.float32, ref_feat.shape), ref_feat, atol=1e-5)
+    np.testing.assert_allclose(tensor_array(pool, np.float32, ref_pool.shape), ref_pool, atol=1e-5)
+    assert list(feat.tensorShape) == [1, 4, 16, 16]  # SDK convention: leading dim reported as 1
+
+
+def test_convert_refuses_bad_arguments(conv, tmp_path, capsys):
+    with pytest.raises(ConvertError, match="no such ONNX model"):
+        convert(tmp_path / "missing.onnx", tmp_path / "out.xml")
+    with pytest.raises(ConvertError, match="must be an .xml path"):
+        convert(conv["onnx"], tmp_path / "out.bin")
+    assert main([str(tmp_path / "missing.onnx"), str(tmp_path / "o.xml")]) == 2
+    assert "error:" in capsys.readouterr().err
