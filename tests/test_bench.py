@@ -31,7 +31,10 @@ def test_bench_cli_runs_both_sides_and_writes_json(small_model, tmp_path, capsys
     cfg = tmp_path / "fast.yaml"
     cfg.write_text("model:\n  image_width: 128\n  image_height: 128\nkeypoints:\n  max_keypoints: 300\n")
     out = tmp_path / "bench.json"
-    rc = main(["--size", "256", "--runs", "1", "--warmup", "0", "--model", str(small_model),
+    from superretina.model.to_openvino import convert
+
+    ir = convert(small_model, tmp_path / "random.xml", "bf16")  # the second engine, side by side
+    rc = main(["--size", "256", "--runs", "1", "--warmup", "0", "--model", str(small_model), "--model", str(ir),
                "--config", str(cfg), "--json", str(out), "--quiet"])
     assert rc == 0
     table = capsys.readouterr().out
@@ -40,7 +43,11 @@ def test_bench_cli_runs_both_sides_and_writes_json(small_model, tmp_path, capsys
         assert label in table
     report = json.loads(out.read_text())
     sides = report["sizes"][0]["sides"]
-    assert set(sides) == {"pipeline:random.onnx", "torch eager"}
+    assert set(sides) == {"random.onnx", "random.xml", "torch eager"}
+    assert sides["random.onnx"]["engine"].startswith("onnxruntime ")
+    assert sides["random.xml"]["engine"].startswith("openvino ")
+    assert sides["torch eager"]["engine"].startswith("torch ")
+    assert "random.xml: openvino" in table
     for side in sides.values():
         stages = side["median"]
         assert stages["total"] > 0 and stages["inference"] > 0 and side["peak_rss_mb"] > 50

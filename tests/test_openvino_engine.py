@@ -10,6 +10,7 @@ ov = pytest.importorskip("openvino")
 from mxlocal.model_runtime import ModelLoadError, OpenVinoModel, open_model  # noqa: E402
 from mxlocal_support import conv_model, get_tensors, pipeline, protobuf_in, tensor_array, tensor_package_list  # noqa: E402
 from superretina.model.to_openvino import ConvertError, convert, main  # noqa: E402
+from tests.model_fixtures import random_superretina  # noqa: E402,F401  (pytest fixture)
 
 
 def _bf16_capable() -> bool:
@@ -87,3 +88,19 @@ def test_convert_refuses_bad_arguments(conv, tmp_path, capsys):
         convert(conv["onnx"], tmp_path / "out.bin")
     assert main([str(tmp_path / "missing.onnx"), str(tmp_path / "o.xml")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_superretina_ir_rewrites_keep_the_outputs(random_superretina, tmp_path):
+    """The real architecture: both CPU rewrites apply, and the f32 IR computes what the ONNX does."""
+
+    xml = convert(random_superretina.onnx, tmp_path / "sr_f32.xml", "f32")
+    rewrites = ov.Core().read_model(str(xml)).get_rt_info(["superretina", "cpu_rewrites"]).astype(str)
+    assert rewrites == "concat_convolutions=3,transposed_convolutions=1"
+    x = np.random.default_rng(3).random((1, 1, 96, 128)).astype(np.float32)
+    model = OpenVinoModel(xml)
+    det, desc = model.run([x])
+    ref_det, ref_desc = ort.InferenceSession(str(random_superretina.onnx), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x})
+    assert det.shape == ref_det.shape and desc.shape == ref_desc.shape
+    np.testing.assert_allclose(det, ref_det, atol=1e-4)
+    np.testing.assert_allclose(desc, ref_desc, atol=1e-4)

@@ -11,7 +11,7 @@ temporary folder, so "read" is a real file read + JPEG decode.
 Each side runs in its own worker process, so that its peak memory is its own, and the sides
 take turns run by run, so that a change of machine load hits both alike:
 
-* ``pipeline:<model>``: the application's driver: ``read_image`` x2, ``Registrar.register_images``
+* ``<model file name>``: the application's driver: ``read_image`` x2, ``Registrar.register_images``
   through the pipeline's stream (mxpi_tensorinfer: ONNX Runtime for .onnx, OpenVINO for .xml) with the matching trick,
   then ``result_json`` + ``write_outputs`` (pictures and result.json);
 * ``torch eager``: the same steps done the reference's way on the same weights: cv2 read,
@@ -218,6 +218,9 @@ class PipelineSide:
             setattr(reg, attr, self.calls.wrap(name, getattr(reg, attr)))
         self.app.stream.infer = self.calls.wrap("infer", self.app.stream.infer)
         self.out = Path(spec["out"])
+        from mxlocal.model_runtime import open_model
+
+        self.engine = open_model(Path(spec["model"])).engine  # what mxpi_tensorinfer runs it on
 
     def run(self) -> dict:
         from .image_io import read_pair
@@ -266,6 +269,8 @@ class TorchSide:
         import torch
 
         from .config import load_config
+
+        self.engine = f"torch {torch.__version__} eager fp32"
 
         sys.path.insert(0, str(PROJECT_ROOT))  # tests/reference_torch.py: the plain-PyTorch §2
         try:
@@ -411,7 +416,8 @@ class TorchSide:
         first = stage(m, H1, mask)
         res = RegistrationResult("registered" if first.homography.ok else "failed",
                                  None if first.homography.ok else "no homography", H if first.homography.ok else None,
-                                 feats(fq), feats(fr), first, query_size=eq.shape, refer_size=er.shape)
+                                 feats(fq), feats(fr), first, query_size=eq.shape, refer_size=er.shape,
+                                 query_equalised=(eq * 255).astype(np.uint8), refer_equalised=(er * 255).astype(np.uint8))
         if second is not None:
             fw, m2, H2, mask2 = second
             res.second, res.warped_query = stage(m2, H2, mask2), feats(fw)
@@ -452,7 +458,7 @@ def _worker(conn, kind: str, spec: dict) -> None:
     except Exception as exc:  # noqa: BLE001 - reported by the parent as one line
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return
-    conn.send({"ready": True, "rss_mb": _peak_rss_mb()})
+    conn.send({"ready": True, "rss_mb": _peak_rss_mb(), "engine": side.engine})
     while True:
         msg = conn.recv()
         if msg == "run":
@@ -479,6 +485,7 @@ class Worker:
         if "error" in msg:
             self.proc.join(5)
             raise BenchError(f"{name}: {msg['error']}")
+        self.engine = msg["engine"]
 
     def run(self) -> dict:
         self.conn.send("run")
@@ -511,9 +518,23 @@ def machine() -> dict:
     try:
         import onnxruntime
         info["onnxruntime"] = onnxruntime.__version__
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            info["gpu"] = _gpu_names()
     except ImportError:
         pass
     return info
+
+
+def _gpu_names() -> str:
+    """The CUDA cards' names, for a bench run on ONNX Runtime's CUDA provider."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown (nvidia-smi unavailable)"
+    return ", ".join(line.strip() for line in out.splitlines() if line.strip()) or "unknown"
 
 
 def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
@@ -521,7 +542,7 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
     sides: list[tuple[str, str, dict]] = []
     for i, model in enumerate(models):
         pipe = pipeline_with_model(model, tmp / f"pipeline_{i}.pipeline", args.pipeline)
-        sides.append((f"pipeline:{model.name}", "pipeline", {"pipeline": str(pipe), "model": str(model)}))
+        sides.append((model.name, "pipeline", {"pipeline": str(pipe), "model": str(model)}))
     if not args.no_baseline:
         sides.append(("torch eager", "torch", {"weights": str(args.torch_weights or baseline_weights(models))}))
     workers, names = [], []
@@ -546,6 +567,7 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
             else:
                 log(f"  {size}px run {i - args.warmup + 1}/{args.runs}: "
                     + ", ".join(f"{n} {runs[n][-1]['stages']['total']:.2f} s" for n in names))
+        engines = {n: w.engine for n, w in zip(names, workers)}
         peaks = {n: w.stop() for n, w in zip(names, workers)}
     finally:
         for w in workers:
@@ -558,7 +580,7 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
         med = {k: statistics.median(r["stages"][k] for r in rs) for k in rs[0]["stages"]}
         last = rs[-1]
         result["sides"][n] = {
-            "median": med, "runs": [r["stages"] for r in rs], "peak_rss_mb": peaks[n],
+            "median": med, "runs": [r["stages"] for r in rs], "peak_rss_mb": peaks[n], "engine": engines[n],
             "status": last["status"], "keypoints": last["keypoints"], "matches": last["matches"],
             "inliers": last["inliers"], "H": last["H"],
             "control_point_error_px": _control_point_error(last["H"], pair["G"], pair["points"]),
@@ -574,14 +596,15 @@ def format_table(res: dict, runs: int, warmup: int) -> str:
     sides = list(res["sides"])
     base = "torch eager" if "torch eager" in sides else None
     ours = [s for s in sides if s != base]
-    w0, wc = 27, 14
+    w0, wc = 27, max(14, *(len(s) for s in sides))
     cols = [*ours] + ([base] if base else []) + ([f"ratio {i + 1}" for i in range(len(ours))] if base else [])
-    head = f"{'stage (seconds, median)':{w0}s}" + "".join(f"{c[:wc]:>{wc + 1}s}" for c in cols)
+    head = f"{'stage (seconds, median)':{w0}s}" + "".join(f"{c:>{wc + 1}s}" for c in cols)
     size = res["size"]
     l0, l1 = res["load_before"], res["load_after"]
     lines = [f"{size}x{size} pair, matching trick on — median of {runs} runs after {warmup} warm-up; "
              f"load average {l0[0]:.1f} → {l1[0]:.1f} on {os.cpu_count()} CPUs",
-             *(f"  ratio {i + 1} = torch eager / {n}" for i, n in enumerate(ours) if base), head, "-" * len(head)]
+             *(f"  ratio {i + 1} = torch eager / {n}" for i, n in enumerate(ours) if base),
+             *(f"  {n}: {res['sides'][n]['engine']}" for n in sides), head, "-" * len(head)]
     for key, label in ROWS:
         vals = [res["sides"][s]["median"].get(key, 0.0) for s in ours]
         row = f"{label:{w0}s}" + "".join(f"{v:{wc + 1}.3f}" for v in vals)
@@ -606,7 +629,7 @@ def format_table(res: dict, runs: int, warmup: int) -> str:
                      "first homography failed elsewhere): end-to-end times are not comparable; see --no-sanity-checks")
     if len(sides) > 1:
         key = "H_distance_to_" + sides[0]
-        lines.append(info_row(f"|H - H({sides[0][:12]})|, px", lambda d: f"{d.get(key, 0.0):.2f}"))
+        lines.append(info_row("|H - H(first column)|, px", lambda d: f"{d.get(key, 0.0):.2f}"))
     return "\n".join(lines)
 
 
@@ -682,7 +705,8 @@ def main(argv=None) -> int:
         return 2
     m = report["machine"]
     print(f"machine: {m.get('cpu')}, {m.get('physical_cores')} cores, ISA {' '.join(m.get('isa', []))}; "
-          f"onnxruntime {m.get('onnxruntime')}; {args.threads} threads per side")
+          f"onnxruntime {m.get('onnxruntime')}; {args.threads} threads per side"
+          + (f"; GPU {m['gpu']}" if m.get("gpu") else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))

@@ -67,13 +67,11 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         lines = [f"{status}", f"keypoints {len(res.query.xy)} / {len(res.refer.xy)}   "
                  f"matches {len(inl)}   inliers {int(inl.sum())} ({100 * inl.mean() if len(inl) else 0:.0f}%)"]
         jobs.append(lambda: _save(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
-    if res.H is not None and (o["merged"] or o["checkerboard"]):
-        warped = viz.warp_to_reference(query_img, res.H, refer_img.shape)
-        if o["merged"]:
-            jobs.append(lambda: _save(out / "result.jpg", viz.merged(warped, refer_img)))
-        if o["checkerboard"]:
-            jobs.append(lambda: _save(out / "checkerboard.jpg",
-                                      viz.checkerboard(warped, refer_img, o["checkerboard_tiles"])))
+    if res.H is not None and o["merged"]:
+        jobs.append(lambda: _save(out / "result.jpg", viz.merged(res.query_equalised, res.H, res.refer_equalised)))
+    if res.H is not None and o["checkerboard"]:
+        jobs.append(lambda: _save(out / "checkerboard.jpg",
+                                  viz.checkerboard(query_img, res.H, refer_img, o["checkerboard_tiles"])))
     written = run_all(*jobs) if jobs else []
     path = out / "result.json"
     path.write_text(json.dumps(info, indent=1))

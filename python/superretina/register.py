@@ -55,6 +55,8 @@ class RegistrationResult:
     seconds: dict = field(default_factory=dict)
     query_size: tuple = (0, 0)                   # (H, W)
     refer_size: tuple = (0, 0)
+    query_equalised: np.ndarray | None = None    # uint8 CLAHE images (enhance.equalise), for the pictures
+    refer_equalised: np.ndarray | None = None
 
     @property
     def final(self) -> Stage:
@@ -126,7 +128,8 @@ class Registrar:
         with t("matching+homography"):
             first = self._match(fq, fr)
         result = RegistrationResult("registered", None, first.homography.H, fq, fr, first,
-                                    seconds=t.seconds, query_size=eq.shape, refer_size=er.shape)
+                                    seconds=t.seconds, query_size=eq.shape, refer_size=er.shape,
+                                    query_equalised=eq, refer_equalised=er)
         if not first.homography.ok:
             result.status, result.reason = "failed", first.homography.failure_reason
             return result

@@ -3,8 +3,9 @@
     python -m superretina.model.to_openvino model/superretina.onnx model/superretina_bf16.xml
     python -m superretina.model.to_openvino IN.onnx OUT.xml --precision f32
 
-The IR keeps the export's graph, names and float32 weights (``.bin`` beside the ``.xml``); the
-precision goes into the model's rt_info under ``runtime_options/INFERENCE_PRECISION_HINT``,
+The IR keeps the export's inputs, outputs and float32 weights (``.bin`` beside the ``.xml``),
+with two graph rewrites that are exact in real arithmetic and faster on the CPU
+(``ov_rewrites``); the precision goes into the model's rt_info under ``runtime_options/INFERENCE_PRECISION_HINT``,
 which ``mxlocal.model_runtime`` passes to the CPU plugin. bf16 computes convolutions on
 AMX / AVX-512 BF16 units with float32 accumulation: about 4x ONNX Runtime fp32 on such a
 CPU for SuperRetina at 768x768 (benchmarks/accuracy_variants.py and ``bash run.sh bench
@@ -19,8 +20,11 @@ from pathlib import Path
 
 from mxlocal.model_runtime import PRECISION_KEY
 
+from .ov_rewrites import rewrite_for_cpu
+
 PRECISIONS = ("bf16", "f32")
 SOURCE_KEY = ["superretina", "source_onnx_sha256"]
+REWRITES_KEY = ["superretina", "cpu_rewrites"]
 
 
 class ConvertError(RuntimeError):
@@ -41,7 +45,9 @@ def convert(onnx_path: Path, xml_path: Path, precision: str = "bf16") -> Path:
         model = ov.convert_model(str(onnx_path))
     except Exception as exc:
         raise ConvertError(f"{onnx_path}: OpenVINO cannot read it: {str(exc).strip().splitlines()[0]}") from None
+    rewritten = rewrite_for_cpu(model)
     model.set_rt_info(precision, PRECISION_KEY)
+    model.set_rt_info(",".join(f"{k}={v}" for k, v in rewritten.items()), REWRITES_KEY)
     model.set_rt_info(hashlib.sha256(onnx_path.read_bytes()).hexdigest(), SOURCE_KEY)
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     # float32 weights: rounding them to fp16 first would add a second rounding before bf16.
