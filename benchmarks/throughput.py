@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=6, help="pairs in the set (default 6)")
     ap.add_argument("--size", type=int, default=2912, help="image side (default 2912, FIRE)")
-    ap.add_argument("--model", type=Path, help="ONNX model (default: the pipeline's)")
+    ap.add_argument("--model", type=Path, help="model, .onnx or OpenVINO .xml (default: the pipeline's)")
     ap.add_argument("--jobs", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2],
                     help="pairs in flight to compare, comma-separated (default 1,2)")
     ap.add_argument("--rounds", type=int, default=2, help="alternations of the job counts (default 2)")

@@ -56,3 +56,40 @@ def test_shipped_checkpoint_is_the_onnx_model(retina_bgr):
     det_o, desc_o = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     np.testing.assert_allclose(det_o, det, atol=1e-4)
     np.testing.assert_allclose(desc_o, desc, atol=1e-4)
+
+
+# -- the shipped bf16 variant ------------------------------------------------------------------
+BF16_IR = ROOT / "model" / "superretina_bf16.xml"
+BF16_PIPELINE = ROOT / "pipeline" / "superretina_bf16.pipeline"
+
+
+def test_bf16_variant_is_made_from_the_shipped_onnx():
+    """The IR records the sha256 of the ONNX it was converted from: retraining the default
+    model without re-running superretina.model.to_openvino fails here."""
+    import hashlib
+    import json
+
+    ov = pytest.importorskip("openvino")
+    model = ov.Core().read_model(str(BF16_IR))
+    assert model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str) == "bf16"
+    source = model.get_rt_info(["superretina", "source_onnx_sha256"]).astype(str)
+    assert source == hashlib.sha256(MODEL.read_bytes()).hexdigest()
+    # Its pipeline is the default one with modelPath pointing at it, nothing else changed.
+    default, fast = (json.loads((ROOT / "pipeline" / n).read_text())
+                     for n in ("superretina.pipeline", "superretina_bf16.pipeline"))
+    assert fast["superretina"]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina_bf16.xml"
+    default["superretina"]["mxpi_tensorinfer0"]["props"].pop("modelPath")
+    assert fast == default
+
+
+def test_bf16_variant_registers_like_the_default(app, retina_bgr):
+    pytest.importorskip("openvino")
+    from superretina.bench import homography_distance
+
+    query, G, pts = make_pair(retina_bgr)
+    with open_app(pipeline=BF16_PIPELINE, runtime="local") as fast:
+        res = fast.registrar.register_images(query, retina_bgr)
+    assert res.status == "registered", res.reason
+    assert control_point_error(res.H, G, pts) < 5.0
+    default = app.registrar.register_images(query, retina_bgr)
+    assert homography_distance(res.H.tolist(), default.H.tolist(), pts) < 2.0
