@@ -1,6 +1,6 @@
 """Accuracy of every model variant by the FIRE protocol, on one synthetic FIRE-format set.
 
-    python benchmarks/accuracy_variants.py                          # fp32 + every .cache/variants/*.onnx
+    python benchmarks/accuracy_variants.py        # fp32, model/superretina_*.xml, .cache/variants/*.{onnx,xml}
     python benchmarks/accuracy_variants.py --variant fp32=model/superretina.onnx \\
         --variant int8=.cache/variants/int8.onnx --set out/synth_heldout --jobs 1
 
@@ -123,7 +123,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", type=parse_variant, metavar="NAME=PATH",
                     help="a model to evaluate (repeatable; the first is the fp32 base). Default: "
-                         "fp32=<the pipeline's model> and every .onnx in --variants-dir")
+                         "fp32=<the pipeline's model>, the shipped model/superretina_*.xml and every .onnx/.xml in "
+                         "--variants-dir")
     ap.add_argument("--variants-dir", type=Path, default=ROOT / ".cache" / "variants",
                     help="folder of shipped variants picked up by default (default .cache/variants)")
     ap.add_argument("--set", type=Path, help="FIRE-layout folder (default: generated from held-out images)")
@@ -143,8 +144,9 @@ def main(argv=None) -> int:
     from superretina.bench import default_model
     from superretina.fire.protocol import list_pairs
 
-    variants = args.variant or [("fp32", default_model(args.pipeline))] + sorted(
-        (p.stem, p) for p in args.variants_dir.glob("*.onnx"))
+    shipped = sorted(ROOT.joinpath("model").glob("superretina_*.xml"))  # e.g. the bf16 variant
+    extra = sorted(p for ext in ("*.onnx", "*.xml") for p in args.variants_dir.glob(ext))
+    variants = args.variant or [("fp32", default_model(args.pipeline))] + [(p.stem, p) for p in shipped + extra]
     for name, path in variants:
         if not path.is_file():
             print(f"error: variant {name}: {path} not found", file=sys.stderr)

@@ -7,8 +7,13 @@ cd "$(dirname "$0")/.."
 bash run.sh synth out/heldout_synth --from ../shared/data/fundus --held-out --pairs-per-image 3 \
     --size 2912 --seed 0 --overwrite
 bash run.sh compare out/heldout_synth --out out/heldout_compare --restart
-# Speed: the pipeline against PyTorch eager on the same weights, per stage.
-bash run.sh bench --runs 5 --json out/bench.json
+# Accuracy of the shipped variants against the default (mAUC, |H - H_fp32|).
+.venv/bin/python benchmarks/accuracy_variants.py --variant fp32=model/superretina.onnx \
+    --variant bf16=model/superretina_bf16.xml --set out/heldout_synth --out out/accuracy_variants \
+    --json out/accuracy_variants.json
+# Speed: both shipped models against PyTorch eager on the same weights, per stage.
+bash run.sh bench --runs 5 --model model/superretina.onnx --model model/superretina_bf16.xml --json out/bench.json
 .venv/bin/python benchmarks/bench_postprocess.py --runs 9
-# Batch throughput with 1 and 2 pairs in flight.
+# Batch throughput with 1 and 2 pairs in flight, per model.
 .venv/bin/python benchmarks/throughput.py --pairs 6 --rounds 2
+.venv/bin/python benchmarks/throughput.py --pairs 6 --rounds 2 --model model/superretina_bf16.xml
