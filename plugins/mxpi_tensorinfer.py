@@ -42,7 +42,7 @@ import numpy as np
 
 from mxlocal import MxpiDataType_pb2 as pb
 from mxlocal import errors as E
-from mxlocal.model_runtime import TYPE_NAMES, ModelLoadError, ModelTensor, open_model
+from mxlocal.model_runtime import TYPE_NAMES, ModelLoadError, ModelTensor, first_line, open_model
 from mxlocal.plugin_base import PluginBase, Prop
 
 log = logging.getLogger("mxlocal")
@@ -111,8 +111,8 @@ class TensorInfer(PluginBase):
         self.samples: list = []  # multi-batch queue: (pending, package index, feeds)
         self.last_arrival = 0.0
         self.warned = set()
-        log.info("%s: model %s (%s); inputs %s; outputs %s; %s", self.where(), path, self.model.engine, ", ".join(t.describe() for t in self.inputs),
-                 ", ".join(t.describe() for t in self.outputs),
+        log.info("%s: model %s (%s); inputs %s; outputs %s; %s", self.where(), path, self.model.engine,
+                 ", ".join(t.describe() for t in self.inputs), ", ".join(t.describe() for t in self.outputs),
                  f"multi-batch mode, up to {self.max_batch} samples" if self.multi_batch else "single-batch mode")
 
     def _model_path(self) -> Path:
@@ -297,7 +297,7 @@ class TensorInfer(PluginBase):
                 return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
             return self.model.run(feeds)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             for entry in entries:
                 self._fail(entry, E.APP_ERR_COMM_FAILURE, f"Model inference is failed. {first}")
             return None

@@ -93,3 +93,13 @@ def test_bf16_variant_registers_like_the_default(app, retina_bgr):
     assert control_point_error(res.H, G, pts) < 5.0
     default = app.registrar.register_images(query, retina_bgr)
     assert homography_distance(res.H.tolist(), default.H.tolist(), pts) < 2.0
+
+
+def test_bf16_variant_is_what_the_converter_makes(tmp_path):
+    """Converting the shipped ONNX again gives the shipped IR byte for byte (pinned OpenVINO)."""
+    pytest.importorskip("openvino")
+    from superretina.model.to_openvino import convert
+
+    xml = convert(MODEL, tmp_path / "again.xml")
+    assert xml.read_bytes() == BF16_IR.read_bytes()
+    assert xml.with_suffix(".bin").read_bytes() == BF16_IR.with_suffix(".bin").read_bytes()

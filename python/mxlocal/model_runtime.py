@@ -83,7 +83,7 @@ def inference_threads() -> int:
     return physical_cores()
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     """The message of an engine exception, without OpenVINO's "Exception from file:line" lines."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     lines = [ln for ln in lines if not ln.startswith("Exception from ")] or lines
@@ -102,7 +102,7 @@ class OnnxRuntimeModel:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=ort_session_options(ort), providers=providers)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load ONNX model {path}: {_first_line(exc)}") from None
+            raise ModelLoadError(f"cannot load ONNX model {path}: {first_line(exc)}") from None
         self.inputs = [self._tensor(a, path) for a in self.session.get_inputs()]
         self.outputs = [self._tensor(a, path) for a in self.session.get_outputs()]
         self.on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
@@ -134,7 +134,7 @@ class OpenVinoModel:
         try:
             model = core.read_model(str(path))
         except Exception as exc:
-            raise ModelLoadError(f"cannot load OpenVINO model {path}: {_first_line(exc)}") from None
+            raise ModelLoadError(f"cannot load OpenVINO model {path}: {first_line(exc)}") from None
         self.precision = model_precision(model)
         if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             log.warning("%s: this CPU has no bf16 instructions; running the model in f32", path.name)
@@ -144,7 +144,7 @@ class OpenVinoModel:
         try:
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:
-            raise ModelLoadError(f"cannot compile OpenVINO model {path}: {_first_line(exc)}") from None
+            raise ModelLoadError(f"cannot compile OpenVINO model {path}: {first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self.inputs = [self._tensor(p, path) for p in self.compiled.inputs]
         self.outputs = [self._tensor(p, path) for p in self.compiled.outputs]

@@ -18,7 +18,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from mxlocal.model_runtime import PRECISION_KEY
+from mxlocal.model_runtime import PRECISION_KEY, first_line
 
 from .ov_rewrites import rewrite_for_cpu
 
@@ -44,7 +44,7 @@ def convert(onnx_path: Path, xml_path: Path, precision: str = "bf16") -> Path:
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as exc:
-        raise ConvertError(f"{onnx_path}: OpenVINO cannot read it: {str(exc).strip().splitlines()[0]}") from None
+        raise ConvertError(f"{onnx_path}: OpenVINO cannot read it: {first_line(exc)}") from None
     rewritten = rewrite_for_cpu(model)
     model.set_rt_info(precision, PRECISION_KEY)
     model.set_rt_info(",".join(f"{k}={v}" for k, v in rewritten.items()), REWRITES_KEY)
