@@ -96,10 +96,17 @@ def test_bf16_variant_registers_like_the_default(app, retina_bgr):
 
 
 def test_bf16_variant_is_what_the_converter_makes(tmp_path):
-    """Converting the shipped ONNX again gives the shipped IR byte for byte (pinned OpenVINO)."""
+    """Converting the shipped ONNX again gives the shipped IR: the same weights byte for byte and
+    the same graph (layer names aside: the ONNX importer numbers unnamed nodes per process)."""
+    import re
+
     pytest.importorskip("openvino")
     from superretina.model.to_openvino import convert
 
     xml = convert(MODEL, tmp_path / "again.xml")
-    assert xml.read_bytes() == BF16_IR.read_bytes()
     assert xml.with_suffix(".bin").read_bytes() == BF16_IR.with_suffix(".bin").read_bytes()
+
+    def graph(path):
+        return re.sub(r' name="[^"]*"', "", path.read_text())
+
+    assert graph(xml) == graph(BF16_IR)
