@@ -4,19 +4,25 @@ The suffix of ``modelPath`` picks the engine, the way the SDK's element takes an
 
 * ``.onnx`` — ONNX Runtime, CUDAExecutionProvider first when the installed build offers it,
   else the CPU provider; computes in the model's own precision (fp32, or int8 for a QDQ model).
+* ``.pt`` — a TorchScript module on PyTorch: the first CUDA GPU when PyTorch sees one
+  (``$MXLOCAL_TORCH_DEVICE`` picks, e.g. ``cpu``), else the CPU; float32 (TF32 off). Its inputs
+  and outputs come from the extra file ``mxlocal.json`` the exporter writes
+  (``superretina.model.export ... OUT.pt``), since TorchScript does not record them.
 * ``.xml`` (with its ``.bin``) — OpenVINO IR on the CPU. The inference precision is the one the
   model carries in its rt_info under ``runtime_options/INFERENCE_PRECISION_HINT`` (written by
   ``superretina.model.to_openvino``), else ``f32``: the CPU plugin would otherwise pick bf16
   by itself on CPUs that have it, and a model file should compute what it says. ``bf16`` runs
   on AMX / AVX-512 BF16 hardware; where the CPU has neither it falls back to f32 with a warning.
 
-Both engines use one compute thread per physical core (``$MXLOCAL_INFER_THREADS`` overrides)
+The CPU engines use one compute thread per physical core (``$MXLOCAL_INFER_THREADS`` overrides)
 and hand back arrays the caller owns.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,7 @@ log = logging.getLogger("mxlocal")
 
 ENV_THREADS = "MXLOCAL_INFER_THREADS"
 ENV_SPIN = "MXLOCAL_ORT_SPIN"
+ENV_TORCH_DEVICE = "MXLOCAL_TORCH_DEVICE"
 PRECISION_KEY = ["runtime_options", "INFERENCE_PRECISION_HINT"]
 
 # numpy dtype -> MxBase::TensorDataType code
@@ -165,6 +172,54 @@ class OpenVinoModel:
         return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
 
 
+class TorchScriptModel:
+    """A TorchScript module (``.pt``) on PyTorch, on the GPU when there is one."""
+
+    def __init__(self, path: Path):
+        try:
+            import torch
+        except ImportError:
+            raise ModelLoadError(f"{path}: TorchScript models need PyTorch (pip install torch),"
+                                 " or point modelPath at the .onnx model") from None
+        device = os.environ.get(ENV_TORCH_DEVICE, "").strip() or ("cuda" if torch.cuda.is_available() else "cpu")
+        extra = {"mxlocal.json": ""}
+        try:
+            self.device = torch.device(device)
+            with warnings.catch_warnings():  # PyTorch marks TorchScript deprecated; it still loads
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra).eval()
+            io = json.loads(extra["mxlocal.json"])
+            self.inputs = [_tensor(t["name"], t["dtype"], list(t["dims"]), path, _lead(t)) for t in io["inputs"]]
+            self.outputs = [_tensor(t["name"], t["dtype"], list(t["dims"]), path, _lead(t)) for t in io["outputs"]]
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"cannot load TorchScript model {path} on {device}: {first_line(exc)}"
+                                 " (a .pt from 'superretina.model.export CKPT OUT.pt' carries its inputs and"
+                                 " outputs in mxlocal.json)") from None
+        # Float32 as exported: no TF32 rounding in cuDNN convolutions.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        if self.device.type == "cpu":
+            torch.set_num_threads(inference_threads())
+        self.torch = torch
+        self.on_cpu = self.device.type == "cpu"
+        card = f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""
+        self.engine = f"torch {torch.__version__} {self.device}{card}"
+
+    def run(self, feeds: list) -> list:
+        torch = self.torch
+        with torch.inference_mode():
+            # The feeds are read-only views of the buffer's memory: torch wants its own copy.
+            inputs = [torch.from_numpy(np.array(a, copy=True)).to(self.device) for a in feeds]
+            outputs = self.module(*inputs)
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        return [o.detach().cpu().numpy() for o in outputs]
+
+
+def _lead(spec: dict) -> str | None:
+    dims = spec.get("dims") or []
+    return "batch" if dims and dims[0] == -1 else None
+
+
 def model_precision(model) -> str:
     """The inference precision an OpenVINO model carries in its rt_info (``f32`` if none)."""
     if model.has_rt_info(PRECISION_KEY):
@@ -172,7 +227,7 @@ def model_precision(model) -> str:
     return "f32"
 
 
-ENGINES = {".onnx": OnnxRuntimeModel, ".xml": OpenVinoModel}
+ENGINES = {".onnx": OnnxRuntimeModel, ".xml": OpenVinoModel, ".pt": TorchScriptModel}
 
 
 def open_model(path: Path):
@@ -180,7 +235,7 @@ def open_model(path: Path):
     engine = ENGINES.get(path.suffix.lower())
     if engine is None:
         raise ModelLoadError(f"{path}: unknown model format '{path.suffix}'; the local runtime runs .onnx"
-                             " (ONNX Runtime) and .xml (OpenVINO IR) models")
+                             " (ONNX Runtime), .xml (OpenVINO IR) and .pt (TorchScript) models")
     return engine(path)
 
 

@@ -118,7 +118,7 @@ def baseline_weights(models: list[Path]) -> Path:
     """Float32 weights for the PyTorch side: the first .onnx/.pth among ``models``, else the
     shipped checkpoint (an OpenVINO IR is the same network, exported from it)."""
     for model in models:
-        if model.suffix.lower() in (".onnx", ".pth", ".pt"):
+        if model.suffix.lower() in (".onnx", ".pth"):  # a .pt model is TorchScript, not a checkpoint
             return model
     return PROJECT_ROOT / "model" / "superretina.pth"
 
@@ -518,23 +518,24 @@ def machine() -> dict:
     try:
         import onnxruntime
         info["onnxruntime"] = onnxruntime.__version__
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            info["gpu"] = _gpu_names()
     except ImportError:
         pass
+    gpu = _gpu_names()
+    if gpu:
+        info["gpu"] = gpu
     return info
 
 
 def _gpu_names() -> str:
-    """The CUDA cards' names, for a bench run on ONNX Runtime's CUDA provider."""
+    """The NVIDIA cards' names ('' without nvidia-smi), for runs on a CUDA engine."""
     import subprocess
 
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                              text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown (nvidia-smi unavailable)"
-    return ", ".join(line.strip() for line in out.splitlines() if line.strip()) or "unknown"
+        return ""
+    return ", ".join(line.strip() for line in out.splitlines() if line.strip())
 
 
 def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
@@ -642,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs", type=int, default=5, help="timed runs per side and size (median reported; default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     ap.add_argument("--model", type=Path, action="append",
-                    help="model for the pipeline (.onnx or OpenVINO .xml); repeat to compare variants in one run "
+                    help="model for the pipeline (.onnx, OpenVINO .xml, TorchScript .pt: the GPU through PyTorch); "
+                         "repeat to compare variants in one run "
                          "(default: the modelPath of the pipeline file)")
     ap.add_argument("--pipeline", type=Path, default=DEFAULT_PIPELINE,
                     help="pipeline file whose copy runs each model (default pipeline/superretina.pipeline)")

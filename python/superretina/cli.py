@@ -6,7 +6,7 @@
     bash run.sh compare DIR [...]     SuperRetina and SIFT on one set, one table
     bash run.sh synth OUT --from ...  synthetic FIRE-format set with known ground truth
     bash run.sh train [...]           train weights (needs the train extra)
-    bash run.sh export CKPT OUT.onnx  checkpoint → ONNX (pth2onnx)
+    bash run.sh export CKPT OUT.onnx  checkpoint → ONNX (pth2onnx); OUT.pt: TorchScript (GPU via PyTorch)
     bash run.sh COMMAND --help        the options of one command (register, demo, fire, ...)
 """
 from __future__ import annotations

@@ -1,7 +1,11 @@
-"""pth2onnx: export a SuperRetina checkpoint to ONNX.
+"""pth2onnx: export a SuperRetina checkpoint to ONNX (or TorchScript).
 
     python -m superretina.model.export CHECKPOINT OUT.onnx            # dynamic batch and size
     python -m superretina.model.export CHECKPOINT OUT.onnx --static   # (2,1,768,768), opset 11, for ATC
+    python -m superretina.model.export CHECKPOINT OUT.pt              # TorchScript, for GPUs through PyTorch
+
+A TorchScript file carries its inputs and outputs (names, dtypes, dims) in an extra file
+``mxlocal.json``, which the local runtime's TorchScript engine reads (``mxlocal.model_runtime``).
 
 Input ``input``: (N, 1, H, W) float32 in [0, 1] (H, W multiples of 16).
 Outputs ``detector``: (N, 1, H, W) keypoint probabilities; ``descriptor``: (N, 256, H/8-2, W/8-2).
@@ -9,6 +13,7 @@ Outputs ``detector``: (N, 1, H, W) keypoint probabilities; ``descriptor``: (N, 2
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
 from pathlib import Path
 
@@ -18,6 +23,26 @@ from .network import load_checkpoint
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("detector", "descriptor")
+
+
+# Inputs and outputs of the network, as the TorchScript engine describes them (-1: dynamic).
+TORCHSCRIPT_IO = {
+    "inputs": [{"name": INPUT_NAME, "dtype": "float32", "dims": [-1, 1, -1, -1]}],
+    "outputs": [{"name": OUTPUT_NAMES[0], "dtype": "float32", "dims": [-1, 1, -1, -1]},
+                {"name": OUTPUT_NAMES[1], "dtype": "float32", "dims": [-1, 256, -1, -1]}],
+}
+
+
+def export_torchscript(checkpoint: Path, out: Path) -> Path:
+    """Write a traced TorchScript module (any batch and size; the network has no
+    shape-dependent Python); returns ``out``."""
+    net = load_checkpoint(checkpoint)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes, and PyTorch's deprecation of TorchScript
+        traced = torch.jit.trace(net, torch.rand(1, 1, 128, 160))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.jit.save(traced, str(out), _extra_files={"mxlocal.json": json.dumps(TORCHSCRIPT_IO)})
+    return out
 
 
 def export_onnx(checkpoint: Path, out: Path, static: bool = False, batch: int = 2, size: int = 768,
@@ -43,7 +68,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bash run.sh export", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, help="{'net': state_dict} checkpoint (official or this project's)")
-    ap.add_argument("out", type=Path, help="output .onnx path")
+    ap.add_argument("out", type=Path, help="output .onnx path (.pt: TorchScript, dynamic batch and size)")
     ap.add_argument("--static", action="store_true", help="fixed (2,1,768,768) input, opset 11 (for Ascend ATC)")
     ap.add_argument("--batch", type=int, default=2, help="batch of the static variant (default 2)")
     ap.add_argument("--size", type=int, default=768, help="side of the static variant (default 768)")
@@ -51,7 +76,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not args.checkpoint.is_file():
         raise SystemExit(f"error: checkpoint not found: {args.checkpoint}")
-    export_onnx(args.checkpoint, args.out, args.static, args.batch, args.size, args.opset)
+    if args.out.suffix.lower() == ".pt":
+        if args.static:
+            raise SystemExit("error: --static is for ONNX exports (Ascend ATC); a TorchScript export takes any size")
+        export_torchscript(args.checkpoint, args.out)
+    else:
+        export_onnx(args.checkpoint, args.out, args.static, args.batch, args.size, args.opset)
     print(f"wrote {args.out}")
     return 0
 
