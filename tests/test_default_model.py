@@ -110,3 +110,29 @@ def test_bf16_variant_is_what_the_converter_makes(tmp_path):
         return re.sub(r' name="[^"]*"', "", path.read_text())
 
     assert graph(xml) == graph(BF16_IR)
+
+
+# -- the real same-eye pair of ../shared/data/pairs ---------------------------------------------
+def test_real_pair_registers_through_the_fallback_estimator(app, shared_data, tmp_path):
+    """example1/example2: a real pair (exposure change, lens reflections, ~6 % scale, 126 px shift).
+    Under 30 % of the model's matches are right, below LMEDS's breakdown point: the reference's
+    estimator alone fails, the configured fallback (USAC_MAGSAC) registers it, and the result
+    agrees with SIFT's homography (this pair has no ground truth)."""
+    from superretina.bench import homography_distance
+    from superretina.fire.sift import register_sift
+    from superretina.image_io import read_pair
+
+    query, refer = read_pair(shared_data / "pairs" / "example1.jpg", shared_data / "pairs" / "example2.jpg")
+    res = app.registrar.register_images(query, refer)
+    assert res.status == "registered", res.reason
+    assert res.first.homography.method == "USAC_MAGSAC"
+    sift = register_sift(query, refer)
+    assert sift.failure_reason == ""
+    grid = np.stack(np.meshgrid(np.arange(300, 1500, 100), np.arange(300, 1500, 100)), -1).reshape(-1, 2)
+    assert homography_distance(res.H.tolist(), sift.H.tolist(), grid) < 20.0
+
+    no_fallback = tmp_path / "lmeds_only.yaml"
+    no_fallback.write_text("homography:\n  fallback: none\n")
+    with open_app(no_fallback, runtime="local") as lmeds_only:
+        failed = lmeds_only.registrar.register_images(query, refer)
+    assert failed.status == "failed" and failed.first.homography.method == "LMEDS"

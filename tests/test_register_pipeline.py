@@ -294,6 +294,7 @@ CONFIG_ERRORS = {
     "unknown-section": ("matcher:\n  knn_thresh: 0.8\n", ["matcher"]),
     "wrong-type": ("keypoints:\n  nms_size: ten\n", ["keypoints.nms_size", "integer", "ten"]),
     "bad-method": ("homography:\n  method: RANSACK\n", ["homography.method", "RANSACK"]),
+    "bad-fallback": ("homography:\n  fallback: MAGSAC\n", ["homography.fallback", "MAGSAC"]),
     "zero-size": ("model:\n  image_width: 0\n", ["model.image_width", "multiple of 16"]),
 }
 

@@ -72,6 +72,10 @@ def load_config(path: str | Path | None = None) -> dict:
     method = cfg["homography"]["method"].upper()
     if method not in ("LMEDS", "RANSAC", "USAC_MAGSAC"):
         raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.method must be LMEDS, RANSAC or USAC_MAGSAC, got {method!r}")
+    fallback = cfg["homography"]["fallback"].upper()
+    if fallback not in ("NONE", "LMEDS", "RANSAC", "USAC_MAGSAC"):
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.fallback must be none, LMEDS, RANSAC or USAC_MAGSAC,"
+                          f" got {cfg['homography']['fallback']!r}")
     if cfg["matching_trick_warp"] not in ("model", "full"):
         raise ConfigError(f"{path or DEFAULT_CONFIG}: matching_trick_warp must be model or full, "
                           f"got {cfg['matching_trick_warp']!r}")

@@ -14,7 +14,7 @@ from .register import RegistrationResult
 
 def _stage_json(stage) -> dict:
     hom = stage.homography
-    return {"matches": int(len(stage.matches)), "inliers": int(hom.num_inliers),
+    return {"matches": int(len(stage.matches)), "inliers": int(hom.num_inliers), "estimator": hom.method,
             "inlier_rate": round(float(hom.inlier_rate), 6),
             "homography": None if hom.H is None else hom.H.tolist(), "failure_reason": hom.failure_reason}
 

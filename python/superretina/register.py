@@ -106,12 +106,23 @@ class Registrar:
 
     def _match(self, q: Features, r: Features) -> Stage:
         m = ratio_match(q.descriptors, r.descriptors, self.cfg["matching"]["knn_thresh"])
+        pq, pr = q.xy[m[:, 0]], r.xy[m[:, 1]]
+        h = self.cfg["homography"]
+        hom = self._estimate(pq, pr, h["method"])
+        # LMEDS breaks down below half the matches right; a threshold-based estimator can still
+        # find the consensus. Only a failed estimate is retried, so working pairs are unchanged.
+        if not hom.ok and h["fallback"].upper() not in ("NONE", h["method"].upper()):
+            retry = self._estimate(pq, pr, h["fallback"])
+            if retry.ok:
+                hom = retry
+        return Stage(m, hom)
+
+    def _estimate(self, pq: np.ndarray, pr: np.ndarray, method: str) -> HomographyResult:
         h = self.cfg["homography"]
         # reproj_threshold is for RANSAC/USAC only (configs/default.yaml): LMEDS keeps OpenCV's
         # default (3 px, as the reference), which sets its inlier mask and hence the inlier rate.
-        thresh = None if h["method"].upper() == "LMEDS" else h["reproj_threshold"]
-        hom = estimate_homography(q.xy[m[:, 0]], r.xy[m[:, 1]], h["method"], thresh, h["min_matches"])
-        return Stage(m, hom)
+        thresh = None if method.upper() == "LMEDS" else h["reproj_threshold"]
+        return estimate_homography(pq, pr, method, thresh, h["min_matches"])
 
     # -- pair ----------------------------------------------------------------------------
     def register_images(self, query: np.ndarray, refer: np.ndarray, timer: Timer | None = None) -> RegistrationResult:
