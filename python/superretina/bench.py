@@ -203,7 +203,12 @@ class PipelineSide:
         from . import register as reg
         from .app import open_app
 
+        from mxlocal.model_runtime import open_model
+
         self.spec = spec
+        # What mxpi_tensorinfer runs the model on; loaded and dropped before the app opens, so
+        # that this second copy does not add to the side's peak memory.
+        self.engine = open_model(Path(spec["model"])).engine
         self.app = open_app(spec.get("config"), Path(spec["pipeline"]), "local")
         if spec.get("max_keypoints") is not None:
             self.app.config["keypoints"]["max_keypoints"] = int(spec["max_keypoints"])
@@ -218,9 +223,6 @@ class PipelineSide:
             setattr(reg, attr, self.calls.wrap(name, getattr(reg, attr)))
         self.app.stream.infer = self.calls.wrap("infer", self.app.stream.infer)
         self.out = Path(spec["out"])
-        from mxlocal.model_runtime import open_model
-
-        self.engine = open_model(Path(spec["model"])).engine  # what mxpi_tensorinfer runs it on
 
     def run(self) -> dict:
         from .image_io import read_pair
