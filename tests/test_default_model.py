@@ -136,3 +136,14 @@ def test_real_pair_registers_through_the_fallback_estimator(app, shared_data, tm
     with open_app(no_fallback, runtime="local") as lmeds_only:
         failed = lmeds_only.registrar.register_images(query, refer)
     assert failed.status == "failed" and failed.first.homography.method == "LMEDS"
+
+
+def test_subpixel_keypoints_through_the_driver(retina_bgr, tmp_path):
+    cfg = tmp_path / "subpixel.yaml"
+    cfg.write_text("keypoints:\n  subpixel: true\n")
+    query, G, pts = make_pair(retina_bgr)
+    with open_app(cfg, runtime="local") as sub:
+        res = sub.registrar.register_images(query, retina_bgr)
+    assert res.status == "registered" and control_point_error(res.H, G, pts) < 5.0
+    frac = np.abs(res.refer.model_xy - np.round(res.refer.model_xy))
+    assert (frac > 1e-3).mean() > 0.5 and frac.max() <= 0.5  # refined, and by at most half a pixel
