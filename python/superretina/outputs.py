@@ -11,6 +11,8 @@ from . import viz
 from .parallel import run_all
 from .register import RegistrationResult
 
+PARALLEL_MAX_PIXELS = 12_000_000
+
 
 def _stage_json(stage) -> dict:
     hom = stage.homography
@@ -56,7 +58,8 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
     """Write result.json and the pictures into ``out``; returns the written paths.
 
     The pictures are drawn and encoded side by side (``parallel.run_all``): at FIRE size each
-    is tens of milliseconds of OpenCV work that releases the GIL.
+    is tens of milliseconds of OpenCV work that releases the GIL. Above ``PARALLEL_MAX_PIXELS``
+    they are drawn one after the other, to bound memory.
     """
     out.mkdir(parents=True, exist_ok=True)
     q, r, inl = final_matches(res)
@@ -72,7 +75,12 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
     if res.H is not None and o["checkerboard"]:
         jobs.append(lambda: _save(out / "checkerboard.jpg",
                                   viz.checkerboard(query_img, res.H, refer_img, o["checkerboard_tiles"])))
-    written = run_all(*jobs) if jobs else []
+    # Side by side up to ~12 MP (FIRE's 2912x2912 is 8.5 MP); larger references draw one picture
+    # at a time, since each holds several full-size copies (an 8000x8000 reference: ~200 MB each).
+    if refer_img.shape[0] * refer_img.shape[1] <= PARALLEL_MAX_PIXELS:
+        written = run_all(*jobs) if jobs else []
+    else:
+        written = [job() for job in jobs]
     path = out / "result.json"
     path.write_text(json.dumps(info, indent=1))
     written.append(path)
