@@ -152,6 +152,17 @@ def _control_point_error(H, G, pts) -> float:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory, MB: VmHWM of /proc/self/status where there is one.
+
+    Not ru_maxrss alone: Linux carries it across fork+exec, so a child started by a large parent
+    (a test session, say) would report the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
