@@ -42,7 +42,7 @@ import numpy as np
 
 from mxlocal import MxpiDataType_pb2 as pb
 from mxlocal import errors as E
-from mxlocal.model_runtime import TYPE_NAMES, ModelLoadError, ModelTensor, first_line, open_model
+from mxlocal.model_runtime import TYPE_NAMES, ModelLoadError, ModelTensor, env_int, first_line, open_model
 from mxlocal.plugin_base import PluginBase, Prop
 
 log = logging.getLogger("mxlocal")
@@ -105,7 +105,7 @@ class TensorInfer(PluginBase):
         batch = self.inputs[0].dims[0] if self.inputs and self.inputs[0].dims else 1
         self.multi_batch = not self.props["singleBatchInfer"] and batch != 1 and bool(self.inputs[0].dims)
         self.static_batch = batch if batch > 0 else None
-        self.max_batch = (batch if batch > 0 else _env_int(ENV_MAX_BATCH, 8)) if self.multi_batch else 1
+        self.max_batch = (batch if batch > 0 else env_int(ENV_MAX_BATCH, 8)) if self.multi_batch else 1
         self.waiting_s = self.props["waitingTime"] / 1000.0
         self.order: list[Pending] = []
         self.samples: list = []  # multi-batch queue: (pending, package index, feeds)
@@ -136,7 +136,7 @@ class TensorInfer(PluginBase):
         lower. Only when every input and output has the same symbolic leading dim (so outputs
         are per-sample too); $MXLOCAL_SPLIT_BATCH=0 turns it off.
         """
-        if not _env_int(ENV_SPLIT, 1) or not self.model.on_cpu:
+        if not env_int(ENV_SPLIT, 1) or not self.model.on_cpu:
             return False
         leads = {t.batch_symbol for t in (*self.inputs, *self.outputs)}
         return len(leads) == 1 and None not in leads
@@ -368,14 +368,3 @@ class TensorInfer(PluginBase):
         if key not in self.warned:
             self.warned.add(key)
             log.warning("%s: %s", self.where(), message)
-
-
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        log.warning("$%s=%r is not an integer; using %d", name, text, default)
-        return default

@@ -78,16 +78,22 @@ def _tensor(name: str, dtype, dims: list, path: Path, batch_symbol: str | None =
     return ModelTensor(name, dtype.type, DTYPE_CODES[dtype], dims, batch_symbol)
 
 
+def env_int(name: str, default: int) -> int:
+    """An integer environment setting; ``default`` when unset or not an integer (with a warning)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        log.warning("$%s=%r is not an integer; using %d", name, text, default)
+        return default
+
+
 def inference_threads() -> int:
-    text = os.environ.get(ENV_THREADS, "").strip()
-    if text:
-        try:
-            if int(text) > 0:
-                return int(text)
-        except ValueError:
-            pass
-        log.warning("$%s=%r is not a positive integer; using one thread per physical core", ENV_THREADS, text)
-    return physical_cores()
+    """Compute threads of a CPU engine: ``$MXLOCAL_INFER_THREADS`` if positive, else one per physical core."""
+    threads = env_int(ENV_THREADS, 0)
+    return threads if threads > 0 else physical_cores()
 
 
 def first_line(exc: Exception) -> str:
@@ -249,8 +255,7 @@ def ort_session_options(ort):
     options.intra_op_num_threads = inference_threads()
     # Idle compute threads block instead of spinning, so that the caller's post-processing (and
     # other pairs in flight) get the cores between and after runs ($MXLOCAL_ORT_SPIN=1: spin).
-    options.add_session_config_entry("session.intra_op.allow_spinning",
-                                     "1" if os.environ.get(ENV_SPIN, "").strip() == "1" else "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if env_int(ENV_SPIN, 0) else "0")
     # No memory pattern: ONNX Runtime caches one pre-planned block per input shape, and the
     # driver feeds two shapes (pair batch, matching-trick single image): +0.6 GB peak for
     # SuperRetina at 768x768, no speed gain measured. The arena still reuses freed blocks.

@@ -197,7 +197,7 @@ def to_model_input(enhanced: np.ndarray, size: tuple[int, int] = (768, 768)) -> 
     enhanced = np.asarray(enhanced)
     if enhanced.ndim != 2:
         raise ValueError(f"to_model_input: expected an HxW image, got shape {enhanced.shape}")
-    height, width = _checked_size(size)
+    height, width = _checked_size(size, "to_model_input")
     # float32 multiply like the reference (its input is float32); the clip only guards
     # out-of-range input from wrapping around in the uint8 cast.
     scaled = np.clip(enhanced.astype(np.float32, copy=False) * np.float32(255), 0, 255)
@@ -222,14 +222,14 @@ def model_input(equalised: np.ndarray, size: tuple[int, int] = (768, 768)) -> np
     if equalised.dtype != np.uint8 or equalised.ndim != 2:
         raise ValueError(f"model_input: expected an HxW uint8 image from equalise(), got {equalised.dtype}"
                          f" {equalised.shape}")
-    height, width = _checked_size(size)
+    height, width = _checked_size(size, "model_input")
     return _resized_input(cv2.LUT(equalised, _GAMMA_MODEL_U8), height, width)
 
 
-def _checked_size(size) -> tuple[int, int]:
+def _checked_size(size, who: str) -> tuple[int, int]:
     height, width = (int(s) for s in size)
     if height <= 0 or width <= 0:
-        raise ValueError(f"to_model_input: size must be positive (height, width), got {size}")
+        raise ValueError(f"{who}: size must be positive (height, width), got {size}")
     return height, width
 
 

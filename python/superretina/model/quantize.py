@@ -72,10 +72,10 @@ def calibration_images(calib_dir: Path, count: int = DEFAULT_CALIB_COUNT) -> lis
 
 def model_input(path: Path, frame: int = DEFAULT_FRAME) -> np.ndarray:
     """(1, 1, frame, frame) float32 model input of a photograph, prepared as at inference."""
-    from superretina.enhance import enhance, to_model_input
+    from superretina import enhance
     from superretina.image_io import read_image
 
-    return to_model_input(enhance(read_image(path)), (frame, frame))[None, None]
+    return enhance.model_input(enhance.equalise(read_image(path)), (frame, frame))[None, None]
 
 
 class _Reader:

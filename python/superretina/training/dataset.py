@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from superretina.enhance import enhance, to_model_input
+from superretina.enhance import equalise, model_input
 
 from .augment import random_view, revisit, warp_points
 from .labels import junctions, vessel_mask_from_image
@@ -85,7 +85,7 @@ class PairSampler:
     def _enhanced(self, photo: Photo) -> np.ndarray:
         strength = float(self.cfg.get("photometric_strength", 1.0))
         green = revisit(self.rng, photo.green, strength) if self.rng.random() < 0.9 else photo.green
-        return to_model_input(enhance(green), (self.frame, self.frame))
+        return model_input(equalise(green), (self.frame, self.frame))
 
     def sample(self, index: int) -> PairSample:
         c, rng, g = self.crop, self.rng, self.cfg
