@@ -39,7 +39,7 @@ def test_bench_cli_runs_both_sides_and_writes_json(small_model, tmp_path, capsys
     assert rc == 0
     table = capsys.readouterr().out
     for label in ("read (2 JPEG decodes)", "inference (2 images)", "matching trick", "outputs (pictures + json)",
-                  "end to end", "peak RSS, MB (ru_maxrss)", "torch eager"):
+                  "end to end", "peak RSS, MB (VmHWM)", "torch eager"):
         assert label in table
     report = json.loads(out.read_text())
     sides = report["sizes"][0]["sides"]

@@ -141,19 +141,18 @@ def test_tiny_image_is_refused_with_its_size(tmp_path):
 # the int64 coordinate grids the checkerboard once built added about 1 GB at this size.
 LARGE_RSS_LIMIT_MB = 1600
 
+# The CLI in a child process, then its own peak memory (bench.peak_rss_mb: VmHWM, since
+# ru_maxrss would carry the size of the pytest process that forked it).
 _RSS_WRAPPER = """
-import resource, runpy, sys
+import runpy, sys
 sys.argv = ["superretina.cli", *sys.argv[1:]]
 try:
     runpy.run_module("superretina.cli", run_name="__main__")
     code = 0
 except SystemExit as exc:
     code = exc.code
-# VmHWM, the peak of this process's own memory: ru_maxrss would carry the size of the pytest
-# process that forked it (Linux keeps it across exec).
-hwm = [l for l in open("/proc/self/status").read().splitlines() if l.startswith("VmHWM:")]
-print("maxrss_kb", hwm[0].split()[1] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-      file=sys.stderr)
+from superretina.bench import peak_rss_mb
+print("peak_rss_mb", peak_rss_mb(), file=sys.stderr)
 sys.exit(code)
 """
 
@@ -182,7 +181,7 @@ def test_very_large_8000px_reference(random_superretina, retina_bgr, tmp_path):
         for name in ("result.jpg", "checkerboard.jpg"):   # at reference size (decoded at 1/8 here)
             picture = cv2.imread(str(out / name), cv2.IMREAD_REDUCED_COLOR_8)
             assert picture.shape == (1000, 1000, 3), name
-    rss_mb = int(proc.stderr.strip().splitlines()[-1].split()[-1]) / 1024
+    rss_mb = float(proc.stderr.strip().splitlines()[-1].split()[-1])
     assert rss_mb < LARGE_RSS_LIMIT_MB, f"peak RSS {rss_mb:.0f} MB"
 
 

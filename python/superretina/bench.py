@@ -11,8 +11,9 @@ temporary folder, so "read" is a real file read + JPEG decode.
 Each side runs in its own worker process, so that its peak memory is its own, and the sides
 take turns run by run, so that a change of machine load hits both alike:
 
-* ``<model file name>``: the application's driver: ``read_image`` x2, ``Registrar.register_images``
-  through the pipeline's stream (mxpi_tensorinfer: ONNX Runtime for .onnx, OpenVINO for .xml) with the matching trick,
+* ``<model file name>``: the application's driver: ``read_pair``, ``Registrar.register_images``
+  through the pipeline's stream (mxpi_tensorinfer's engine by suffix: ONNX Runtime for .onnx,
+  OpenVINO for .xml, PyTorch for TorchScript .pt; each side's engine is printed) with the matching trick,
   then ``result_json`` + ``write_outputs`` (pictures and result.json);
 * ``torch eager``: the same steps done the reference's way on the same weights: cv2 read,
   float64 enhancement, PIL bilinear resize, the PyTorch network (eager, float32), PyTorch
@@ -26,8 +27,9 @@ driver's own timer (read, enhance, inference, keypoints+descriptors, matching+ho
 matching trick); NMS, descriptor sampling, matching, homography and the parts of the matching
 trick are split out by timing the functions the driver calls, in the worker process only.
 "post-processing per image" is (NMS + descriptors + matching + homography) / 2 of the first pass.
-Peak memory is the worker process's ``ru_maxrss`` (the whole process: interpreter, runtime,
-model, arena, images; Linux reports it in KiB), measured per side and per size.
+Peak memory is the worker process's own peak resident size (:func:`peak_rss_mb`: VmHWM of
+/proc/self/status, ``ru_maxrss`` where there is none; the whole process: interpreter, runtime,
+model, arena, images), measured per side and per size.
 """
 from __future__ import annotations
 
@@ -151,7 +153,7 @@ def _control_point_error(H, G, pts) -> float:
     return control_point_error(None if H is None else np.asarray(H), np.asarray(G), np.asarray(pts))
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """This process's peak resident memory, MB: VmHWM of /proc/self/status where there is one.
 
     Not ru_maxrss alone: Linux carries it across fork+exec, so a child started by a large parent
@@ -471,7 +473,7 @@ def _worker(conn, kind: str, spec: dict) -> None:
     except Exception as exc:  # noqa: BLE001 - reported by the parent as one line
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return
-    conn.send({"ready": True, "rss_mb": _peak_rss_mb(), "engine": side.engine})
+    conn.send({"ready": True, "rss_mb": peak_rss_mb(), "engine": side.engine})
     while True:
         msg = conn.recv()
         if msg == "run":
@@ -482,13 +484,13 @@ def _worker(conn, kind: str, spec: dict) -> None:
                 conn.send({"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"})
         else:
             side.close()
-            conn.send({"peak_rss_mb": _peak_rss_mb()})
+            conn.send({"peak_rss_mb": peak_rss_mb()})
             return
 
 
 class Worker:
     def __init__(self, name: str, kind: str, spec: dict):
-        ctx = mp.get_context("spawn")  # a fresh process: its ru_maxrss is this side's alone
+        ctx = mp.get_context("spawn")  # a fresh process: its peak memory is this side's alone
         self.name, self.conn = name, None
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker, args=(child, kind, spec), daemon=True)
@@ -632,7 +634,7 @@ def format_table(res: dict, runs: int, warmup: int) -> str:
     def info_row(label, fn):
         return f"{label:{w0}s}" + "".join(f"{fn(res['sides'][s]):>{wc + 1}s}" for s in ours + ([base] if base else []))
 
-    lines.append(info_row("peak RSS, MB (ru_maxrss)", lambda d: f"{d['peak_rss_mb']:.0f}"))
+    lines.append(info_row("peak RSS, MB (VmHWM)", lambda d: f"{d['peak_rss_mb']:.0f}"))
     lines.append(info_row("keypoints query/refer", lambda d: f"{d['keypoints'][0]}/{d['keypoints'][1]}"))
     lines.append(info_row("final matches/inliers", lambda d: f"{d['matches']}/{d['inliers']}"))
     lines.append(info_row("status", lambda d: d["status"]))
@@ -706,7 +708,7 @@ def main(argv=None) -> int:
     report = {"command": " ".join(["python -m superretina.bench", *(argv if argv is not None else sys.argv[1:])]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "threads": args.threads,
               "runs": args.runs, "warmup": args.warmup, "models": [str(m) for m in models],
-              "memory_measure": "ru_maxrss of each side's worker process (MB)", "sizes": []}
+              "memory_measure": "VmHWM (peak resident size) of each side's worker process (MB)", "sizes": []}
     try:
         with tempfile.TemporaryDirectory(prefix="superretina_bench_") as tmp:
             for size in args.sizes:
