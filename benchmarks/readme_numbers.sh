@@ -17,3 +17,5 @@ bash run.sh bench --runs 5 --model model/superretina.onnx --model model/superret
 # Batch throughput with 1 and 2 pairs in flight, per model.
 .venv/bin/python benchmarks/throughput.py --pairs 6 --rounds 2
 .venv/bin/python benchmarks/throughput.py --pairs 6 --rounds 2 --model model/superretina_bf16.xml
+# The real example pair: share of matches that agree with SIFT's homography.
+.venv/bin/python benchmarks/real_pair.py
