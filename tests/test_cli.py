@@ -49,7 +49,7 @@ def test_missing_arguments_are_usage_errors():
 
 @pytest.fixture
 def fresh_clone_pipeline(tmp_path):
-    """The default pipeline file where its model (../model/superretina.onnx) was never made."""
+    """The default pipeline file where its model (../model/superretina_bf16.xml) was never made."""
     pipeline = tmp_path / "pipeline" / "superretina.pipeline"
     pipeline.parent.mkdir()
     shutil.copy(DEFAULT_PIPELINE, pipeline)
@@ -62,9 +62,10 @@ def test_default_model_missing_message(fresh_clone_pipeline, tmp_path):
     for p in (query, refer):
         cv2.imwrite(str(p), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     proc = run_cli(query, refer, "--out", tmp_path / "out", "--pipeline", fresh_clone_pipeline)
-    expected_model = tmp_path / "model" / "superretina.onnx"
-    line = assert_one_line_error(proc, f"{fresh_clone_pipeline}: ", "modelPath ../model/superretina.onnx",
-                                 str(expected_model), "does not exist", "bash run.sh train")
+    expected_model = tmp_path / "model" / "superretina_bf16.xml"
+    line = assert_one_line_error(proc, f"{fresh_clone_pipeline}: ", "modelPath ../model/superretina_bf16.xml",
+                                 str(expected_model), "does not exist", "bash run.sh train",
+                                 "superretina.model.to_openvino model/superretina.onnx model/superretina_bf16.xml")
     assert not (tmp_path / "out" / "result.json").exists(), line
 
 

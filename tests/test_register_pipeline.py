@@ -22,6 +22,7 @@ import pytest
 from superretina.app import AppError, open_app
 from superretina.config import ConfigError, load_config
 from superretina.enhance import enhance, to_model_input
+from superretina.homography import refine_homography, transform_points
 from superretina.register import Registrar
 from tests.model_fixtures import (assert_one_line_error, cli_env, random_superretina,  # noqa: F401
                                   run_cli, write_pipeline)
@@ -148,16 +149,25 @@ def test_failed_first_pass_makes_no_second_inference(sequential):
 
 
 def test_lmeds_inlier_mask_is_opencv_default(sequential):
-    """LMEDS marks inliers with OpenCV's default 3 px, as the reference (reproj_threshold is for RANSAC)."""
-    for name in ("scaled", "noise"):
+    """LMEDS marks inliers with OpenCV's default 3 px, as the reference (reproj_threshold is for
+    RANSAC); with the refinement on (the default) they are the matches within 3 px of the polished
+    model, which starts from OpenCV's LMEDS estimate."""
+    checked = 0
+    for name in ("scaled", "noise", "same"):
         res, _ = sequential[name]
         m = res.first.matches
-        if len(m) < 4 or res.first.homography.H is None:
-            continue
+        if len(m) < 4 or res.first.homography.H is None or res.first.homography.method != "LMEDS":
+            continue  # (a pair LMEDS failed on went to the fallback estimator)
         q = res.query.xy[m[:, 0]].astype(np.float32)
         r = res.refer.xy[m[:, 1]].astype(np.float32)
-        _, mask = cv2.findHomography(q, r, cv2.LMEDS)
-        np.testing.assert_array_equal(res.first.homography.inlier_mask, mask.ravel().astype(bool))
+        H_cv, mask = cv2.findHomography(q, r, cv2.LMEDS)
+        H_cv /= H_cv[2, 2]
+        refined = refine_homography(q, r, H_cv, 3.0 * res.refer.pixel_scale)
+        np.testing.assert_allclose(res.first.homography.H, refined, rtol=0, atol=1e-9)
+        within = np.linalg.norm(transform_points(refined, q) - r, axis=1) <= 3.0
+        np.testing.assert_array_equal(res.first.homography.inlier_mask, within)
+        checked += 1
+    assert checked, "no pair of the random-weights model found a homography"
 
 
 # -- several pairs in flight ----------------------------------------------------------------------
@@ -295,6 +305,7 @@ CONFIG_ERRORS = {
     "wrong-type": ("keypoints:\n  nms_size: ten\n", ["keypoints.nms_size", "integer", "ten"]),
     "bad-method": ("homography:\n  method: RANSACK\n", ["homography.method", "RANSACK"]),
     "bad-fallback": ("homography:\n  fallback: MAGSAC\n", ["homography.fallback", "MAGSAC"]),
+    "negative-refine": ("homography:\n  refine_scale: -1\n", ["homography.refine_scale", ">= 0", "-1"]),
     "zero-size": ("model:\n  image_width: 0\n", ["model.image_width", "multiple of 16"]),
 }
 

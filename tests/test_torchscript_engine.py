@@ -43,7 +43,8 @@ def test_pipeline_with_a_torchscript_model_registers_like_onnx(random_superretin
     with open_app(random_superretina.fast_config, random_superretina.pipeline, "local") as app:
         ref = app.registrar.register_images(query, retina_bgr)
     assert len(res.query.xy) == len(ref.query.xy) and len(res.refer.xy) == len(ref.refer.xy)
-    np.testing.assert_allclose(res.query.xy, ref.query.xy)
+    # the same keypoints; their subpixel offsets (keypoints.subpixel) follow the float outputs
+    np.testing.assert_allclose(res.query.xy, ref.query.xy, rtol=0, atol=0.1)
 
 
 def test_a_plain_torchscript_file_is_refused_with_the_reason(tmp_path):

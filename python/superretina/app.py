@@ -10,6 +10,15 @@ from .sdk import load_sdk
 from .stream_client import SuperRetinaStream, read_layout
 
 
+# How each shipped model is made, for the error when it is missing (e.g. a checkout without them).
+MISSING_MODEL_HINTS = {
+    "superretina.onnx": " — the default weights are made by `bash run.sh train` then exported (see model/README.md)",
+    "superretina_bf16.xml": (" — it is made from model/superretina.onnx (`bash run.sh train`, exported) by "
+                             "`python -m superretina.model.to_openvino model/superretina.onnx model/superretina_bf16.xml`"
+                             " (see model/README.md)"),
+}
+
+
 class AppError(RuntimeError):
     """A problem the user can fix (missing model, bad pipeline): printed as one line."""
 
@@ -44,11 +53,10 @@ def open_app(config: Path | None = None, pipeline: Path | None = None, runtime: 
         model = (pipeline.parent / model).resolve()
     sdk = load_sdk(runtime)
     if not model.is_file():
-        hint = (" — the default weights are made by `bash run.sh train` then exported "
-                "(see model/README.md)" if model.name == "superretina.onnx" else "")
+        hint = MISSING_MODEL_HINTS.get(model.name, "")
         raise AppError(f"{pipeline}: modelPath {layout.model_path} → {model} does not exist{hint}")
     if sdk.name == "local" and model.suffix.lower() == ".om":
-        raise AppError(f"{pipeline}: {model.name} is an Ascend .om model; the local runtime runs .onnx models — "
+        raise AppError(f"{pipeline}: {model.name} is an Ascend .om model; the local runtime runs .onnx, .xml and .pt models — "
                        "use pipeline/superretina.pipeline or run on an Ascend machine with the MindX SDK")
     stream = SuperRetinaStream(pipeline, sdk)
     return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name)

@@ -25,8 +25,9 @@ EXIT_OK, EXIT_FAILED_PAIR, EXIT_BAD_INPUT = 0, 1, 2
 def _common(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
-    ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline; "
-                    "pipeline/superretina_bf16.pipeline: the faster bf16 model on CPUs with AMX/AVX-512 BF16; "
+    ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline: the bf16 "
+                    "model, OpenVINO on the CPU, f32 where the CPU lacks AMX/AVX-512 BF16; "
+                    "pipeline/superretina_fp32.pipeline: the fp32 ONNX model, ONNX Runtime, CUDA when installed; "
                     "pipeline/superretina_ascend.pipeline on Ascend)")
     ap.add_argument("--runtime", choices=("auto", "ascend", "local"),
                     help="MindX runtime: the real SDK (ascend), this project's stand-in "

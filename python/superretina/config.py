@@ -76,6 +76,9 @@ def load_config(path: str | Path | None = None) -> dict:
     if fallback not in ("NONE", "LMEDS", "RANSAC", "USAC_MAGSAC"):
         raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.fallback must be none, LMEDS, RANSAC or USAC_MAGSAC,"
                           f" got {cfg['homography']['fallback']!r}")
+    if cfg["homography"]["refine_scale"] < 0:
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.refine_scale must be >= 0 (0 = off), "
+                          f"got {cfg['homography']['refine_scale']}")
     if cfg["matching_trick_warp"] not in ("model", "full"):
         raise ConfigError(f"{path or DEFAULT_CONFIG}: matching_trick_warp must be model or full, "
                           f"got {cfg['matching_trick_warp']!r}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["HomographyResult", "estimate_homography", "degeneracy", "compose", "scale_homography",
+__all__ = ["HomographyResult", "estimate_homography", "refine_homography", "degeneracy", "compose", "scale_homography",
            "transform_points", "METHODS", "DET_RANGE", "MAX_PERSPECTIVE_RATIO", "DEFAULT_THRESHOLDS"]
 
 METHODS = {"LMEDS": cv2.LMEDS, "RANSAC": cv2.RANSAC, "USAC_MAGSAC": cv2.USAC_MAGSAC}
@@ -31,6 +31,8 @@ DET_RANGE = (1e-2, 1e2)
 # vary by at most this factor (local area magnification varying at most 8x): fundus
 # homographies are close to affine.
 MAX_PERSPECTIVE_RATIO = 2.0
+# refine_homography: matches further than this many Cauchy scales from the model get no weight.
+CAUCHY_CUTOFF = 5.0
 # Default inlier thresholds (pixels) per method, see estimate_homography.
 DEFAULT_THRESHOLDS = {"LMEDS": 3.0, "RANSAC": 5.0, "USAC_MAGSAC": 5.0}
 
@@ -122,7 +124,7 @@ def degeneracy(H: np.ndarray, pts_q: np.ndarray, det_range: tuple[float, float] 
 
 def estimate_homography(pts_q: np.ndarray, pts_r: np.ndarray, method: str = "LMEDS",
                         reproj_threshold: float | None = None, min_matches: int = 4, *,
-                        det_range: tuple[float, float] = DET_RANGE,
+                        refine_scale: float = 0.0, det_range: tuple[float, float] = DET_RANGE,
                         max_perspective_ratio: float = MAX_PERSPECTIVE_RATIO) -> HomographyResult:
     """Estimate the homography mapping query points onto reference points.
 
@@ -141,6 +143,10 @@ def estimate_homography(pts_q: np.ndarray, pts_r: np.ndarray, method: str = "LME
         RANSAC / USAC_MAGSAC.
     min_matches : int
         Fewer matches than this is a failure (at least 4, the minimal sample).
+    refine_scale : float
+        > 0: polish the estimate with :func:`refine_homography` at this Cauchy scale (pixels of
+        the reference points), and mark as inliers the matches within ``reproj_threshold`` of
+        the polished model. 0 (default): OpenCV's estimate as it is.
     det_range, max_perspective_ratio
         Degeneracy limits, see :data:`DET_RANGE` and :data:`MAX_PERSPECTIVE_RATIO`.
 
@@ -183,8 +189,68 @@ def estimate_homography(pts_q: np.ndarray, pts_r: np.ndarray, method: str = "LME
     reason = degeneracy(H, q, det_range, max_perspective_ratio)
     if reason is not None:
         return failed(reason, inliers)
+    if refine_scale > 0:
+        refined = refine_homography(q, r, H, refine_scale)
+        if degeneracy(refined, q, det_range, max_perspective_ratio) is None:
+            # the inliers of the model returned, by the same threshold OpenCV marked them with
+            H, inliers = refined, np.linalg.norm(transform_points(refined, q) - r, axis=1) <= reproj_threshold
     n_in = int(inliers.sum())
     return HomographyResult(H, inliers, n_in, n_in / m, None, name)
+
+
+def _similarity_normaliser(pts: np.ndarray) -> np.ndarray:
+    """3x3 transform moving ``pts`` to zero mean and unit RMS distance (conditioning)."""
+    c = pts.mean(axis=0)
+    s = 1.0 / max(float(np.sqrt(((pts - c) ** 2).sum(axis=1).mean())), 1e-12)
+    return np.array([[s, 0.0, -s * c[0]], [0.0, s, -s * c[1]], [0.0, 0.0, 1.0]])
+
+
+def refine_homography(pts_q: np.ndarray, pts_r: np.ndarray, H: np.ndarray, scale_px: float,
+                      iterations: int = 10) -> np.ndarray:
+    """Polish a robust estimate with a Cauchy M-estimator over all matches.
+
+    OpenCV's LMEDS ends with a plain least-squares fit over the matches within an adaptive
+    threshold (2.5 robust standard deviations: ~30 px on the held-out FIRE-size set, where the
+    median match is ~6 px off). Those inliers mix precise matches with loose ones -- a keypoint
+    matched to a neighbouring point on the same vessel, 10-30 px away -- at equal weight.
+    Weighting each match by ``1 / (1 + (r / scale_px)^2)`` of its transfer error ``r``
+    (reference pixels), and by 0 beyond ``CAUCHY_CUTOFF * scale_px``, lets the precise matches
+    decide: on the held-out set this lowered the mean error and halved the spread of the
+    homographies between model variants (README, "Homography refinement").
+
+    Iteratively reweighted Gauss-Newton on the 8 free entries, in similarity-normalised
+    coordinates. Returns ``H`` unchanged when the refinement does not give a finite matrix.
+    """
+    q, r = _check_points(pts_q, "pts_q"), _check_points(pts_r, "pts_r")
+    Tq, Tr = _similarity_normaliser(q), _similarity_normaliser(r)
+    qn, rn = transform_points(Tq, q), transform_points(Tr, r)
+    Hn = Tr @ np.asarray(H, np.float64) @ np.linalg.inv(Tq)
+    if not np.isfinite(Hn).all() or abs(Hn[2, 2]) < 1e-12:
+        return H
+    h = (Hn / Hn[2, 2]).ravel()[:8]
+    x, y = qn[:, 0], qn[:, 1]
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    c = scale_px * Tr[0, 0]  # the Cauchy scale in normalised reference units
+    for _ in range(iterations):
+        w = h[6] * x + h[7] * y + 1.0
+        u = (h[0] * x + h[1] * y + h[2]) / w
+        v = (h[3] * x + h[4] * y + h[5]) / w
+        du, dv = u - rn[:, 0], v - rn[:, 1]
+        r2 = (du * du + dv * dv) / (c * c)
+        # sqrt of the IRLS weights; beyond CUTOFF scales a match is an outlier and gets none (the
+        # many far outliers of a ratio-test match set would otherwise still pull a little)
+        sw = np.where(r2 < CAUCHY_CUTOFF ** 2, np.sqrt(1.0 / (1.0 + r2)), 0.0)
+        ju = np.stack([x, y, one, zero, zero, zero, -u * x, -u * y], axis=1) / w[:, None]
+        jv = np.stack([zero, zero, zero, x, y, one, -v * x, -v * y], axis=1) / w[:, None]
+        J = np.concatenate([ju * sw[:, None], jv * sw[:, None]])
+        step = np.linalg.lstsq(J, -np.concatenate([du * sw, dv * sw]), rcond=None)[0]
+        h = h + step
+        if not np.isfinite(h).all():
+            return H
+        if np.abs(step).max() < 1e-10:
+            break
+    out = np.linalg.inv(Tr) @ np.append(h, 1.0).reshape(3, 3) @ Tq
+    return out / out[2, 2] if np.isfinite(out).all() and abs(out[2, 2]) > 1e-12 else H
 
 
 def compose(H2: np.ndarray, H1: np.ndarray) -> np.ndarray:

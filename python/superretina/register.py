@@ -32,6 +32,7 @@ class Features:
     model_xy: np.ndarray
     xy: np.ndarray
     descriptors: np.ndarray
+    pixel_scale: float = 1.0  # original pixels per model pixel (mean of x and y)
 
 
 @dataclass
@@ -102,27 +103,30 @@ class Registrar:
             xy_model = xy_model[keep]
         if k["subpixel"]:
             xy_model = refine_subpixel(det, xy_model)
-        return Features(xy_model, to_original(xy_model, self.model_hw, image_hw), sample_descriptors(xy_model, desc))
+        scale = (image_hw[0] / self.model_hw[0] + image_hw[1] / self.model_hw[1]) / 2
+        return Features(xy_model, to_original(xy_model, self.model_hw, image_hw), sample_descriptors(xy_model, desc),
+                        scale)
 
     def _match(self, q: Features, r: Features) -> Stage:
         m = ratio_match(q.descriptors, r.descriptors, self.cfg["matching"]["knn_thresh"])
         pq, pr = q.xy[m[:, 0]], r.xy[m[:, 1]]
         h = self.cfg["homography"]
-        hom = self._estimate(pq, pr, h["method"])
+        hom = self._estimate(pq, pr, h["method"], r.pixel_scale)
         # LMEDS breaks down below half the matches right; a threshold-based estimator can still
         # find the consensus. Only a failed estimate is retried, so working pairs are unchanged.
         if not hom.ok and h["fallback"].upper() not in ("NONE", h["method"].upper()):
-            retry = self._estimate(pq, pr, h["fallback"])
+            retry = self._estimate(pq, pr, h["fallback"], r.pixel_scale)
             if retry.ok:
                 hom = retry
         return Stage(m, hom)
 
-    def _estimate(self, pq: np.ndarray, pr: np.ndarray, method: str) -> HomographyResult:
+    def _estimate(self, pq: np.ndarray, pr: np.ndarray, method: str, refer_scale: float) -> HomographyResult:
         h = self.cfg["homography"]
         # reproj_threshold is for RANSAC/USAC only (configs/default.yaml): LMEDS keeps OpenCV's
         # default (3 px, as the reference), which sets its inlier mask and hence the inlier rate.
         thresh = None if method.upper() == "LMEDS" else h["reproj_threshold"]
-        return estimate_homography(pq, pr, method, thresh, h["min_matches"])
+        return estimate_homography(pq, pr, method, thresh, h["min_matches"],
+                                   refine_scale=h["refine_scale"] * refer_scale)
 
     # -- pair ----------------------------------------------------------------------------
     def register_images(self, query: np.ndarray, refer: np.ndarray, timer: Timer | None = None) -> RegistrationResult:
