@@ -2,9 +2,11 @@
 
 Stages, for one query image with about 3000 keypoints against a reference with about 3000:
   1. detect     simple NMS (radius 10) + threshold 0.01 + border 4 on the 768x768 map
+                (+ subpixel peaks, ours, when configs/default.yaml has keypoints.subpixel)
   2. describe   bilinear descriptor sampling from the 256x94x94 map + L2 normalisation
   3. match      2-NN ratio test (0.9) against the reference's descriptors
-  4. homography scaling to the original size + findHomography LMEDS (+ sanity checks)
+  4. homography scaling to the original size + findHomography LMEDS (+ sanity checks; ours
+                + the Cauchy refinement of homography.refine_scale, as the driver does)
 Each stage is timed as the median of --runs runs after warm-up, for this project's NumPy/OpenCV
 code and for the plain PyTorch eager implementation in tests/reference_torch.py (the same one
 the equivalence test uses; matching and homography there are the reference's cv2 calls).
@@ -50,8 +52,9 @@ from skimage import data  # noqa: E402
 
 from superretina.descriptors import sample_descriptors  # noqa: E402
 from superretina.enhance import enhance, to_model_input  # noqa: E402
+from superretina.config import load_config  # noqa: E402
 from superretina.homography import estimate_homography  # noqa: E402
-from superretina.keypoints import detect, to_original  # noqa: E402
+from superretina.keypoints import detect, refine_subpixel, to_original  # noqa: E402
 from superretina.matching import ratio_match  # noqa: E402
 from tests.reference_torch import (MODEL_SIZE, StandInNet, ref_detect, ref_homography,  # noqa: E402
                                    ref_match, ref_sample, ref_scale, warped_pair)
@@ -151,21 +154,28 @@ def main() -> None:
     print(f"          keypoints query {len(kp_q)}, reference {len(kp_r)}; matches {len(matches)}; "
           f"LMEDS inliers {result.num_inliers} ({result.inlier_rate:.0%})")
 
+    cfg = load_config()
+    refine_scale = cfg["homography"]["refine_scale"] * float(np.mean(np.divide(sizes[1], MODEL)))
+
+    def ours_detect():
+        kp, _ = detect(det[0])
+        return refine_subpixel(det[0], kp) if cfg["keypoints"]["subpixel"] else kp
+
     def ours_homography():
         pts_q = to_original(kp_q, MODEL, sizes[0])
-        return estimate_homography(pts_q[matches[:, 0]], pts_r[matches[:, 1]])
+        return estimate_homography(pts_q[matches[:, 0]], pts_r[matches[:, 1]], refine_scale=refine_scale)
 
     def ref_homography_stage():
         pts_q = ref_scale(t_kp_q, sizes[0])
         return ref_homography(pts_q[t_matches[:, 0]], t_pts_r[t_matches[:, 1]])
 
     stages = [
-        ("detect (NMS+thresh+border)", lambda: detect(det[0]), lambda: ref_detect(t_det)),
+        ("detect (NMS+thresh+border)", ours_detect, lambda: ref_detect(t_det)),
         ("describe (sample+normalise)", lambda: sample_descriptors(kp_q, desc[0]),
          lambda: ref_sample(t_kp_q, t_desc)),
         (f"match (2-NN ratio, {len(kp_q)}x{len(kp_r)})", lambda: ratio_match(d_q, d_r),
          lambda: ref_match(t_d_q, t_d_r)),
-        ("homography (scale+LMEDS)", ours_homography, ref_homography_stage),
+        ("homography (scale+LMEDS[+refine])", ours_homography, ref_homography_stage),
     ]
     print(f"\nmedian of {ARGS.runs} runs after {ARGS.warmup} warm-up runs, milliseconds per image;")
     print("wall = elapsed time, cpu = process CPU time over all threads (less sensitive to other")

@@ -1,7 +1,7 @@
 """The real same-eye pair of ../shared/data/pairs (no ground truth): how many of each model's
 first-pass matches agree (< 10 px) with SIFT's homography, and how the pair registers.
 
-    python benchmarks/real_pair.py [MODEL ...]      # default: model/superretina.onnx
+    python benchmarks/real_pair.py [MODEL ...]      # default: both shipped models (bf16, fp32)
 
 Each model runs through a copy of the default pipeline with its modelPath (``bench.pipeline_with_model``).
 """
@@ -28,7 +28,7 @@ PAIR = ROOT.parent / "shared" / "data" / "pairs"
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", type=Path, nargs="*", default=[ROOT / "model" / "superretina.onnx"])
+    ap.add_argument("models", type=Path, nargs="*", default=[ROOT / "model" / "superretina_bf16.xml", ROOT / "model" / "superretina.onnx"])
     args = ap.parse_args(argv)
     if not (PAIR / "example1.jpg").is_file():
         print(f"error: {PAIR}: the example pair is not there (../shared/data)", file=sys.stderr)

@@ -126,7 +126,7 @@ def baseline_weights(models: list[Path]) -> Path:
 
 
 def default_model(pipeline: Path = DEFAULT_PIPELINE) -> Path:
-    """The model the pipeline file points at (model/superretina.onnx for the default pipeline)."""
+    """The model the pipeline file points at (model/superretina_bf16.xml for the default pipeline)."""
     from .stream_client import read_layout
 
     model = Path(read_layout(pipeline).model_path)

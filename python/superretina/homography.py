@@ -229,21 +229,29 @@ def refine_homography(pts_q: np.ndarray, pts_r: np.ndarray, H: np.ndarray, scale
         return H
     h = (Hn / Hn[2, 2]).ravel()[:8]
     x, y = qn[:, 0], qn[:, 1]
-    one, zero = np.ones_like(x), np.zeros_like(x)
+    n = len(x)
     c = scale_px * Tr[0, 0]  # the Cauchy scale in normalised reference units
+    J = np.zeros((2 * n, 8))  # rows: u residuals, then v residuals
+    J[:n, 2] = J[n:, 5] = 1.0
     for _ in range(iterations):
         w = h[6] * x + h[7] * y + 1.0
         u = (h[0] * x + h[1] * y + h[2]) / w
         v = (h[3] * x + h[4] * y + h[5]) / w
         du, dv = u - rn[:, 0], v - rn[:, 1]
         r2 = (du * du + dv * dv) / (c * c)
-        # sqrt of the IRLS weights; beyond CUTOFF scales a match is an outlier and gets none (the
-        # many far outliers of a ratio-test match set would otherwise still pull a little)
-        sw = np.where(r2 < CAUCHY_CUTOFF ** 2, np.sqrt(1.0 / (1.0 + r2)), 0.0)
-        ju = np.stack([x, y, one, zero, zero, zero, -u * x, -u * y], axis=1) / w[:, None]
-        jv = np.stack([zero, zero, zero, x, y, one, -v * x, -v * y], axis=1) / w[:, None]
-        J = np.concatenate([ju * sw[:, None], jv * sw[:, None]])
-        step = np.linalg.lstsq(J, -np.concatenate([du * sw, dv * sw]), rcond=None)[0]
+        # IRLS weights; beyond CUTOFF scales a match is an outlier and gets none (the many far
+        # outliers of a ratio-test match set would otherwise still pull a little)
+        wt = np.where(r2 < CAUCHY_CUTOFF ** 2, 1.0 / (1.0 + r2), 0.0) / (w * w)
+        J[:n, 0], J[:n, 1], J[:n, 6], J[:n, 7] = x, y, -u * x, -u * y
+        J[n:, 3], J[n:, 4], J[n:, 6], J[n:, 7] = x, y, -v * x, -v * y
+        # Gauss-Newton on the weighted normal equations (8x8); the 1/w of the Jacobian rows and the
+        # residuals' factor w are folded into the weights: d(residual) = J_row / w, residual = (u - r).
+        Jw = J * np.concatenate([wt, wt])[:, None]
+        rhs = -np.concatenate([du * w, dv * w])
+        try:
+            step = np.linalg.solve(J.T @ Jw, Jw.T @ rhs)
+        except np.linalg.LinAlgError:
+            return H
         h = h + step
         if not np.isfinite(h).all():
             return H
