@@ -1,4 +1,4 @@
-"""An ONNX export as an OpenVINO IR that runs in a chosen precision (the bf16 variant).
+"""An ONNX export as an OpenVINO IR that runs in a chosen precision (the default bf16 model).
 
     python -m superretina.model.to_openvino model/superretina.onnx model/superretina_bf16.xml
     python -m superretina.model.to_openvino IN.onnx OUT.xml --precision f32
