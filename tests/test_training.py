@@ -80,3 +80,52 @@ def test_short_training_run_learns_and_resumes(tiny_data, tmp_path):
     det, desc = net(torch.rand(1, 1, 256, 256))
     assert det.shape == (1, 1, 256, 256) and desc.shape == (1, 256, 30, 30)
     assert torch.load(out / "last.pth", weights_only=False)["step"] == 40
+
+
+# -- visit artefacts of the augmentation (augment.haze, augment.reflections) ---------------------
+def drawn_fundus(side=400):
+    """A bright disk (field of view) on black with a dark vessel across it, float32 in [0, 1]."""
+    g = np.zeros((side, side), np.float32)
+    cv2.circle(g, (side // 2, side // 2), int(0.45 * side), 0.6, -1)
+    cv2.line(g, (side // 4, side // 2), (3 * side // 4, side // 2), 0.3, 5)
+    return g
+
+
+def test_field_of_view_is_filled_disk():
+    from superretina.training.augment import field_of_view
+
+    g = drawn_fundus()
+    g[100:300, 60:120] *= 0.2  # a dim patch inside must not punch a hole
+    fov = field_of_view(g)
+    assert fov[200, 200] > 0.99 and fov[200, 100] > 0.99 and fov[200, 90] > 0.99
+    assert fov[5, 5] < 0.01 and fov[395, 395] < 0.01
+
+
+def test_haze_keeps_one_minus_veil_of_vessel_contrast_and_leaves_the_surround():
+    from superretina.training.augment import field_of_view, hazy
+
+    g = drawn_fundus()
+    for veil in (0.3, 0.6):
+        out = hazy(np.random.default_rng(0), g, veil, field_of_view(g))
+        contrast = out[200, 170:230].mean() - out[206:215, 170:230].mean()  # vessel row vs just below it
+        assert contrast / (0.3 - 0.6) == pytest.approx(1 - veil, abs=0.05)
+        assert np.abs(out[:20, :20]).max() < 1e-3
+
+
+def test_reflections_add_bright_spots_on_the_fundus():
+    from superretina.training.augment import reflections_of_lens
+
+    g = drawn_fundus()
+    out = reflections_of_lens(np.random.default_rng(1), g)
+    assert out.max() > 0.85 and out.min() >= 0.0 and (out >= g - 1e-6).all()  # only brightens
+
+
+def test_artefacts_switch_on_by_config_only():
+    from superretina.training.augment import revisit
+
+    g = (drawn_fundus() * 255).astype(np.uint8)
+    plain = [revisit(np.random.default_rng(s), g) for s in range(6)]
+    explicit_off = [revisit(np.random.default_rng(s), g, 1.0, haze=0.0, reflections=0.0) for s in range(6)]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, explicit_off))
+    hazy = [revisit(np.random.default_rng(s), g, 1.0, haze=0.6, reflections=1.0) for s in range(6)]
+    assert sum(not np.array_equal(a, b) for a, b in zip(plain, hazy)) == 6

@@ -84,7 +84,8 @@ class PairSampler:
 
     def _enhanced(self, photo: Photo) -> np.ndarray:
         strength = float(self.cfg.get("photometric_strength", 1.0))
-        green = revisit(self.rng, photo.green, strength) if self.rng.random() < 0.9 else photo.green
+        artefacts = {"haze": float(self.cfg.get("haze", 0.0)), "reflections": float(self.cfg.get("reflections", 0.0))}
+        green = revisit(self.rng, photo.green, strength, **artefacts) if self.rng.random() < 0.9 else photo.green
         return model_input(equalise(green), (self.frame, self.frame))
 
     def sample(self, index: int) -> PairSample:
