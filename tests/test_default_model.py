@@ -114,7 +114,7 @@ def test_bf16_default_is_what_the_converter_makes(tmp_path):
 # -- the real same-eye pair of ../shared/data/pairs ---------------------------------------------
 def test_real_pair_registers_through_the_fallback_estimator(app, shared_data, tmp_path):
     """example1/example2: a real pair (exposure change, lens reflections, ~6 % scale, 126 px shift).
-    Under 30 % of the model's matches are right, below LMEDS's breakdown point: the reference's
+    About a third of the model's matches are right, below LMEDS's breakdown point: the reference's
     estimator alone fails, the configured fallback (USAC_MAGSAC) registers it, and the result
     agrees with SIFT's homography (this pair has no ground truth)."""
     from superretina.bench import homography_distance
