@@ -96,8 +96,8 @@ def field_of_view(g: np.ndarray) -> np.ndarray:
 
 
 def reflections_of_lens(rng: np.random.Generator, g: np.ndarray) -> np.ndarray:
-    """Reflections off the camera's optics: a few small, soft, near-saturated spots, often in a
-    row near the rim, and a broad glare patch. g: (H, W) float32 in [0, 1]."""
+    """Reflections off the camera's optics: a few small, soft, near-saturated spots over the
+    fundus and a broad glare patch. g: (H, W) float32 in [0, 1]."""
     h, w = g.shape
     side = max(h, w)
     spots = np.zeros_like(g)
