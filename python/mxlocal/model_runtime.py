@@ -19,6 +19,7 @@ and hand back arrays the caller owns.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -103,6 +104,14 @@ def first_line(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _engine_module(name: str, path: Path, needs: str):
+    """Import an optional engine (only streams with such a model need it), or say what is missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ModelLoadError(f"{path}: {needs}, or point modelPath at the .onnx model") from None
+
+
 class OnnxRuntimeModel:
     """An ``.onnx`` file in an ONNX Runtime session (tuning: see :func:`ort_session_options`)."""
 
@@ -138,11 +147,7 @@ class OpenVinoModel:
     """An OpenVINO IR (``.xml`` + ``.bin``) compiled for the CPU, in the precision it carries."""
 
     def __init__(self, path: Path):
-        try:
-            import openvino as ov
-        except ImportError:
-            raise ModelLoadError(f"{path}: OpenVINO IR models need the 'openvino' package (pip install openvino),"
-                                 " or point modelPath at the .onnx model") from None
+        ov = _engine_module("openvino", path, "OpenVINO IR models need the 'openvino' package (pip install openvino)")
         core = ov.Core()
         try:
             model = core.read_model(str(path))
@@ -182,11 +187,7 @@ class TorchScriptModel:
     """A TorchScript module (``.pt``) on PyTorch, on the GPU when there is one."""
 
     def __init__(self, path: Path):
-        try:
-            import torch
-        except ImportError:
-            raise ModelLoadError(f"{path}: TorchScript models need PyTorch (pip install torch),"
-                                 " or point modelPath at the .onnx model") from None
+        torch = _engine_module("torch", path, "TorchScript models need PyTorch (pip install torch)")
         device = os.environ.get(ENV_TORCH_DEVICE, "").strip() or ("cuda" if torch.cuda.is_available() else "cpu")
         extra = {"mxlocal.json": ""}
         try:
