@@ -1,0 +1,123 @@
+"""The Ray engine: a pool of actors, each opening the application (and its model) once.
+
+With no address it starts a local Ray instance on this machine; with ``--address`` (or
+``$RAY_ADDRESS``) it joins a running cluster. Workers read the images by path and write each
+pair's files into a scratch folder whose bytes come back to the driver, which writes the
+outputs; so the images (and the config, pipeline and model paths) must be readable at the same
+paths on every node, and only the driver needs the output folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..app import AppError
+from .pairs import PairJob
+from .worker import PairOutput
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise AppError(f"--engine ray needs Ray: pip install -e '.[cluster]' ({exc})") from None
+    return ray
+
+
+class _PairActor:
+    """One worker: opens the application once and registers the pairs it is given."""
+
+    def __init__(self, config, pipeline, runtime):
+        from superretina.app import open_app
+        self.app = open_app(config, pipeline, runtime)
+        self.config = config
+
+    def setup(self, pictures: str) -> dict:
+        from superretina.batch.fingerprint import app_setup
+        return app_setup(self.app, config_file=self.config, pictures=pictures)
+
+    def run(self, job: PairJob, pictures: str) -> PairOutput:
+        from superretina.batch.worker import process_pair
+        return process_pair(self.app, job, pictures, None)
+
+    def peak_rss_mib(self) -> float:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RayEngine:
+    """Pairs spread over ``workers`` Ray actors (default: one per CPU of the cluster)."""
+
+    name = "ray"
+
+    def __init__(self, config, pipeline, runtime, workers: int | None = None, address: str | None = None,
+                 num_cpus: int | None = None):
+        ray = self._ray = _import_ray()
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        self._started = not ray.is_initialized()
+        if self._started:
+            # The workers import this package from the driver's PYTHONPATH (a local instance) or
+            # from each node's installation (a cluster).
+            kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
+                          configure_logging=False)
+            if address is None:
+                kwargs["num_cpus"] = num_cpus or os.cpu_count()
+            ray.init(**kwargs)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.n = max(1, int(workers or cpus))
+        abs_or_none = (lambda p: str(Path(p).resolve()) if p else None)
+        actor = ray.remote(num_cpus=min(1, cpus / self.n))(_PairActor)
+        self.actors = [actor.remote(abs_or_none(config), abs_or_none(pipeline), runtime) for _ in range(self.n)]
+        self._inflight: dict = {}
+
+    @property
+    def workers(self) -> int:
+        return self.n
+
+    def setup(self, pictures: str) -> dict:
+        """The workers' setup; refuses a cluster whose nodes disagree (e.g. another model file)."""
+        setups = self._ray.get([a.setup.remote(pictures) for a in self.actors])
+        from .fingerprint import setup_sha
+        keys = {setup_sha(s) for s in setups}
+        if len(keys) != 1:
+            raise AppError(f"the Ray workers run {len(keys)} different setups (model, pipeline or config files "
+                           "differ between nodes); make them identical")
+        return setups[0]
+
+    def map(self, jobs: Iterable[PairJob], pictures: str, dest_for=None) -> Iterator[tuple[PairJob, PairOutput]]:
+        ray = self._ray
+        queue = list(jobs)[::-1]
+        idle = list(self.actors)
+        while queue or self._inflight:
+            while queue and idle:  # one pair per actor at a time: the next goes to whoever is free
+                actor, job = idle.pop(), queue.pop()
+                self._inflight[actor.run.remote(job, pictures)] = (job, actor)
+            ready, _ = ray.wait(list(self._inflight), num_returns=1)
+            for ref in ready:
+                job, actor = self._inflight.pop(ref)
+                idle.append(actor)
+                yield job, ray.get(ref)
+
+    def drain(self) -> Iterator[tuple[PairJob, PairOutput]]:
+        """After an interruption: the pairs already running, as they finish."""
+        ray = self._ray
+        for ref, (job, _) in list(self._inflight.items()):
+            try:
+                yield job, ray.get(ref, timeout=120)
+            except Exception:  # noqa: BLE001 - already interrupting; the pair reruns next time
+                pass
+        self._inflight.clear()
+
+    def peak_rss_mib(self) -> list[float]:
+        """Peak resident memory of each worker process (MiB)."""
+        return self._ray.get([a.peak_rss_mib.remote() for a in self.actors])
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                self._ray.kill(a)
+            except Exception:  # noqa: BLE001
+                pass
+        if self._started:
+            self._ray.shutdown()
