@@ -35,6 +35,14 @@ class ReportError(ValueError):
     """The folder is not a run's output folder: one line, exit 2."""
 
 
+def _header_starts(path: Path, prefix: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().startswith(prefix)
+    except OSError:
+        return False
+
+
 def _read_rows(path: Path) -> list[dict]:
     text = path.read_text(encoding="utf-8", errors="replace")
     if text and not text.endswith("\n"):
@@ -62,9 +70,9 @@ def _cell(value: str, numeric: bool):
 def build_report(out: str | Path) -> Path:
     """Write ``out/index.html`` (and ``out/report/``); returns the page's path."""
     out = Path(out)
-    if (out / "summary.csv").is_file():
+    if _header_starts(out / "summary.csv", "id,query,refer,status"):
         kind, rows_path, columns = "batch", out / "summary.csv", BATCH_COLUMNS
-    elif (out / "pairs.csv").is_file():
+    elif _header_starts(out / "pairs.csv", "pair,category,"):
         kind, rows_path, columns = "fire", out / "pairs.csv", FIRE_COLUMNS
     else:
         raise ReportError(f"{out}: no summary.csv (batch) or pairs.csv (fire) here; expected the --out folder of a run")
