@@ -77,6 +77,11 @@ def build_report(out: str | Path) -> Path:
     else:
         raise ReportError(f"{out}: no summary.csv (batch) or pairs.csv (fire) here; expected the --out folder of a run")
     rows = _read_rows(rows_path)
+    if kind == "batch":  # the pair list's own columns (carried through after setup_sha), after the id
+        with open(rows_path, encoding="utf-8", errors="replace") as f:
+            header = next(csv.reader(f), [])
+        extra = header[header.index("setup_sha") + 1:] if "setup_sha" in header else []
+        columns = columns[:1] + [(c, c, False) for c in extra] + columns[1:]
     key = columns[0][0]
     rows.sort(key=lambda r: (STATUS_RANK.get(r.get("status", ""), 9), r.get(key, "")))  # failures first
     data = []
