@@ -57,10 +57,12 @@ class RayEngine:
         address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = not ray.is_initialized()
         if self._started:
-            # The workers import this package from the driver's PYTHONPATH (a local instance) or
-            # from each node's installation (a cluster).
+            # Workers import the package the driver runs (its folder first on their PYTHONPATH):
+            # a local instance then runs exactly this code, and cluster nodes need it at the same path.
+            root = str(Path(__file__).resolve().parents[2])
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
             kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
-                          configure_logging=False)
+                          configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
             if address is None:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count()
             ray.init(**kwargs)
