@@ -18,6 +18,7 @@ from superretina.batch.engines import LocalEngine
 from superretina.batch.pairs import BatchInputError, read_pairs
 from superretina.batch.runner import run_batch
 from superretina.batch.worker import H_COLUMNS
+from superretina.report import build_report
 from tests.batch_fixtures import make_inputs, read_summary, write_pairs
 from tests.model_fixtures import PROJECT_ROOT, assert_one_line_error, cli_env, run_cli
 
@@ -144,6 +145,9 @@ def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(inputs, tmp_pat
     assert proc.returncode == -signal.SIGKILL
     killed = read_summary(out / "summary.csv")
     assert 2 <= len(killed) < len(KILL_ROWS)
+    assert not (out / "summary.json").exists()      # no stale counts for a run that did not end
+    page = build_report(out).read_text()             # `report DIR` works on the killed run
+    assert '"complete": false' in page and f'"pairs": {len(killed)}' in page
     again = subprocess.run(cmd, cwd=PROJECT_ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     rows = read_summary(out / "summary.csv")

@@ -102,6 +102,9 @@ def run_batch(jobs: Sequence[PairJob], extra_cols: Sequence[str], out: Path, eng
         shutil.rmtree(out / "pairs", ignore_errors=True)
     check_setup(old, setup, out / "run.json", out)
     shutil.rmtree(out / "pairs" / ".partial", ignore_errors=True)   # left by a killed run
+    # summary.json describes a finished (or Ctrl-C'd) run; until this one ends there is none, so
+    # that a report rebuilt after a kill says it is incomplete instead of showing stale counts.
+    (out / "summary.json").unlink(missing_ok=True)
     wanted = {j.id: j for j in jobs}
     keep, todo = [], []
     for job in jobs:
