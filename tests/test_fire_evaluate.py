@@ -217,6 +217,8 @@ def test_pairs_csv_of_an_earlier_version_is_refused(fire_set, tmp_path):
     (tmp_path / "pairs.csv").write_text(",".join(CSV_COLUMNS[:-2]) + "\nS01,S,1.0,1.0,1.0,acceptable,1,1,1.0,0.1,,\n")
     with pytest.raises(StoreError, match="no inputs_sha, setup_sha column.*--restart"):
         evaluate(list_pairs(fire_set), _oracle(fire_set), tmp_path, progress=False, method="oracle")
+    # Reading it (benchmarks/compare_runs.py on old result folders) still works.
+    assert [(r["pair"], r["setup_sha"]) for r in read_pairs_csv(tmp_path / "pairs.csv")] == [("S01", "")]
 
 
 def test_cli_method_change_is_refused(fire_set, tmp_path):

@@ -7,6 +7,7 @@ becomes a row with status ``error`` and its reason; nothing here raises for one 
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import socket
 import tempfile
@@ -141,7 +142,7 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
             res = app.registrar.register_images(query, refer)
             info = result_json(res, job.query, job.refer, str(app.model), str(app.pipeline), app.runtime)
             info["id"] = job.id
-            info["worker"] = f"{socket.gethostname()}:{__import__('os').getpid()}"
+            info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
             write_outputs(res, query, refer, folder, info, _pictures_config(app.config, pictures))
             if pictures != "none":
                 _thumbnails(folder, keep_full=pictures == "full")

@@ -126,7 +126,8 @@ def _parse_row(rec: dict) -> Optional[dict]:
                 "matches": int(rec["matches"]), "inliers": int(rec["inliers"]),
                 "inlier_rate": float(rec["inlier_rate"]), "seconds": float(rec["seconds"]),
                 "homography": np.float64(hom).reshape(3, 3) if hom else None,
-                "reason": rec["reason"], "inputs_sha": rec["inputs_sha"], "setup_sha": rec["setup_sha"]}
+                "reason": rec["reason"], "inputs_sha": rec.get("inputs_sha", ""),
+                "setup_sha": rec.get("setup_sha", "")}
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -134,10 +135,11 @@ def _parse_row(rec: dict) -> Optional[dict]:
 def read_pairs_csv(path: Union[str, Path]) -> list[dict]:
     """Rows of a ``pairs.csv`` (damaged rows, e.g. a half-written last line, are skipped).
 
-    Raises StoreError (a ValueError) when the header is not this version's (an unrelated file,
-    or one written before rows recorded their setup).
+    For reading only: files of earlier versions (without inputs_sha and setup_sha) are read too,
+    with those two empty; ``evaluate`` never reuses such rows. Raises StoreError (a ValueError)
+    for an unrelated file.
     """
-    raw = ResultStore(Path(path), CSV_COLUMNS, "pair").load()
+    raw = ResultStore(Path(path), CSV_COLUMNS[:-2], "pair").load()
     return [row for row in map(_parse_row, raw.values()) if row is not None]
 
 
