@@ -207,3 +207,17 @@ def test_cli_bad_pair_list_and_out(tmp_path):
     assert_one_line_error(run_cli("report", tmp_path), "no summary.csv")
     (tmp_path / "pairs.csv").write_text("id,query,refer\na.jpg,b.jpg\n")   # a pair list, not a run's results
     assert_one_line_error(run_cli("report", tmp_path), "no summary.csv")
+
+
+@pytest.mark.parametrize("command, fragments", [
+    ("batch", ["usage:", "PAIRS.csv", "query,refer", "summary.csv", "--engine", "--address", "--restart",
+               "--thumbnails", "--no-pictures", "130"]),
+    ("report", ["usage:", "index.html", "interrupted"]),
+])
+def test_help(command, fragments):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stdout, fragment
+    top = run_cli("--help").stdout
+    assert f"bash run.sh {command}" in top
