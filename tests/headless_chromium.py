@@ -34,17 +34,21 @@ class Chromium:
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
-
-        def wire():  # in the child, before exec: the pipe ends on descriptors 3 and 4
-            # Moved above 10 first: a pipe end may itself be 3 or 4 (dup2 onto itself would
-            # keep its close-on-exec flag).
-            r, w = fcntl.fcntl(to_child_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_child_w, fcntl.F_DUPFD, 10)
-            os.dup2(r, 3)
-            os.dup2(w, 4)
-
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self._profile}",
-                                      f"--window-size={width},{height}", "about:blank"],
-                                     preexec_fn=wire, close_fds=False, stdin=subprocess.DEVNULL,
+        # The child's ends become its descriptors 3 and 4 through bash's redirections (no
+        # preexec_fn, unsafe in a process with threads, as pytest's is once a model is loaded);
+        # moved to >= 10 first so that the redirections cannot overwrite one of them.
+        for name in ("to_child_r", "from_child_w"):
+            fd = to_child_r if name == "to_child_r" else from_child_w
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.close(fd)
+            if name == "to_child_r":
+                to_child_r = high
+            else:
+                from_child_w = high
+        args = [CHROMIUM, *FLAGS, f"--user-data-dir={self._profile}", f"--window-size={width},{height}",
+                "about:blank"]
+        self.proc = subprocess.Popen(["/bin/bash", "-c", f'exec 3<&{to_child_r} 4>&{from_child_w} "$@"', "sh", *args],
+                                     pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_child_r)
         os.close(from_child_w)
