@@ -26,6 +26,12 @@ class BrowserError(RuntimeError):
     pass
 
 
+def _above_nine(fd: int) -> int:
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 class Chromium:
     """One browser with one page; ``evaluate`` runs JavaScript in it, ``screenshot`` saves a PNG."""
 
@@ -37,14 +43,7 @@ class Chromium:
         # The child's ends become its descriptors 3 and 4 through bash's redirections (no
         # preexec_fn, unsafe in a process with threads, as pytest's is once a model is loaded);
         # moved to >= 10 first so that the redirections cannot overwrite one of them.
-        for name in ("to_child_r", "from_child_w"):
-            fd = to_child_r if name == "to_child_r" else from_child_w
-            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-            os.close(fd)
-            if name == "to_child_r":
-                to_child_r = high
-            else:
-                from_child_w = high
+        to_child_r, from_child_w = _above_nine(to_child_r), _above_nine(from_child_w)
         args = [CHROMIUM, *FLAGS, f"--user-data-dir={self._profile}", f"--window-size={width},{height}",
                 "about:blank"]
         self.proc = subprocess.Popen(["/bin/bash", "-c", f'exec 3<&{to_child_r} 4>&{from_child_w} "$@"', "sh", *args],
