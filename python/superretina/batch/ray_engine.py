@@ -65,7 +65,13 @@ class RayEngine:
                           configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
             if address is None:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count()
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError) as exc:
+                where = f"Ray cluster at {address}" if address else "a local Ray instance"
+                hint = ("; a cluster started by `ray start` uses token authentication: set RAY_AUTH_MODE=token "
+                        "here, with the cluster's token in ~/.ray/auth_token or $RAY_AUTH_TOKEN") if address else ""
+                raise AppError(f"cannot join {where} ({' '.join(str(exc).split())[:200]}){hint}") from None
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.n = max(1, int(workers or cpus))
         abs_or_none = (lambda p: str(Path(p).resolve()) if p else None)
