@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "python")]
 
-from superretina.bench import homography_distance, pipeline_with_model  # noqa: E402
+from bench import homography_distance, pipeline_with_model  # noqa: E402
 from superretina.config import DEFAULT_PIPELINE  # noqa: E402
 
 AGREE_PX = 1.0
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the table's numbers here")
     args = ap.parse_args(argv)
 
-    from superretina.bench import default_model
+    from bench import default_model
     from superretina.fire.protocol import list_pairs
 
     shipped = sorted(ROOT.joinpath("model").glob("superretina_*.xml"))  # e.g. the bf16 default

@@ -48,9 +48,7 @@ def open_app(config: Path | None = None, pipeline: Path | None = None, runtime: 
     if not pipeline.is_file():
         raise AppError(f"{pipeline}: pipeline file not found")
     layout = read_layout(pipeline)
-    model = Path(layout.model_path)
-    if not model.is_absolute():
-        model = (pipeline.parent / model).resolve()
+    model = layout.model_file(pipeline)
     sdk = load_sdk(runtime)
     if not model.is_file():
         hint = MISSING_MODEL_HINTS.get(model.name, "")

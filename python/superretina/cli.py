@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError
+from .sdk import CHOICES
 
 SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "train", "export", "bench")
 EXIT_OK, EXIT_FAILED_PAIR, EXIT_BAD_INPUT = 0, 1, 2
@@ -29,7 +30,7 @@ def _common(ap: argparse.ArgumentParser) -> None:
                     "model, OpenVINO on the CPU, f32 where the CPU lacks AMX/AVX-512 BF16; "
                     "pipeline/superretina_fp32.pipeline: the fp32 ONNX model, ONNX Runtime, CUDA when installed; "
                     "pipeline/superretina_ascend.pipeline on Ascend)")
-    ap.add_argument("--runtime", choices=("auto", "ascend", "local"),
+    ap.add_argument("--runtime", choices=CHOICES,
                     help="MindX runtime: the real SDK (ascend), this project's stand-in "
                          "(local) or auto (SDK if importable; also $SUPERRETINA_RUNTIME)")
 

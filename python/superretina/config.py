@@ -10,9 +10,7 @@ from pathlib import Path
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
-DEFAULT_PIPELINE = PROJECT_ROOT / "pipeline" / "superretina.pipeline"
+from .resources import DEFAULT_CONFIG, DEFAULT_PIPELINE  # noqa: F401  (DEFAULT_PIPELINE: re-exported)
 
 
 class ConfigError(ValueError):

@@ -33,7 +33,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, model: str, pip
     q, r, inl = final_matches(res)
     passes = [{"name": "first", **_stage_json(res.first)}]
     if res.second is not None:
-        passes.append({"name": "matching trick", **_stage_json(res.second)})
+        passes.append({"name": "matching_trick", **_stage_json(res.second)})
     n = len(inl)
     return {
         "status": res.status,

@@ -1,7 +1,8 @@
 """The one adapter between the registration code and the MindX stream (protobuf in, arrays out).
 
-The pipeline file holds an inference stream (appsrc → mxpi_tensorinfer → appsink) and, where
-present, a decode stream (appsrc → mxpi_imagedecoder → appsink).  Tensors go in with
+The pipeline file holds the inference stream (appsrc → mxpi_tensorinfer → appsink); the driver
+reads and enhances the photographs itself (16-bit PNG, TIFF and EXIF orientation, which the SDK's
+JPEG decoder does not take), so the stream receives tensors.  Tensors go in with
 ``SendProtobuf`` and come back with ``GetProtobuf``; several batches can be in flight: a sender
 queues them, one receiver thread collects results in order (a stream keeps its order), so
 callers from several threads get their own results.
@@ -15,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
 
-import cv2
 import numpy as np
 
 from .sdk import Sdk
 
 DESCRIPTOR_DIM = 256
 FLOAT32 = 0          # MxpiTensor.tensorDataType code of float32
-FORMAT_NV12, FORMAT_RGB, FORMAT_BGR = 1, 12, 13
 
 
 class PipelineError(RuntimeError):
@@ -37,8 +36,11 @@ class PipelineLayout:
     infer_src: bytes            # appsrc element name (the key SendProtobuf uses)
     infer_key: bytes            # mxpi_tensorinfer element name (the key GetProtobuf asks for)
     model_path: str
-    decode_stream: bytes | None
-    decode_key: bytes | None
+
+    def model_file(self, pipeline: Path) -> Path:
+        """``modelPath`` as a file: relative paths resolve against the pipeline file's folder (as the SDK does)."""
+        model = Path(self.model_path).expanduser()
+        return model if model.is_absolute() else (Path(pipeline).parent / model).resolve()
 
     @property
     def fixed_batch(self) -> int | None:
@@ -51,7 +53,7 @@ def read_layout(path: Path) -> PipelineLayout:
         cfg = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise PipelineError(f"{path}: cannot read pipeline JSON ({exc})") from exc
-    infer = decode = None
+    infer = None
     for stream, elements in cfg.items():
         if not isinstance(elements, dict):
             continue
@@ -61,12 +63,9 @@ def read_layout(path: Path) -> PipelineLayout:
             if el.get("factory") == "mxpi_tensorinfer" and infer is None:
                 src = el.get("props", {}).get("dataSource", "appsrc0").split(",")[0]
                 infer = (stream, src, name, el.get("props", {}).get("modelPath", ""))
-            elif el.get("factory") == "mxpi_imagedecoder" and decode is None:
-                decode = (stream, name)
     if infer is None:
         raise PipelineError(f"{path}: no stream with an mxpi_tensorinfer element")
-    return PipelineLayout(infer[0].encode(), infer[1].encode(), infer[2].encode(), infer[3],
-                          decode[0].encode() if decode else None, decode[1].encode() if decode else None)
+    return PipelineLayout(infer[0].encode(), infer[1].encode(), infer[2].encode(), infer[3])
 
 
 class SuperRetinaStream:
@@ -87,7 +86,6 @@ class SuperRetinaStream:
         self._pending: Queue = Queue()
         self._receiver = threading.Thread(target=self._receive, name="superretina-receiver", daemon=True)
         self._receiver.start()
-        self._decode_lock = threading.Lock()
         self._closed = False
 
     # -- inference -----------------------------------------------------------------------
@@ -166,31 +164,6 @@ class SuperRetinaStream:
             raise PipelineError(f"descriptor output has {desc.size} values, expected {b}x256x{dh}x{dw}")
         return det.reshape(b, h, w)[:n], desc.reshape(b, DESCRIPTOR_DIM, dh, dw)[:n]
 
-    # -- decoding ------------------------------------------------------------------------
-    @property
-    def can_decode(self) -> bool:
-        return self.layout.decode_stream is not None
-
-    def decode(self, data: bytes) -> np.ndarray:
-        """Decode image bytes through the pipeline's mxpi_imagedecoder: (H, W, 3) BGR uint8."""
-        if not self.can_decode:
-            raise PipelineError(f"{self.pipeline}: no mxpi_imagedecoder stream")
-        api = self.sdk.api
-        item = api.MxDataInput()
-        item.data = data
-        keys = api.StringVector()
-        keys.push_back(self.layout.decode_key)
-        with self._decode_lock:  # one in flight: send and get pair up on this stream
-            ret = self.api.SendData(self.layout.decode_stream, 0, item)
-            if ret != 0:
-                raise PipelineError(f"SendData to {self.layout.decode_stream.decode()} failed with MindX error {ret}")
-            out = self.api.GetProtobuf(self.layout.decode_stream, 0, keys)
-        if out.size() == 0 or out[0].errorCode != 0:
-            raise PipelineError("the image decoder could not decode the image")
-        vl = self.sdk.pb.MxpiVisionList()
-        vl.ParseFromString(out[0].messageBuf)
-        return vision_to_bgr(vl.visionVec[0])
-
     def close(self) -> None:
         with self._send_lock:
             if self._closed:
@@ -206,18 +179,3 @@ class SuperRetinaStream:
     def __exit__(self, *exc):
         self.close()
 
-
-def vision_to_bgr(vision) -> np.ndarray:
-    """MxpiVision (NV12 or packed BGR/RGB, aligned strides) → (H, W, 3) BGR uint8."""
-    info = vision.visionInfo
-    h, w, ha, wa = info.height, info.width, info.heightAligned or info.height, info.widthAligned or info.width
-    data = np.frombuffer(vision.visionData.dataStr, np.uint8)
-    if info.format == FORMAT_NV12:
-        bgr = cv2.cvtColor(data.reshape(ha * 3 // 2, wa), cv2.COLOR_YUV2BGR_NV12)
-    elif info.format in (FORMAT_BGR, FORMAT_RGB):
-        bgr = data.reshape(ha, wa, 3)
-        if info.format == FORMAT_RGB:
-            bgr = bgr[..., ::-1]
-    else:
-        raise PipelineError(f"decoder output format {info.format} is not NV12, RGB or BGR")
-    return np.ascontiguousarray(bgr[:h, :w])

@@ -45,7 +45,8 @@ import cv2
 import numpy as np
 
 from .fov import fov_mask
-from .protocol import SYNTH_MARKER, PairSpec, apply_homography, list_pairs
+from ..homography import transform_points
+from .protocol import SYNTH_MARKER, PairSpec, list_pairs
 
 GENERATOR_VERSION = 1
 FIRE_SIZE = 2912
@@ -73,7 +74,7 @@ CATEGORY_PARAMS = {
 
 # --------------------------------------------------------------------------- geometry
 def _h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return apply_homography(H, pts)
+    return transform_points(H, pts)
 
 
 @dataclass
