@@ -25,6 +25,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   pip_install --upgrade pip
 fi
 stamp="$VENV/.installed${extras//[\[\],]/_}"
+full="$VENV/.installed_train_dev_"   # the test set-up's install holds everything the others need
+if [ -z "$extras" ] && [ -f "$full" ] && [ ! "$ROOT/pyproject.toml" -nt "$full" ]; then
+  stamp="$full"
+fi
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   echo "installing dependencies${extras:+ $extras}..." >&2
   if ! pip_install -e "$ROOT$extras"; then

@@ -222,7 +222,7 @@ class PipelineSide:
     def run(self) -> dict:
         from superretina.image_io import read_pair
         from superretina.outputs import result_json, write_outputs
-        from superretina.register import Timer
+        from superretina.registrar import Timer
 
         t = Timer()
         c0, w0 = time.process_time(), time.perf_counter()
@@ -230,8 +230,7 @@ class PipelineSide:
             q, r = read_pair(self.spec["query"], self.spec["refer"])
         res = self.app.registrar.register_images(q, r, t)
         with t("outputs"):
-            info = result_json(res, self.spec["query"], self.spec["refer"], str(self.app.model),
-                               str(self.app.pipeline), self.app.runtime)
+            info = result_json(res, self.spec["query"], self.spec["refer"], self.app.provenance)
             write_outputs(res, q, r, self.out, info, self.app.config)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         s = t.seconds
@@ -366,7 +365,8 @@ class TorchSide:
         res = self._result(q, r, eq, er, fq, fr, m, H1, mask, second, H)
         from superretina.outputs import result_json, write_outputs
 
-        info = result_json(res, self.spec["query"], self.spec["refer"], self.spec["weights"], "torch eager", "torch")
+        info = result_json(res, self.spec["query"], self.spec["refer"],
+                           {"model": self.spec["weights"], "pipeline": "torch eager", "runtime": "torch"})
         write_outputs(res, q, r, self.out, info, self.cfg)
         lap("outputs", t)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
@@ -390,7 +390,7 @@ class TorchSide:
     def _result(self, q, r, eq, er, fq, fr, m, H1, mask, second, H):
         """The baseline's outcome as a RegistrationResult, so that it writes the same files."""
         from superretina.homography import HomographyResult
-        from superretina.register import Features, RegistrationResult, Stage
+        from superretina.registrar import Features, RegistrationResult, Stage
 
         def stage(matches, Hm, msk):
             inl = np.zeros(len(matches), bool) if msk is None else msk.ravel().astype(bool)

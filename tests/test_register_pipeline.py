@@ -23,7 +23,7 @@ from superretina.app import AppError, open_app
 from superretina.config import ConfigError, load_config
 from superretina.enhance import enhance, to_model_input
 from superretina.homography import refine_homography, transform_points
-from superretina.register import Registrar
+from superretina.registrar import Registrar
 from tests.model_fixtures import (assert_one_line_error, cli_env, random_superretina,  # noqa: F401
                                   run_cli, write_pipeline)
 

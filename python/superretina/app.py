@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DEFAULT_PIPELINE, load_config
-from .register import Registrar
+from .provenance import describe
+from .registrar import Registrar
 from .sdk import load_sdk
 from .stream_client import SuperRetinaStream, read_layout
 
@@ -31,6 +32,7 @@ class App:
     pipeline: Path
     model: Path
     runtime: str
+    provenance: dict   # provenance.describe(): what every result of this app says produced it
 
     def close(self) -> None:
         self.stream.close()
@@ -42,7 +44,8 @@ class App:
         self.close()
 
 
-def open_app(config: Path | None = None, pipeline: Path | None = None, runtime: str | None = None) -> App:
+def open_app(config=None, pipeline: Path | None = None, runtime: str | None = None) -> App:
+    """Open the runtime, the pipeline's streams and the model; ``config`` is a YAML path or a mapping of overrides."""
     cfg = load_config(config)
     pipeline = Path(pipeline or DEFAULT_PIPELINE)
     if not pipeline.is_file():
@@ -57,4 +60,5 @@ def open_app(config: Path | None = None, pipeline: Path | None = None, runtime: 
         raise AppError(f"{pipeline}: {model.name} is an Ascend .om model; the local runtime runs .onnx, .xml and .pt models — "
                        "use pipeline/superretina.pipeline or run on an Ascend machine with the MindX SDK")
     stream = SuperRetinaStream(pipeline, sdk)
-    return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name)
+    return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name,
+               describe(model, pipeline, sdk.name, cfg))

@@ -6,6 +6,7 @@ Unknown keys and wrong types are reported with the file and the key, e.g.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -62,10 +63,13 @@ def _read(path: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None) -> dict:
-    """The default configuration, with ``path``'s values (if given) laid over it."""
+def load_config(path: str | Path | Mapping | None = None) -> dict:
+    """The default configuration, with ``path``'s values (a YAML file, or a mapping of the same
+    shape, e.g. ``{"matching": {"knn_thresh": 0.8}}``) laid over it."""
     cfg = _read(DEFAULT_CONFIG)
-    if path is not None:
+    if isinstance(path, Mapping):
+        cfg, path = _merge(cfg, dict(path), "config"), "config"
+    elif path is not None:
         cfg = _merge(cfg, _read(Path(path)), str(path))
     method = cfg["homography"]["method"].upper()
     if method not in ("LMEDS", "RANSAC", "USAC_MAGSAC"):

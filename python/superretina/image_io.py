@@ -53,3 +53,20 @@ def read_pair(query_path: str | Path, refer_path: str | Path) -> tuple[np.ndarra
     from .parallel import pair_map
 
     return pair_map(read_image, query_path, refer_path)
+
+
+def check_image_array(image, name: str = "image") -> np.ndarray:
+    """A photograph given as an array: (H, W) gray or (H, W, 3) BGR (also (H, W, 1), (H, W, 4) BGRA),
+    uint8 or uint16. Returns it as (H, W) or (H, W, 3); anything else is an ``ImageReadError``
+    naming ``name`` and what was expected."""
+    if not isinstance(image, np.ndarray):
+        raise ImageReadError(f"{name}: expected a file path or a numpy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f"{name}: array of {image.dtype}, expected uint8 or uint16 (8- or 16-bit pixels)")
+    if image.ndim == 3 and image.shape[2] in (1, 4):
+        image = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ImageReadError(f"{name}: array of shape {image.shape}, expected (H, W) gray or (H, W, 3) BGR")
+    if min(image.shape[:2]) < 16:
+        raise ImageReadError(f"{name}: image is {image.shape[1]}x{image.shape[0]} px, too small to register")
+    return np.ascontiguousarray(image)

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import viz
 from .parallel import run_all
-from .register import RegistrationResult
+from .registrar import RegistrationResult
 
 PARALLEL_MAX_PIXELS = 12_000_000
 
@@ -29,16 +29,24 @@ def final_matches(res: RegistrationResult) -> tuple[np.ndarray, np.ndarray, np.n
     return q, r, st.homography.inlier_mask.astype(bool)
 
 
-def result_json(res: RegistrationResult, query_path, refer_path, model: str, pipeline: str, runtime: str) -> dict:
+SCHEMA_VERSION = 2   # of result.json; 2: snake_case names, provenance (package version, model sha256, config)
+
+
+def result_json(res: RegistrationResult, query_path, refer_path, provenance: dict) -> dict:
+    """result.json of a registration. ``query_path``/``refer_path``: the files, or None for arrays;
+    ``provenance``: what produced it (``provenance.describe``: package version, model and its
+    sha256, pipeline, runtime, effective config)."""
     q, r, inl = final_matches(res)
     passes = [{"name": "first", **_stage_json(res.first)}]
     if res.second is not None:
         passes.append({"name": "matching_trick", **_stage_json(res.second)})
     n = len(inl)
     return {
+        "schema_version": SCHEMA_VERSION,
         "status": res.status,
         "reason": res.reason,
-        "query": str(query_path), "refer": str(refer_path),
+        "query": None if query_path is None else str(query_path),
+        "refer": None if refer_path is None else str(refer_path),
         "query_size": {"height": res.query_size[0], "width": res.query_size[1]},
         "refer_size": {"height": res.refer_size[0], "width": res.refer_size[1]},
         "homography": None if res.H is None else res.H.tolist(),
@@ -50,7 +58,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, model: str, pip
         "inlier_rate": round(float(inl.sum() / n), 6) if n else 0.0,
         "passes": passes,
         "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
-        "model": model, "pipeline": pipeline, "runtime": runtime,
+        **provenance,
     }
 
 
