@@ -134,7 +134,7 @@ def sources(n: int) -> list[tuple[str, np.ndarray]]:
     out = [("skimage_retina", retina_bgr())]
     folder = ROOT.parent / "shared" / "data" / "fundus"
     if folder.is_dir():
-        from superretina.training.split import split
+        from superretina.data_split import split
         _, held = split(folder)
         out += [(p.stem, cv2.imread(str(p))) for p in held[: max(0, n - 1)]]
     return out[:n]

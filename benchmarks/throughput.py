@@ -45,7 +45,7 @@ def main(argv=None) -> int:
 
     fundus = ROOT.parent / "shared" / "data" / "fundus"
     if fundus.is_dir():
-        from superretina.training.split import split
+        from superretina.data_split import split
         sources = split(fundus)[1][: args.pairs]
     else:
         sources = ["skimage:retina"] * args.pairs

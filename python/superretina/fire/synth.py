@@ -811,17 +811,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--categories", default="SPA",
                     help="categories cycled over the pairs, e.g. SPA (default) or SSPA")
     ap.add_argument("--held-out", action="store_true",
-                    help="keep only the photographs held out of training (training/split.py), "
+                    help="keep only the photographs held out of training (superretina/data_split.py), "
                          "for sets that evaluate the shipped model fairly")
     ap.add_argument("--overwrite", action="store_true", help="replace a previously generated set")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     sources = _collect_sources(args.sources)
     if args.held_out:
-        from ..training.split import HELD_OUT
+        from ..data_split import HELD_OUT
         sources = [s for s in sources if isinstance(s, Path) and s.stem in HELD_OUT]
         if not sources:
-            print("error: none of the --from images is held out of training (see training/split.py)", file=sys.stderr)
+            print("error: none of the --from images is held out of training (see superretina/data_split.py)", file=sys.stderr)
             return 2
     try:
         pairs = make_synthetic_set(args.out, sources, args.pairs_per_image, args.size, args.seed,

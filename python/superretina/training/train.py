@@ -21,7 +21,7 @@ from superretina.model.network import SuperRetinaNet, Widths, checkpoint_dict, i
 
 from .dataset import PairSampler, load_photo
 from .losses import dice_loss, info_nce, sample_descriptors
-from .split import split
+from ..data_split import split
 from .validate import Validator
 
 
