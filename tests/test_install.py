@@ -22,15 +22,16 @@ import pytest
 from superretina.demo import make_pair
 
 ROOT = Path(__file__).resolve().parents[1]
-README_EXAMPLE = textwrap.dedent("""
-    import superretina
-    result = superretina.register("query.jpg", "refer.jpg")
-    print(result.status, result.reason)
-    print(result.homography)
-    print(result.transform.apply([[350.0, 350.0]]))
-    result.save("from_python")
-    print(superretina.__file__)
-""")
+
+
+def readme_example() -> str:
+    """The README's first Python example, on this test's files (visit2/visit1 → query/refer)."""
+    text = (ROOT / "README.md").read_text()
+    code = text.split("## Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    return code.replace("visit2.jpg", "query.jpg").replace("visit1.jpg", "refer.jpg") + textwrap.dedent("""
+        print("REPORT", result.status, superretina.__file__)
+        print("POINTS", points_in_refer.shape, aligned.shape)
+    """)
 
 
 def _run(cmd, cwd, env=None, timeout=600):
@@ -96,10 +97,12 @@ def test_console_script_registers_with_relative_paths(installed, user_folder):
 
 def test_readme_python_example_runs_installed(installed, user_folder):
     python, _, env, site = installed
-    (user_folder / "example.py").write_text(README_EXAMPLE)
+    (user_folder / "example.py").write_text(readme_example())
     proc = _run([python, "example.py"], user_folder, env)
-    assert proc.stdout.startswith("registered None") and str(site) in proc.stdout
-    assert (user_folder / "from_python" / "result.json").is_file()
+    report = next(line for line in proc.stdout.splitlines() if line.startswith("REPORT"))
+    assert report.split()[1] == "registered" and str(site) in report
+    assert "POINTS (1, 2) (700, 700, 3)" in proc.stdout
+    assert (user_folder / "visit2_to_visit1" / "result.json").is_file()
 
 
 def test_run_sh_from_the_images_folder(user_folder, tmp_path):
