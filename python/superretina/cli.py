@@ -34,14 +34,6 @@ def _common(ap: argparse.ArgumentParser) -> None:
                          "(local) or auto (SDK if importable; also $SUPERRETINA_RUNTIME)")
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an --out that is a file before any work (it used to end a whole run in a traceback)."""
-    from .app import AppError
-
-    if out.exists() and not out.is_dir():
-        raise AppError(f"{out}: --out must be a folder, and this is a file")
-
-
 def _print_result(info: dict, written: list[Path]) -> None:
     print(f"status: {info['status']}" + (f" ({info['reason']})" if info["reason"] else ""))
     print(f"keypoints: query {info['num_keypoints']['query']}, refer {info['num_keypoints']['refer']}; "
@@ -80,10 +72,13 @@ def cmd_register(argv) -> int:
     ap.add_argument("refer", type=Path, help="reference image")
     _common(ap)
     args = ap.parse_args(argv)
-    _check_out(args.out)
+    from .config import load_config
     from .image_io import read_pair
+    from .outputs import prepare_out
 
-    query, refer = read_pair(args.query, args.refer)
+    cfg = load_config(args.config)  # settings first: a bad value is reported before any work
+    prepare_out(args.out)
+    query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
     res, _ = _register_and_write(args, query, refer, args.query, args.refer)
     return EXIT_OK if res.status == "registered" else EXIT_FAILED_PAIR
 
@@ -95,15 +90,16 @@ def cmd_demo(argv) -> int:
         "control-point error against the known truth."))
     _common(ap)
     args = ap.parse_args(argv)
-    _check_out(args.out)
+    from .config import load_config
     from .demo import control_point_error, make_pair, retina_bgr
+    from .outputs import prepare_out, save_jpeg
 
+    load_config(args.config)
+    prepare_out(args.out)
     refer = retina_bgr()
     query, G, pts = make_pair(refer)
-    args.out.mkdir(parents=True, exist_ok=True)
-    import cv2
-    cv2.imwrite(str(args.out / "demo_query.jpg"), query)
-    cv2.imwrite(str(args.out / "demo_refer.jpg"), refer)
+    save_jpeg(args.out / "demo_query.jpg", query)
+    save_jpeg(args.out / "demo_refer.jpg", refer)
 
     def add_truth(res, info):
         info["demo"] = {"known_homography_refer_to_query": G.tolist(),
@@ -169,11 +165,12 @@ def main(argv=None) -> int:
                 "train": cmd_train, "export": cmd_export, "bench": cmd_bench}
     from .app import AppError
     from .image_io import ImageReadError
+    from .outputs import OutputError
     from .sdk import RuntimeUnavailable
     from .stream_client import PipelineError
     try:
         return handlers[cmd](rest)
-    except (AppError, ConfigError, ImageReadError, PipelineError, RuntimeUnavailable) as exc:
+    except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. an output folder that cannot be written
