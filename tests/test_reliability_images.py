@@ -178,3 +178,12 @@ def test_decoder_plugin_refuses_the_bomb_from_its_header(api, processor):
     result = api.GetResult(b"dec", 0, 10000)
     assert result.errorCode == 2008 and b"past the end of the file" in result.data, result.data
     assert _peak_rss_mb() - before < 100
+
+
+def test_corrupt_jpeg_through_cli_is_exactly_one_line(tmp_path):
+    """libjpeg prints "Corrupt JPEG data" on stderr itself; the CLI shows only its own line."""
+    data = _encoded(".jpg", shape=(300, 300, 3))
+    path = tmp_path / "flip.jpg"
+    path.write_bytes(data[:600] + bytes(50) + data[650:])
+    proc = run_cli(path, path, "--out", tmp_path / "out")
+    assert_one_line_error(proc, f"{path}: not a readable image")

@@ -53,7 +53,7 @@ def image_size(data: bytes) -> tuple[str, int, int]:
     try:
         width, height = _PARSERS[fmt](memoryview(data))
     except (struct.error, IndexError, ValueError) as exc:
-        raise HeaderError(f"{fmt.upper()} header is cut off or corrupt ({exc})") from None
+        raise HeaderError(f"{fmt.upper()} file is cut off or corrupt ({exc})") from None
     if width <= 0 or height <= 0:
         raise HeaderError(f"{fmt.upper()} header announces {width}x{height} pixels")
     return fmt, width, height

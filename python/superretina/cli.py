@@ -73,12 +73,13 @@ def cmd_register(argv) -> int:
     _common(ap)
     args = ap.parse_args(argv)
     from .config import load_config
-    from .image_io import read_pair
+    from .image_io import decoder_messages_silenced, read_pair
     from .outputs import prepare_out
 
     cfg = load_config(args.config)  # settings first: a bad value is reported before any work
     prepare_out(args.out)
-    query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
+    with decoder_messages_silenced():  # a corrupt file gets our one error line, not libjpeg's as well
+        query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
     res, _ = _register_and_write(args, query, refer, args.query, args.refer)
     return EXIT_OK if res.status == "registered" else EXIT_FAILED_PAIR
 

@@ -8,6 +8,9 @@ decoding, since a decoder allocates whatever the header announces (an 878 KB PNG
 """
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -88,3 +91,28 @@ def read_pair(query_path: str | Path, refer_path: str | Path,
     from .parallel import pair_map
 
     return pair_map(lambda p: read_image(p, max_pixels), query_path, refer_path)
+
+
+@contextmanager
+def decoder_messages_silenced():
+    """Silence what the C decoders print straight to the process's stderr while reading.
+
+    libjpeg ("Corrupt JPEG data: ..."), libpng ("libpng error: ...") and OpenCV's own log
+    write to file descriptor 2, around the one-line :class:`ImageReadError` that already says
+    what is wrong. For a command line's reading step only: it silences every thread's stderr
+    while it lasts.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
