@@ -10,7 +10,9 @@ SDK behaviour kept:
   ``1..rank-2`` are compared (dynamic dims match anything) but, as in the SDK, a mismatch
   there is only a warning; the byte size must match exactly ("The datasize of concated
   inputTensors[j](X) does not match model inputTensors[j](Y)..."). A failure attaches error
-  info, drops the output key and still forwards the buffer.
+  info, drops the output key and still forwards the buffer. A failed request affects only
+  itself: the engines recover (``mxlocal.model_runtime``), and a failed multi-buffer batch is
+  rerun buffer by buffer.
 * batching: ``singleBatchInfer=1`` feeds each package as it is (batch may be > 1, e.g.
   (2,1,768,768)). With ``singleBatchInfer=0`` and a model whose batch is dynamic or static
   > 1, each package is one sample; samples are batched up to the largest batch, waiting up to
