@@ -133,6 +133,7 @@ class SuperRetinaStream:
         self._decode_lock = threading.Lock()
         self._closed = False
         self._broken: str | None = None  # set when results can no longer be paired with requests
+        self._decode_broken: str | None = None
 
     # -- inference -----------------------------------------------------------------------
     def infer_async(self, batch: np.ndarray) -> Future:
@@ -238,10 +239,15 @@ class SuperRetinaStream:
         keys = api.StringVector()
         keys.push_back(self.layout.decode_key)
         with self._decode_lock:  # one in flight: send and get pair up on this stream
+            if self._decode_broken:
+                raise PipelineError(self._decode_broken)
             ret = self.api.SendData(self.layout.decode_stream, 0, item)
             if ret != 0:
                 raise PipelineError(f"SendData to {self.layout.decode_stream.decode()} failed with MindX error {ret}")
             out = self.api.GetProtobuf(self.layout.decode_stream, 0, keys)
+            if out.size() and out[0].errorCode == APP_ERR_COMM_TIMEOUT:  # as in _receive: never pair again
+                self._decode_broken = f"decode stream {self.layout.decode_stream.decode()} stalled (no result in time)"
+                raise PipelineError(self._decode_broken)
         if out.size() == 0 or out[0].errorCode != 0:
             raise PipelineError("the image decoder could not decode the image")
         vl = self.sdk.pb.MxpiVisionList()
