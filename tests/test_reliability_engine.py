@@ -112,7 +112,8 @@ def test_concurrent_callers_with_bad_requests_mixed_in():
         pytest.skip("model/superretina_bf16.xml is not present")
     engine = open_model(MODEL_DIR / "superretina_bf16.xml")
     callers, per_caller = 4, 6
-    inputs = {(c, k): _x(BAD if k % 3 == 1 else GOOD, seed=10 * c + k) for c in range(callers) for k in range(per_caller)}
+    inputs = {(c, k): _x(BAD if k % 3 == 1 else GOOD, seed=10 * c + k)
+              for c in range(callers) for k in range(per_caller)}
     expected = {key: engine.run([x]) for key, x in inputs.items() if x.shape[-1] == GOOD}
     outcomes, errors = {}, []
     with SuperRetinaStream(DEFAULT_PIPELINE, load_sdk("local")) as stream:

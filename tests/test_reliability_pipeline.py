@@ -13,8 +13,7 @@ import pytest
 
 from mxlocal import StreamManagerApi as sm
 from mxlocal import errors as E
-from mxlocal_support import (add_model, call_with_timeout, keys, pipeline, protobuf_in, tensor_package_list,
-                             two_output_model)
+from mxlocal_support import add_model, call_with_timeout, keys, protobuf_in, tensor_package_list, two_output_model
 from superretina.app import open_app
 from superretina.sdk import load_sdk
 from superretina.stream_client import PipelineError, SuperRetinaStream, read_layout
@@ -45,8 +44,8 @@ def test_loop_back_is_refused_at_create_with_6005(api, tiny_models, caplog):
     with caplog.at_level(logging.ERROR, logger="mxlocal"):
         assert api.CreateMultipleStreams(_loop_pipeline(tiny_models["add"])) == E.APP_ERR_STREAM_INVALID_CONFIG
     lines = [r.getMessage() for r in caplog.records if "loops back" in r.getMessage()]
-    assert lines == ["[6005] stream 'loop': the data flow loops back (mxpi_tensorinfer0 -> queue0 -> mxpi_tensorinfer0);"
-                     " an element cannot be fed from its own output, the stream would wait forever"]
+    assert lines == ["[6005] stream 'loop': the data flow loops back"
+                     " (mxpi_tensorinfer0 -> queue0 -> mxpi_tensorinfer0); an element cannot be fed from its own output, the stream would wait forever"]
     # A longer loop through three elements, and no stream left behind.
     longer = json.loads(_loop_pipeline(tiny_models["add"]))
     longer["s"] = longer.pop("loop")
@@ -165,7 +164,8 @@ def test_missing_model_message_names_the_folder_it_looked_in(tmp_path):
     assert f"{tmp_path / 'model' / 'superretina_bf16.xml'} does not exist" in message
     assert f"resolved against the pipeline file's folder {copied.parent}" in message
     # The recipe makes the file where the pipeline looks, not in a folder relative to the working directory.
-    assert f"to_openvino {tmp_path / 'model' / 'superretina.onnx'} {tmp_path / 'model' / 'superretina_bf16.xml'}" in message
+    model_dir = tmp_path / "model"
+    assert f"to_openvino {model_dir / 'superretina.onnx'} {model_dir / 'superretina_bf16.xml'}" in message
 
 
 def test_wrong_shape_model_error_names_the_model_file(tiny_models, tmp_path):
@@ -247,7 +247,8 @@ def test_fuzz_pipeline_parser(tiny_models, tmp_path, monkeypatch):
         outcomes["create: ok"] += 1
         # Created: feed every stream once; each Get returns (a result, an error or the bounded timeout).
         for stream in (k for k, v in cfg.items() if isinstance(v, dict)):
-            if api.SendProtobuf(stream.encode(), 0, protobuf_in(tensor_package_list(np.zeros((1, 1, 8, 8), np.float32)))):
+            tensor = protobuf_in(tensor_package_list(np.zeros((1, 1, 8, 8), np.float32)))
+            if api.SendProtobuf(stream.encode(), 0, tensor):
                 outcomes["send refused"] += 1
                 continue
             out = call_with_timeout(api.GetProtobuf, stream.encode(), 0, keys(b"mxpi_tensorinfer0"), timeout=30)

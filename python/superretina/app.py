@@ -13,9 +13,11 @@ from .stream_client import SuperRetinaStream, model_file, read_layout
 # How each shipped model is made, for the error when it is missing (e.g. a checkout without
 # them). {dir} is the folder the pipeline looks in, so the commands make the file where it is wanted.
 MISSING_MODEL_HINTS = {
-    "superretina.onnx": " — the default weights are made by `bash run.sh train` then exported into {dir} (see model/README.md)",
+    "superretina.onnx": (" — the default weights are made by `bash run.sh train` then exported into {dir}"
+                         " (see model/README.md)"),
     "superretina_bf16.xml": (" — it is made from {dir}/superretina.onnx (`bash run.sh train`, exported) by "
-                             "`python -m superretina.model.to_openvino {dir}/superretina.onnx {dir}/superretina_bf16.xml`"
+                             "`python -m superretina.model.to_openvino {dir}/superretina.onnx"
+                             " {dir}/superretina_bf16.xml`"
                              " (see model/README.md)"),
 }
 

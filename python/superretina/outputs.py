@@ -141,7 +141,8 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         status = "registered" if res.status == "registered" else f"FAILED: {res.reason}"
         lines = [f"{status}", f"keypoints {len(res.query.xy)} / {len(res.refer.xy)}   "
                  f"matches {len(inl)}   inliers {int(inl.sum())} ({100 * inl.mean() if len(inl) else 0:.0f}%)"]
-        jobs.append(lambda: save_jpeg(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
+        jobs.append(lambda: save_jpeg(out / "match_result.jpg",
+                                      viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
     if res.H is not None and o["merged"]:
         jobs.append(lambda: save_jpeg(out / "result.jpg", viz.merged(res.query_equalised, res.H, res.refer_equalised)))
     if res.H is not None and o["checkerboard"]:

@@ -56,11 +56,13 @@ def _load_json(path: Path):
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PipelineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); a pipeline is a JSON file") from None
+        raise PipelineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start});"
+                            " a pipeline is a JSON file") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PipelineError(f"{path}: not valid pipeline JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise PipelineError(f"{path}: not valid pipeline JSON: {exc.msg}"
+                            f" at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise PipelineError(f"{path}: not a pipeline (JSON nested too deeply)") from None
 

@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     try:
         if args.out.suffix.lower() == ".pt":
             if args.static:
-                raise SystemExit("error: --static is for ONNX exports (Ascend ATC); a TorchScript export takes any size")
+                raise SystemExit("error: --static is for ONNX exports (Ascend ATC);"
+                                 " a TorchScript export takes any size")
             export_torchscript(args.checkpoint, args.out)
         else:
             export_onnx(args.checkpoint, args.out, args.static, args.batch, args.size, args.opset)
