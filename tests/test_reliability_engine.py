@@ -144,3 +144,44 @@ def test_concurrent_callers_with_bad_requests_mixed_in():
             assert isinstance(out, PipelineError), key
             bad += 1
     print(f"\nconcurrency: {callers} callers, {good} good requests all right, {bad} bad requests all refused")
+
+
+def _gather_model(path: Path) -> Path:
+    """y = [10, 20, 30][x]: x (N, 1) int64 indices; an index past 2 makes ONNX Runtime fail the run."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.INT64, ["N", 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])
+    table = helper.make_tensor("table", TensorProto.FLOAT, [3], [10.0, 20.0, 30.0])
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "x"], ["y"])], "gather", [x], [y], [table])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_multi_batch_bad_sample_fails_alone(api, tmp_path):
+    """Three requests batched together (multi-batch mode), the middle one bad: the other two still get answers."""
+    pytest.importorskip("onnx")
+    from mxlocal import MxpiDataType_pb2 as pb
+    from mxlocal import StreamManagerApi as sm
+
+    props = {"dataSource": "appsrc0", "modelPath": str(_gather_model(tmp_path / "gather.onnx")),
+             "singleBatchInfer": "0", "waitingTime": "200"}
+    assert api.CreateMultipleStreams(pipeline("mb", {"mxpi_tensorinfer0": ("mxpi_tensorinfer", props)})) == 0
+    keys = sm.StringVector()
+    keys.push_back(b"mxpi_tensorinfer0")
+    for index in (0, 7, 2):  # 7 is out of the table: that sample's run fails
+        tensors = tensor_package_list(np.array([[index]], np.int64), dtype_code=9)  # 9: INT64
+        assert api.SendProtobuf(b"mb", 0, protobuf_in(tensors)) == 0
+    answers = []
+    for _ in range(3):
+        out = api.GetProtobuf(b"mb", 0, keys)
+        if out.size() == 0 or out[0].errorCode:
+            answers.append(None)
+            continue
+        result = pb.MxpiTensorPackageList()
+        result.ParseFromString(out[0].messageBuf)
+        answers.append(float(tensor_array(result.tensorPackageVec[0].tensorVec[0], np.float32, (1,))[0]))
+    assert answers == [10.0, None, 30.0]
