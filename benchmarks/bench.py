@@ -130,9 +130,9 @@ def baseline_weights(models: list[Path]) -> Path:
 
 def default_model(pipeline: Path = DEFAULT_PIPELINE) -> Path:
     """The model the pipeline file points at (model/superretina_bf16.xml for the default pipeline)."""
-    from superretina.stream_client import read_layout
+    from superretina.stream_client import model_file, read_layout
 
-    return read_layout(pipeline).model_file(pipeline)
+    return model_file(pipeline, read_layout(pipeline).model_path)
 
 
 def homography_distance(Ha, Hb, pts) -> float:

@@ -30,7 +30,7 @@ import numpy as np
 
 from .app import open_app
 from .image_io import check_image_array, read_image
-from .outputs import SCHEMA_VERSION, result_json, write_outputs
+from .outputs import SCHEMA_VERSION, prepare_out, remove_outputs, result_json, write_file, write_outputs
 from .registrar import RegistrationResult
 
 ImageLike = Union[str, Path, np.ndarray]
@@ -164,10 +164,8 @@ class Registration:
         folder = Path(folder)
         if self._raw is not None and self._images is not None:
             return write_outputs(self._raw, *self._images, folder, self._info, self._config)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "result.json"
-        path.write_text(json.dumps(self._info, indent=1))
-        return [path]
+        remove_outputs(prepare_out(folder))   # no pictures of another run beside this result
+        return [write_file(folder / "result.json", json.dumps(self._info, indent=1).encode())]
 
     def __repr__(self) -> str:
         return (f"Registration({self.status}{f': {self.reason}' if self.reason else ''}, "
@@ -175,9 +173,9 @@ class Registration:
                 f"transform {self.transform.model if self.transform else None})")
 
 
-def _image(x: ImageLike, name: str) -> tuple[np.ndarray, Path | None]:
+def _image(x: ImageLike, name: str, max_pixels: int) -> tuple[np.ndarray, Path | None]:
     if isinstance(x, (str, Path)):
-        return read_image(x), Path(x)
+        return read_image(x, max_pixels), Path(x)
     return check_image_array(x, name), None
 
 
@@ -210,10 +208,16 @@ class Session:
         """What this session's results say produced them (package version, model and sha256, ...)."""
         return self._app.provenance
 
-    def register(self, query: ImageLike, refer: ImageLike) -> Registration:
-        """Register ``query`` onto ``refer`` (paths or arrays); see the module docstring."""
-        q, q_path = _image(query, "query")
-        r, r_path = _image(refer, "refer")
+    def register(self, query: ImageLike, refer: ImageLike, *, paths: tuple | None = None) -> Registration:
+        """Register ``query`` onto ``refer`` (paths or arrays); see the module docstring.
+
+        ``paths``: for arrays read from files, the (query, refer) files, recorded in result.json.
+        """
+        limit = self._app.config["input"]["max_pixels"]
+        q, q_path = _image(query, "query", limit)
+        r, r_path = _image(refer, "refer", limit)
+        if paths is not None:
+            q_path, r_path = (None if p is None else Path(p) for p in paths)
         raw = self._app.registrar.register_images(q, r)
         info = result_json(raw, q_path, r_path, self._app.provenance)
         return Registration(info, raw, (q, r), self._app.config)

@@ -8,14 +8,17 @@ from .config import DEFAULT_PIPELINE, load_config
 from .provenance import describe
 from .registrar import Registrar
 from .sdk import load_sdk
-from .stream_client import SuperRetinaStream, read_layout
+from .stream_client import SuperRetinaStream, model_file, read_layout
 
 
-# How each shipped model is made, for the error when it is missing (e.g. a checkout without them).
+# How each shipped model is made, for the error when it is missing (e.g. a checkout without
+# them). {dir} is the folder the pipeline looks in, so the commands make the file where it is wanted.
 MISSING_MODEL_HINTS = {
-    "superretina.onnx": " — the default weights are made by `bash run.sh train` then exported (see model/README.md)",
-    "superretina_bf16.xml": (" — it is made from model/superretina.onnx (`bash run.sh train`, exported) by "
-                             "`python -m superretina.model.to_openvino model/superretina.onnx model/superretina_bf16.xml`"
+    "superretina.onnx": (" — the default weights are made by `bash run.sh train` then exported into {dir}"
+                         " (see model/README.md)"),
+    "superretina_bf16.xml": (" — it is made from {dir}/superretina.onnx (`bash run.sh train`, exported) by "
+                             "`python -m superretina.model.to_openvino {dir}/superretina.onnx"
+                             " {dir}/superretina_bf16.xml`"
                              " (see model/README.md)"),
 }
 
@@ -51,10 +54,12 @@ def open_app(config=None, pipeline: Path | None = None, runtime: str | None = No
     if not pipeline.is_file():
         raise AppError(f"{pipeline}: pipeline file not found")
     layout = read_layout(pipeline)
-    model = layout.model_file(pipeline)
+    model = model_file(pipeline, layout.model_path)
     sdk = load_sdk(runtime)
     if not model.is_file():
-        hint = MISSING_MODEL_HINTS.get(model.name, "")
+        hint = MISSING_MODEL_HINTS.get(model.name, "").format(dir=model.parent)
+        if not Path(layout.model_path).expanduser().is_absolute():
+            hint += f" (a relative modelPath is resolved against the pipeline file's folder {pipeline.resolve().parent})"
         raise AppError(f"{pipeline}: modelPath {layout.model_path} → {model} does not exist{hint}")
     if sdk.name == "local" and model.suffix.lower() == ".om":
         raise AppError(f"{pipeline}: {model.name} is an Ascend .om model; the local runtime runs .onnx, .xml and .pt models — "

@@ -41,14 +41,6 @@ def _common(ap: argparse.ArgumentParser, default_out: str) -> None:
                          "(local) or auto (SDK if installed in $MX_SDK_HOME; also $SUPERRETINA_RUNTIME)")
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an --out that is a file before any work (it used to end a whole run in a traceback)."""
-    from .app import AppError
-
-    if out.exists() and not out.is_dir():
-        raise AppError(f"{out}: --out must be a folder, and this is a file")
-
-
 def pair_folder(query: Path, refer: Path) -> Path:
     """Default output folder of a pair: ``<query stem>_to_<refer stem>`` in the current folder."""
     return Path(f"{query.stem}_to_{refer.stem}")
@@ -76,11 +68,17 @@ def cmd_register(argv) -> int:
     _common(ap, "QUERY_to_REFER (file stems)")
     args = ap.parse_args(argv)
     out = args.out or pair_folder(args.query, args.refer)
-    _check_out(out)
     from .api import Session
+    from .config import load_config
+    from .image_io import decoder_messages_silenced, read_pair
+    from .outputs import prepare_out
 
+    cfg = load_config(args.config)  # settings first: a bad value is reported before any work
+    prepare_out(out)
     with Session(args.config, args.pipeline, args.runtime) as session:
-        reg = session.register(args.query, args.refer)
+        with decoder_messages_silenced():  # a corrupt file gets our one error line, not libjpeg's as well
+            query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
+        reg = session.register(query, refer, paths=(args.query, args.refer))
         written = reg.save(out)
     _print_result(reg, written)
     return EXIT_OK if reg.registered else EXIT_FAILED_PAIR
@@ -94,22 +92,21 @@ def cmd_demo(argv) -> int:
     _common(ap, "superretina_demo")
     args = ap.parse_args(argv)
     out = args.out or Path("superretina_demo")
-    _check_out(out)
-    import cv2
-
     from .api import Session
+    from .config import load_config
     from .demo import control_point_error, make_pair, retina_bgr
+    from .outputs import prepare_out, save_jpeg
 
+    load_config(args.config)
+    prepare_out(out)
     refer = retina_bgr()
     query, G, pts = make_pair(refer)
-    out.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out / "demo_query.jpg"), query)
-    cv2.imwrite(str(out / "demo_refer.jpg"), refer)
+    save_jpeg(out / "demo_query.jpg", query)
+    save_jpeg(out / "demo_refer.jpg", refer)
     with Session(args.config, args.pipeline, args.runtime) as session:
-        reg = session.register(query, refer)
+        reg = session.register(query, refer, paths=(out / "demo_query.jpg", out / "demo_refer.jpg"))
         err = control_point_error(reg.homography, G, pts)
-        reg.annotate("demo", {"query_file": str(out / "demo_query.jpg"), "refer_file": str(out / "demo_refer.jpg"),
-                              "known_homography_refer_to_query": G.tolist(), "mean_control_point_error_px": err})
+        reg.annotate("demo", {"known_homography_refer_to_query": G.tolist(), "mean_control_point_error_px": err})
         written = reg.save(out)
     _print_result(reg, written)
     ok = reg.registered and err < 5.0
@@ -177,11 +174,12 @@ def main(argv=None) -> int:
                 "train": cmd_train, "export": cmd_export, "bench": cmd_bench}
     from .app import AppError
     from .image_io import ImageReadError
+    from .outputs import OutputError
     from .sdk import RuntimeUnavailable
     from .stream_client import PipelineError
     try:
         return handlers[cmd](rest)
-    except (AppError, ConfigError, ImageReadError, PipelineError, RuntimeUnavailable) as exc:
+    except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. an output folder that cannot be written

@@ -200,5 +200,5 @@ class Registrar:
     def register_files(self, query_path: Path, refer_path: Path) -> RegistrationResult:
         t = Timer()
         with t("read"):
-            q, r = read_pair(query_path, refer_path)
+            q, r = read_pair(query_path, refer_path, self.cfg["input"]["max_pixels"])
         return self.register_images(q, r, t)

@@ -22,6 +22,7 @@ from .sdk import Sdk
 
 DESCRIPTOR_DIM = 256
 FLOAT32 = 0          # MxpiTensor.tensorDataType code of float32
+APP_ERR_COMM_TIMEOUT = 1011  # a GetProtobuf that gave up waiting (local runtime's bounded wait)
 
 
 class PipelineError(RuntimeError):
@@ -37,35 +38,73 @@ class PipelineLayout:
     infer_key: bytes            # mxpi_tensorinfer element name (the key GetProtobuf asks for)
     model_path: str
 
-    def model_file(self, pipeline: Path) -> Path:
-        """``modelPath`` as a file: relative paths resolve against the pipeline file's folder (as the SDK does)."""
-        model = Path(self.model_path).expanduser()
-        return model if model.is_absolute() else (Path(pipeline).parent / model).resolve()
-
     @property
     def fixed_batch(self) -> int | None:
         # An ATC .om model has the static (2, 1, 768, 768) input; ONNX exports here are dynamic.
         return 2 if self.model_path.lower().endswith(".om") else None
 
 
-def read_layout(path: Path) -> PipelineLayout:
+def _load_json(path: Path):
+    """The pipeline file's JSON; one-line :class:`PipelineError` for unreadable, non-UTF-8 or invalid files."""
     try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PipelineError(f"{path}: cannot read pipeline JSON ({exc})") from exc
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read the pipeline file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start});"
+                            " a pipeline is a JSON file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path}: not valid pipeline JSON: {exc.msg}"
+                            f" at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise PipelineError(f"{path}: not a pipeline (JSON nested too deeply)") from None
+
+
+def read_layout(path: Path) -> PipelineLayout:
+    """Find the inference stream of a pipeline file; one-line errors for what does not fit."""
+    cfg = _load_json(path)
+    if not isinstance(cfg, dict):
+        raise PipelineError(f"{path}: the top level must be a JSON object of streams"
+                            f" ({{\"stream name\": {{elements}}}}), got a JSON {_json_kind(cfg)}")
     infer = None
     for stream, elements in cfg.items():
         if not isinstance(elements, dict):
             continue
         for name, el in elements.items():
-            if not isinstance(el, dict):
+            if not isinstance(el, dict) or el.get("factory") != "mxpi_tensorinfer":
                 continue
-            if el.get("factory") == "mxpi_tensorinfer" and infer is None:
-                src = el.get("props", {}).get("dataSource", "appsrc0").split(",")[0]
-                infer = (stream, src, name, el.get("props", {}).get("modelPath", ""))
+            where = f"{path}: stream '{stream}' element '{name}'"
+            props = el.get("props", {})
+            if not isinstance(props, dict):
+                raise PipelineError(f"{where}: \"props\" must be a JSON object, got a JSON {_json_kind(props)}")
+            if el["factory"] == "mxpi_tensorinfer" and infer is None:
+                source = props.get("dataSource", "appsrc0")
+                model = props.get("modelPath")
+                if not isinstance(source, str) or not source:
+                    raise PipelineError(f"{where}: dataSource must be an element name string such as \"appsrc0\","
+                                        f" got {json.dumps(source)[:60]}")
+                if not isinstance(model, str) or not model.strip():
+                    raise PipelineError(f"{where}: modelPath must be the model file's path as a string,"
+                                        f" got {json.dumps(model)[:60]}")
+                infer = (stream, source.split(",")[0], name, model)
     if infer is None:
         raise PipelineError(f"{path}: no stream with an mxpi_tensorinfer element")
     return PipelineLayout(infer[0].encode(), infer[1].encode(), infer[2].encode(), infer[3])
+
+
+def _json_kind(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+def model_file(pipeline: Path, model_path: str) -> Path:
+    """The model file a pipeline's ``modelPath`` names (relative paths resolve against the pipeline's folder)."""
+    model = Path(model_path).expanduser()
+    return model if model.is_absolute() else (Path(pipeline).resolve().parent / model).resolve()
 
 
 class SuperRetinaStream:
@@ -75,6 +114,7 @@ class SuperRetinaStream:
         self.pipeline = Path(pipeline)
         self.sdk = sdk
         self.layout = read_layout(self.pipeline)
+        self.model = model_file(self.pipeline, self.layout.model_path)  # named in output-shape errors
         self.api = sdk.api.StreamManagerApi()
         if self.api.InitManager() != 0:
             raise PipelineError("StreamManagerApi.InitManager failed")
@@ -87,6 +127,7 @@ class SuperRetinaStream:
         self._receiver = threading.Thread(target=self._receive, name="superretina-receiver", daemon=True)
         self._receiver.start()
         self._closed = False
+        self._broken: str | None = None  # set when results can no longer be paired with requests
 
     # -- inference -----------------------------------------------------------------------
     def infer_async(self, batch: np.ndarray) -> Future:
@@ -117,6 +158,8 @@ class SuperRetinaStream:
         with self._send_lock:
             if self._closed:
                 raise PipelineError("stream is closed")
+            if self._broken:
+                raise PipelineError(self._broken)
             ret = self.api.SendProtobuf(self.layout.infer_stream, self.layout.infer_src, vec)
             if ret != 0:
                 raise PipelineError(f"SendProtobuf to {self.layout.infer_stream.decode()} failed with MindX error {ret}")
@@ -134,8 +177,17 @@ class SuperRetinaStream:
             if job is None:
                 return
             fut, n, shape = job
+            if self._broken:
+                fut.set_exception(PipelineError(self._broken))
+                continue
             try:
                 out = self.api.GetProtobuf(self.layout.infer_stream, 0, keys)
+                if out.size() and out[0].errorCode == APP_ERR_COMM_TIMEOUT:
+                    # A late result would be taken by the next request: never pair results again.
+                    with self._send_lock:
+                        self._broken = (f"inference stream {self.layout.infer_stream.decode()} stalled (no result"
+                                        " in time); later results cannot be matched to requests, reopen the stream")
+                    raise PipelineError(self._broken)
                 fut.set_result(self._unpack(out, n, shape))
             except Exception as exc:  # handed to the caller, who reports it
                 fut.set_exception(exc)
@@ -143,25 +195,27 @@ class SuperRetinaStream:
     def _unpack(self, out, n: int, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         if out.size() == 0:
             raise PipelineError(f"inference returned no {self.layout.infer_key.decode()} result "
-                                "(the element failed; see the runtime's log)")
+                                f"(the element failed on model {self.model}; see the runtime's log)")
         if out[0].errorCode != 0:
             raise PipelineError(f"inference failed with MindX error {out[0].errorCode}: "
                                 f"{out[0].messageBuf[:200]!r}")
         result = self.sdk.pb.MxpiTensorPackageList()
         result.ParseFromString(out[0].messageBuf)
-        tensors = result.tensorPackageVec[0].tensorVec
+        tensors = result.tensorPackageVec[0].tensorVec if len(result.tensorPackageVec) else []
         if len(tensors) < 2:
-            raise PipelineError(f"model gave {len(tensors)} outputs, expected detector and descriptor")
+            raise PipelineError(f"{self.model}: the model gave {len(tensors)} output(s); a SuperRetina model has"
+                                " two, detector (N,1,H,W) and descriptor (N,256,H/8-2,W/8-2)")
         b, _, h, w = shape
         # tensorShape reports a leading 1 (SDK convention): reshape by the known geometry.
         det = np.frombuffer(tensors[0].dataStr, np.float32)
         desc = np.frombuffer(tensors[1].dataStr, np.float32)
         if det.size != b * h * w:
-            raise PipelineError(f"detector output has {det.size} values, expected {b}x1x{h}x{w}")
-        cells = desc.size // (b * DESCRIPTOR_DIM)
+            raise PipelineError(f"{self.model}: detector output has {det.size} values, expected {b}x1x{h}x{w}"
+                                " for this input; is it a SuperRetina model?")
         dh, dw = h // 8 - 2, w // 8 - 2
-        if cells != dh * dw:
-            raise PipelineError(f"descriptor output has {desc.size} values, expected {b}x256x{dh}x{dw}")
+        if desc.size != b * DESCRIPTOR_DIM * dh * dw:
+            raise PipelineError(f"{self.model}: descriptor output has {desc.size} values, expected"
+                                f" {b}x{DESCRIPTOR_DIM}x{dh}x{dw} for this input; is it a SuperRetina model?")
         return det.reshape(b, h, w)[:n], desc.reshape(b, DESCRIPTOR_DIM, dh, dw)[:n]
 
     def close(self) -> None:
@@ -170,8 +224,10 @@ class SuperRetinaStream:
                 return
             self._closed = True
             self._pending.put(None)
-        self._receiver.join(timeout=60)
+        # Destroy first: it wakes a receiver blocked in GetProtobuf (Ctrl-C used to wait here
+        # for the join's full minute when the stream had stalled).
         self.api.DestroyAllStreams()
+        self._receiver.join(timeout=60)
 
     def __enter__(self):
         return self
