@@ -4,6 +4,7 @@
 #   bash run.sh fire|compare|synth ...    FIRE-protocol evaluation  bash run.sh test   the test suite
 #   bash run.sh train|export|bench ...    training, pth2onnx, speed benchmark (install PyTorch on first use)
 #   bash run.sh --help                    everything else
+# Paths on the command line are the caller's: this script never changes folder except for the tests.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${SUPERRETINA_VENV:-$ROOT/.venv}"
@@ -25,6 +26,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   pip_install --upgrade pip
 fi
 stamp="$VENV/.installed${extras//[\[\],]/_}"
+full="$VENV/.installed_train_dev_"   # the test set-up's install holds everything the others need
+if [ -z "$extras" ] && [ -f "$full" ] && [ ! "$ROOT/pyproject.toml" -nt "$full" ]; then
+  stamp="$full"
+fi
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   echo "installing dependencies${extras:+ $extras}..." >&2
   if ! pip_install -e "$ROOT$extras"; then
@@ -46,5 +51,10 @@ if [ "${1:-}" = "test" ]; then
   fi
   exit "$rc"
 fi
-cd "$ROOT"
-exec "$VENV/bin/python" -m superretina.cli "$@"
+if [ "${1:-}" = "bench" ]; then  # the benchmark harness lives in the checkout, not in the package
+  shift
+  exec "$VENV/bin/python" "$ROOT/benchmarks/bench.py" "$@"
+fi
+# The console script, not `python -m`: a folder named like the package in the caller's
+# working directory must not shadow the installed one.
+exec "$VENV/bin/superretina" "$@"

@@ -11,7 +11,7 @@ mxpi_tensorinfer ``modelPath`` points at the variant, ``superretina.app.open_app
 
 The set: ``--set DIR`` (a FIRE-layout folder), else one is generated once and reused, with
 ``superretina.fire.synth`` from the held-out photographs of ``--from`` (the split of
-``superretina.training.split``: never seen in training nor in int8 calibration).
+``superretina.data_split``: never seen in training nor in int8 calibration).
 
 Table: variant, mAUC and AUC per category S/P/A, failed %, mean |H - H_fp32| (the distance in
 reference pixels between the images of each pair's query control points under the variant's and
@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "python")]
 
-from superretina.bench import homography_distance, pipeline_with_model  # noqa: E402
+from bench import homography_distance, pipeline_with_model  # noqa: E402
 from superretina.config import DEFAULT_PIPELINE  # noqa: E402
 
 AGREE_PX = 1.0
@@ -44,7 +44,7 @@ AGREE_PX = 1.0
 def held_out_set(out: Path, source: Path, size: int, pairs_per_image: int, seed: int) -> Path:
     """Generate (once) a synthetic FIRE-format set from the held-out photographs of ``source``."""
     from superretina.fire.synth import SYNTH_MARKER, make_synthetic_set
-    from superretina.training.split import split
+    from superretina.data_split import split
 
     marker = out / SYNTH_MARKER
     if marker.is_file():
@@ -54,7 +54,7 @@ def held_out_set(out: Path, source: Path, size: int, pairs_per_image: int, seed:
             return out
     _, held = split(source)
     if not held:
-        raise SystemExit(f"error: {source}: no held-out photographs (training/split.py HELD_OUT)")
+        raise SystemExit(f"error: {source}: no held-out photographs (superretina/data_split.py HELD_OUT)")
     print(f"generating a synthetic set from {len(held)} held-out photographs into {out} ...", file=sys.stderr)
     make_synthetic_set(out, held, pairs_per_image=pairs_per_image, size=size, seed=seed, overwrite=True)
     return out
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the table's numbers here")
     args = ap.parse_args(argv)
 
-    from superretina.bench import default_model
+    from bench import default_model
     from superretina.fire.protocol import list_pairs
 
     shipped = sorted(ROOT.joinpath("model").glob("superretina_*.xml"))  # e.g. the bf16 default

@@ -8,7 +8,7 @@ Stages, for one query image with about 3000 keypoints against a reference with a
   4. homography scaling to the original size + findHomography LMEDS (+ sanity checks; ours
                 + the Cauchy refinement of homography.refine_scale, as the driver does)
 Each stage is timed as the median of --runs runs after warm-up, for this project's NumPy/OpenCV
-code and for the plain PyTorch eager implementation in tests/reference_torch.py (the same one
+code and for the plain PyTorch eager implementation in benchmarks/reference_torch.py (the same one
 the equivalence test uses; matching and homography there are the reference's cv2 calls).
 
 Maps come from a seeded random-weights stand-in network on the enhanced skimage retina
@@ -56,7 +56,7 @@ from superretina.config import load_config  # noqa: E402
 from superretina.homography import estimate_homography  # noqa: E402
 from superretina.keypoints import detect, refine_subpixel, to_original  # noqa: E402
 from superretina.matching import ratio_match  # noqa: E402
-from tests.reference_torch import (MODEL_SIZE, StandInNet, ref_detect, ref_homography,  # noqa: E402
+from reference_torch import (MODEL_SIZE, StandInNet, ref_detect, ref_homography,  # noqa: E402
                                    ref_match, ref_sample, ref_scale, warped_pair)
 
 MODEL = (MODEL_SIZE, MODEL_SIZE)

@@ -13,7 +13,7 @@ Variants of the pre-processing of register.py, measured on FIRE-size (2912x2912)
 For each: seconds of the pre-processing it changes (2 x enhance + model input; trick warp +
 model input), the difference of the model inputs to V0 in grey levels (mean / 99th percentile
 / max), and registration with the project's post-processing on the maps of the seeded
-random-weights stand-in network of tests/reference_torch.py (whose maps follow image
+random-weights stand-in network of benchmarks/reference_torch.py (whose maps follow image
 structure, so registration works without trained weights): control-point error against the
 known homography and |H - H_V0| (mean distance of the control points under the two).
 
@@ -134,7 +134,7 @@ def sources(n: int) -> list[tuple[str, np.ndarray]]:
     out = [("skimage_retina", retina_bgr())]
     folder = ROOT.parent / "shared" / "data" / "fundus"
     if folder.is_dir():
-        from superretina.training.split import split
+        from superretina.data_split import split
         _, held = split(folder)
         out += [(p.stem, cv2.imread(str(p))) for p in held[: max(0, n - 1)]]
     return out[:n]
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=4, help="source photographs (skimage retina + held-out)")
     args = ap.parse_args(argv)
     import torch
-    from tests.reference_torch import StandInNet
+    from reference_torch import StandInNet
 
     torch.set_num_threads(2)
     pipe = Pipeline(StandInNet(0, 2.0))
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
                 r["diff_trick"].append((d2.mean(), np.percentile(d2, 99), d2.max()))
             r["err"].append(control_point_error(H, G, pts))
             if H is not None and base[0] is not None:
-                from superretina.bench import homography_distance
+                from bench import homography_distance
                 r["dH"].append(homography_distance(H, base[0], cv2.perspectiveTransform(pts.reshape(-1, 1, 2), G).reshape(-1, 2)))
             print(f"{name:16s} {v:13s} error {r['err'][-1]:7.2f} px  |H-H_V0| {r['dH'][-1] if r['dH'] else float('nan'):6.2f} px  "
                   f"enhance {r['enhance'][-1]:.3f} s  trick warp {r['trick warp'][-1]:.3f} s", file=sys.stderr)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "python")]
 
 from superretina.app import open_app  # noqa: E402
-from superretina.bench import pipeline_with_model  # noqa: E402
+from bench import pipeline_with_model  # noqa: E402
 from superretina.fire.sift import register_sift  # noqa: E402
 from superretina.image_io import read_pair  # noqa: E402
 

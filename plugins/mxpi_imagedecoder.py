@@ -17,6 +17,10 @@ gives float32 0..255 values. Any JPEG OpenCV reads is accepted.
 
 ``imageFormat`` (``jpg`` default, ``png``, ``bmp``) says what the bytes must be; other
 bytes fail. A failure attaches error info (2006 JPEG, 2008 PNG/BMP) and forwards the buffer.
+
+The image size is read from the header before decoding (``mxlocal.image_header``), so that a
+small file announcing a huge image fails without the allocation: ``ascend`` keeps DVPP's side
+limits, ``opencv`` accepts up to ``$MXLOCAL_DECODER_MAX_PIXELS`` pixels (default 8192x8192).
 """
 from __future__ import annotations
 
@@ -25,10 +29,13 @@ import numpy as np
 
 from mxlocal import MxpiDataType_pb2 as pb
 from mxlocal import errors as E
+from mxlocal.image_header import HeaderError, image_size
+from mxlocal.model_runtime import env_int
 from mxlocal.plugin_base import PluginBase, Prop
 
 FORMAT_NV12, FORMAT_RGB, FORMAT_BGR = 1, 12, 13
 DVPP_MIN_SIDE, DVPP_MAX_SIDE = 32, 8192
+ENV_MAX_PIXELS = "MXLOCAL_DECODER_MAX_PIXELS"
 _MAGIC = {"jpg": b"\xff\xd8", "png": b"\x89PNG\r\n\x1a\n", "bmp": b"BM"}
 _UNSUPPORTED_SOF = {0xC2: "progressive", 0xC6: "progressive", 0xCA: "progressive arithmetic-coded",
                     0xCE: "progressive arithmetic-coded", 0xC9: "arithmetic-coded", 0xCD: "arithmetic-coded",
@@ -116,6 +123,18 @@ class ImageDecoder(PluginBase):
             if coding:
                 return self.forward_error(buffer, code, f"the JPEG is {coding}; DVPP decodes only Huffman"
                                           " baseline JPEG (re-save it as baseline, or use cvProcessor opencv)")
+        try:
+            _, w, h = image_size(data)
+        except HeaderError as exc:
+            return self.forward_error(buffer, code, f"cannot decode the {self.image_format.upper()} data: {exc}")
+        if self.processor == "ascend":
+            if not (DVPP_MIN_SIDE <= w <= DVPP_MAX_SIDE and DVPP_MIN_SIDE <= h <= DVPP_MAX_SIDE):
+                return self.forward_error(buffer, code, f"image is {w}x{h}; DVPP decodes {DVPP_MIN_SIDE}.."
+                                          f"{DVPP_MAX_SIDE} pixels per side")
+        elif w * h > env_int(ENV_MAX_PIXELS, DVPP_MAX_SIDE * DVPP_MAX_SIDE):
+            return self.forward_error(buffer, code, f"image header says {w}x{h} pixels; at most"
+                                      f" {env_int(ENV_MAX_PIXELS, DVPP_MAX_SIDE * DVPP_MAX_SIDE)} are decoded"
+                                      f" (${ENV_MAX_PIXELS})")
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
             return self.forward_error(buffer, code, f"cannot decode the {self.image_format.upper()} data")

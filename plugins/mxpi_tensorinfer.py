@@ -10,7 +10,9 @@ SDK behaviour kept:
   ``1..rank-2`` are compared (dynamic dims match anything) but, as in the SDK, a mismatch
   there is only a warning; the byte size must match exactly ("The datasize of concated
   inputTensors[j](X) does not match model inputTensors[j](Y)..."). A failure attaches error
-  info, drops the output key and still forwards the buffer.
+  info, drops the output key and still forwards the buffer. A failed request affects only
+  itself: the engines recover (``mxlocal.model_runtime``), and a failed multi-buffer batch is
+  rerun buffer by buffer.
 * batching: ``singleBatchInfer=1`` feeds each package as it is (batch may be > 1, e.g.
   (2,1,768,768)). With ``singleBatchInfer=0`` and a model whose batch is dynamic or static
   > 1, each package is one sample; samples are batched up to the largest batch, waiting up to
@@ -291,16 +293,20 @@ class TensorInfer(PluginBase):
     def _run(self, feeds: list, entries: list):
         """The model on one feed set; ``None`` (and error info on ``entries``) on failure."""
         try:
-            n = feeds[0].shape[0] if feeds and feeds[0].ndim else 1
-            if self.split_batch and n > 1 and all(f.ndim and f.shape[0] == n for f in feeds):
-                parts = [self.model.run([a[i:i + 1] for a in feeds]) for i in range(n)]
-                return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
-            return self.model.run(feeds)
+            return self._infer(feeds)
         except Exception as exc:
             first = first_line(exc)
             for entry in entries:
                 self._fail(entry, E.APP_ERR_COMM_FAILURE, f"Model inference is failed. {first}")
             return None
+
+    def _infer(self, feeds: list) -> list:
+        """The model outputs for one feed set (raises what the engine raises)."""
+        n = feeds[0].shape[0] if feeds and feeds[0].ndim else 1
+        if self.split_batch and n > 1 and all(f.ndim and f.shape[0] == n for f in feeds):
+            parts = [self.model.run([a[i:i + 1] for a in feeds]) for i in range(n)]
+            return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
+        return self.model.run(feeds)
 
     def _run_samples(self, limit: int) -> None:
         """Infer up to ``limit`` queued samples of the same shape as one batch."""
@@ -312,14 +318,34 @@ class TensorInfer(PluginBase):
         live = [s for s in batch if not s[0].ready]  # skip samples of a buffer that already failed
         if not live:
             return
+        entries = list({id(s[0]): s[0] for s in live}.values())
+        if len(entries) > 1:
+            # Samples of several buffers share this batch: if it fails, run each buffer's samples
+            # on their own, so that one bad request fails alone (a failed request affects only itself).
+            try:
+                outputs = self._infer(self._stack(live))
+            except Exception:
+                for entry in entries:
+                    self._store(self._run(self._stack([s for s in live if s[0] is entry]), [entry]),
+                                [s for s in live if s[0] is entry])
+                return
+            self._store(outputs, live)
+            return
+        self._store(self._run(self._stack(live), entries), live)
+
+    def _stack(self, samples: list) -> list:
+        """Feeds of one batch: the samples concatenated along dim 0 (zero-padded to a static batch)."""
         feeds = []
         for i in range(len(self.inputs)):
-            stacked = np.concatenate([s[2][i] for s in live], axis=0)
-            if self.static_batch and len(live) < self.static_batch:  # static batch: pad with zeros
-                pad = np.zeros((self.static_batch - len(live),) + stacked.shape[1:], stacked.dtype)
+            stacked = np.concatenate([s[2][i] for s in samples], axis=0)
+            if self.static_batch and len(samples) < self.static_batch:  # static batch: pad with zeros
+                pad = np.zeros((self.static_batch - len(samples),) + stacked.shape[1:], stacked.dtype)
                 stacked = np.concatenate([stacked, pad], axis=0)
             feeds.append(stacked)
-        outputs = self._run(feeds, list({id(s[0]): s[0] for s in live}.values()))
+        return feeds
+
+    def _store(self, outputs, live: list) -> None:
+        """Hand each sample its slice of a batch's outputs (nothing when the batch failed)."""
         if outputs is None:
             return
         for k, (entry, j, _) in enumerate(live):

@@ -1,4 +1,4 @@
-"""The speed benchmark (superretina.bench): CLI end to end on a small pair, and its helpers.
+"""The speed benchmark (benchmarks/bench.py): CLI end to end on a small pair, and its helpers.
 
 A seeded random-weights half-width network stands in for the trained weights (absent from a
 fresh clone); a 128x128 model frame and 300 keypoints keep one run of each side to seconds.
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from superretina.bench import build_parser, homography_distance, main, pipeline_with_model
+from benchmarks.bench import build_parser, homography_distance, main, pipeline_with_model
 from superretina.stream_client import read_layout
 
 torch = pytest.importorskip("torch", reason="the PyTorch baseline needs torch (the train extra)")

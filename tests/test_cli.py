@@ -65,7 +65,8 @@ def test_default_model_missing_message(fresh_clone_pipeline, tmp_path):
     expected_model = tmp_path / "model" / "superretina_bf16.xml"
     line = assert_one_line_error(proc, f"{fresh_clone_pipeline}: ", "modelPath ../model/superretina_bf16.xml",
                                  str(expected_model), "does not exist", "bash run.sh train",
-                                 "superretina.model.to_openvino model/superretina.onnx model/superretina_bf16.xml")
+                                 f"superretina.model.to_openvino {tmp_path / 'model' / 'superretina.onnx'}"
+                                 f" {expected_model}", "resolved against the pipeline file's folder")
     assert not (tmp_path / "out" / "result.json").exists(), line
 
 

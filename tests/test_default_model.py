@@ -82,7 +82,7 @@ def test_bf16_default_is_made_from_the_shipped_onnx():
 
 
 def test_fp32_model_registers_like_the_default(app, retina_bgr):
-    from superretina.bench import homography_distance
+    from benchmarks.bench import homography_distance
 
     query, G, pts = make_pair(retina_bgr)
     with open_app(pipeline=FP32_PIPELINE, runtime="local") as fp32:
@@ -117,7 +117,7 @@ def test_real_pair_registers_through_the_fallback_estimator(app, shared_data, tm
     About a third of the model's matches are right, below LMEDS's breakdown point: the reference's
     estimator alone fails, the configured fallback (USAC_MAGSAC) registers it, and the result
     agrees with SIFT's homography (this pair has no ground truth)."""
-    from superretina.bench import homography_distance
+    from benchmarks.bench import homography_distance
     from superretina.fire.sift import register_sift
     from superretina.image_io import read_pair
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from superretina.descriptors import sample_descriptors
-from tests.reference_torch import ref_sample
+from benchmarks.reference_torch import ref_sample
 
 
 def test_hand_case_bilinear_and_normalisation():

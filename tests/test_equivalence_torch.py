@@ -1,7 +1,7 @@
 """Equivalence of the NumPy/OpenCV post-processing with a plain PyTorch implementation of §2.
 
 Maps with real image structure come from a seeded random-weights stand-in network
-(tests/reference_torch.py) run on enhanced fundus photographs: the query, and a copy warped by
+(benchmarks/reference_torch.py) run on enhanced fundus photographs: the query, and a copy warped by
 a known homography (for the shared CHASE image also resized, so query and reference differ in
 size). Both implementations then process the same (2, 1, 768, 768) detector and
 (2, 256, 94, 94) descriptor maps.
@@ -21,7 +21,7 @@ from superretina.enhance import enhance, to_model_input
 from superretina.homography import estimate_homography, transform_points
 from superretina.keypoints import detect, to_original
 from superretina.matching import ratio_match
-from tests.reference_torch import MODEL_SIZE, ref_match, ref_register, stand_in_maps, warped_pair
+from benchmarks.reference_torch import MODEL_SIZE, ref_match, ref_register, stand_in_maps, warped_pair
 
 MODEL = (MODEL_SIZE, MODEL_SIZE)
 

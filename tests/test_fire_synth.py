@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from superretina.fire.protocol import list_pairs, load_control_points
-from superretina.fire.protocol import apply_homography
+from superretina.homography import transform_points
 from superretina.fire.synth import (CATEGORY_PARAMS, PairGeometry, SmoothField, choose_control_points,
                                     ground_truth, load_source, make_synthetic_set, overlap_fraction,
                                     place_on_canvas, random_homography)
@@ -123,7 +123,7 @@ def test_control_points_exact_under_strong_distortion():
     ref_clean = geom.render_reference(placement.image, placement.image_to_canvas)
     ref = choose_control_points(rng, geom, placement, ref_clean)
     canvas_pts, qry = ground_truth(geom, ref)
-    homography_only = apply_homography(np.linalg.inv(geom.true_homography()), ref)
+    homography_only = transform_points(np.linalg.inv(geom.true_homography()), ref)
     assert np.hypot(*(homography_only - qry).T).max() > 1.5
     canvas = _dot_image(canvas_pts, SIZE)
     assert _centroid_error(geom.render_query(canvas), qry) < 0.5

@@ -151,7 +151,7 @@ try:
     code = 0
 except SystemExit as exc:
     code = exc.code
-from superretina.bench import peak_rss_mb
+from benchmarks.bench import peak_rss_mb
 print("peak_rss_mb", peak_rss_mb(), file=sys.stderr)
 sys.exit(code)
 """

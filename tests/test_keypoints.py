@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from superretina.keypoints import detect, simple_nms, to_original
-from tests.reference_torch import ref_detect, ref_simple_nms
+from benchmarks.reference_torch import ref_detect, ref_simple_nms
 
 
 def torch_nms(x: np.ndarray, radius: int) -> np.ndarray:

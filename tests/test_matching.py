@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from superretina.matching import ratio_match, two_nearest
-from tests.reference_torch import ref_match
+from benchmarks.reference_torch import ref_match
 
 
 def unit(x):

@@ -41,7 +41,7 @@ def _run(path, x):
 
 
 def test_calibration_uses_training_split_only(shared_data):
-    from superretina.training.split import HELD_OUT
+    from superretina.data_split import HELD_OUT
 
     picks = q.calibration_images(shared_data / "fundus", 16)
     assert len(picks) == 16 and not any(p.stem in HELD_OUT for p in picks)

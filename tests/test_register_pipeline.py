@@ -23,7 +23,7 @@ from superretina.app import AppError, open_app
 from superretina.config import ConfigError, load_config
 from superretina.enhance import enhance, to_model_input
 from superretina.homography import refine_homography, transform_points
-from superretina.register import Registrar
+from superretina.registrar import Registrar
 from tests.model_fixtures import (assert_one_line_error, cli_env, random_superretina,  # noqa: F401
                                   run_cli, write_pipeline)
 
@@ -269,10 +269,10 @@ def test_result_json_of_a_registered_pair(random_superretina, pair_files, sequen
     assert [p["name"] for p in info["passes"]][0] == "first"
     for p in info["passes"]:
         assert {"matches", "inliers", "inlier_rate", "homography", "failure_reason"} <= set(p)
-    stages = {"enhance", "inference", "keypoints+descriptors", "matching+homography"}
+    stages = {"enhance", "inference", "keypoints", "descriptors", "matching", "homography"}
     assert stages <= set(info["seconds"]) and all(v >= 0 for v in info["seconds"].values())
     if res.second is not None:
-        assert "matching trick" in info["seconds"] and len(info["passes"]) == 2
+        assert {"trick_warp", "trick_inference", "trick_homography"} <= set(info["seconds"]) and len(info["passes"]) == 2
     assert info["model"] == str(random_superretina.onnx.resolve())
     assert info["pipeline"] == str(random_superretina.pipeline)
     assert info["runtime"] == "local"

@@ -3,7 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from superretina.fire.protocol import apply_homography, pair_error
+from superretina.fire.protocol import pair_error
+from superretina.homography import transform_points
 from superretina.fire.sift import make_register_fn, register_sift
 from superretina.image_io import read_image
 from superretina.fire.synth import make_pair, place_on_canvas
@@ -30,7 +31,7 @@ def test_keypoints_scaled_back_to_original_pixels(retina_bgr):
     qry = cv2.resize(ref, (600, 600), interpolation=cv2.INTER_AREA)
     res = register_sift(qry, ref, working_size=400)
     pts = np.array([[150.0, 150.0], [450.0, 200.0], [300.0, 450.0]])
-    np.testing.assert_allclose(apply_homography(res.H, pts), 2 * pts + 0.5, atol=1.5)
+    np.testing.assert_allclose(transform_points(res.H, pts), 2 * pts + 0.5, atol=1.5)
 
 
 def test_deterministic(s_pair):

@@ -29,6 +29,7 @@ from mxlocal.api_types import (  # noqa: E402,F401  (re-exported: the SDK module
     StringVector, as_items)
 from mxlocal.buffer import Buffer  # noqa: E402
 from mxlocal.manager import StreamManager  # noqa: E402
+from mxlocal.model_runtime import env_int  # noqa: E402
 from mxlocal.stream import MODE_DEFAULT, MODE_NORMAL, MODE_UNIQUE_ID  # noqa: E402
 
 __all__ = [
@@ -41,6 +42,10 @@ __all__ = [
 log = logging.getLogger("mxlocal")
 
 DEFAULT_TIMEOUT_MS = 3000
+# The SDK's GetProtobuf blocks without a timeout; here a wait is bounded (no caller hangs forever
+# on a stalled stream). Far above any one inference; $MXLOCAL_GET_PROTOBUF_TIMEOUT_MS overrides.
+ENV_GET_PROTOBUF_TIMEOUT = "MXLOCAL_GET_PROTOBUF_TIMEOUT_MS"
+DEFAULT_GET_PROTOBUF_TIMEOUT_MS = 300_000
 NOT_INITIALIZED = b"The initialization is not performed, Call the InitManager method first."
 _BYTES_HINT = "; every string of this API is bytes, e.g. b'appsrc0'"
 
@@ -273,11 +278,15 @@ class StreamManagerApi:
         return out
 
     def GetProtobuf(self, *args, **kwargs) -> OutProtobufVector:
-        """``GetProtobuf(streamName, outPluginId, keyVec)``: pop one result, blocking without timeout.
+        """``GetProtobuf(streamName, outPluginId, keyVec)``: pop one result.
 
         Returns one :class:`MxProtobufOut` per key present on the buffer (missing keys are
         skipped, so the vector may be shorter than ``keyVec`` or empty). Any failure (unknown
         stream, bad id, nothing sent yet, wrong transmission mode) gives an empty vector.
+
+        Local difference: the SDK waits without limit; here the wait ends after
+        ``$MXLOCAL_GET_PROTOBUF_TIMEOUT_MS`` (default 300000) with one entry whose
+        ``errorCode`` is 1011 (APP_ERR_COMM_TIMEOUT) and whose ``messageBuf`` says so.
         """
         _no_keywords("GetProtobuf", kwargs)
         if not (len(args) == 3 and isinstance(args[0], bytes) and isinstance(args[1], int)):
@@ -307,8 +316,18 @@ class StreamManagerApi:
         if problem:
             log.warning("GetProtobuf: %s; returning an empty vector", problem)
             return out
-        result = stream.results[index].pop(None)
-        if result is None:  # the stream was stopped while waiting
+        timeout_ms = env_int(ENV_GET_PROTOBUF_TIMEOUT, DEFAULT_GET_PROTOBUF_TIMEOUT_MS)
+        result = stream.results[index].pop(max(timeout_ms, 0) / 1000.0)
+        if result is None:
+            if stream.stopped:  # the stream was stopped while waiting
+                return out
+            message = (f"stream '{name}': no result within {timeout_ms} ms"
+                       f" (${ENV_GET_PROTOBUF_TIMEOUT}); the stream may be stalled")
+            log.error("GetProtobuf: [%d] %s", E.APP_ERR_COMM_TIMEOUT, message)
+            item = MxProtobufOut()
+            item.errorCode, item.messageName = E.APP_ERR_COMM_TIMEOUT, keys[0].encode()
+            item.messageBuf = (E.error_info(E.APP_ERR_COMM_TIMEOUT) + message).encode()
+            out.push_back(item)
             return out
         metadata = result.buffer.metadata
         for key in keys:

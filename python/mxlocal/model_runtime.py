@@ -16,6 +16,11 @@ The suffix of ``modelPath`` picks the engine, the way the SDK's element takes an
 
 The CPU engines use one compute thread per physical core (``$MXLOCAL_INFER_THREADS`` overrides)
 and hand back arrays the caller owns.
+
+Every engine keeps one guarantee: a failed ``run`` affects only itself. After an exception the
+engine is put back in the state it had before (OpenVINO: the compiled model is rebuilt, since a
+failed shape leaves the CPU plugin unable to run the previous good shape again), and the
+exception is re-raised for the caller to report.
 """
 from __future__ import annotations
 
@@ -157,13 +162,10 @@ class OpenVinoModel:
         if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             log.warning("%s: this CPU has no bf16 instructions; running the model in f32", path.name)
             self.precision = "f32"
-        config = {"INFERENCE_PRECISION_HINT": self.precision, "INFERENCE_NUM_THREADS": inference_threads(),
-                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        try:
-            self.compiled = core.compile_model(model, "CPU", config)
-        except Exception as exc:
-            raise ModelLoadError(f"cannot compile OpenVINO model {path}: {first_line(exc)}") from None
-        self.request = self.compiled.create_infer_request()
+        self._core, self._model, self._path = core, model, path
+        self._config = {"INFERENCE_PRECISION_HINT": self.precision, "INFERENCE_NUM_THREADS": inference_threads(),
+                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        self._compile()
         self.inputs = [self._tensor(p, path) for p in self.compiled.inputs]
         self.outputs = [self._tensor(p, path) for p in self.compiled.outputs]
         self.on_cpu = True
@@ -177,8 +179,25 @@ class OpenVinoModel:
         symbol = "?" if dims and dims[0] == -1 else None
         return _tensor(port.any_name, port.get_element_type().to_dtype(), dims, path, symbol)
 
+    def _compile(self) -> None:
+        try:
+            self.compiled = self._core.compile_model(self._model, "CPU", self._config)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot compile OpenVINO model {self._path}: {first_line(exc)}") from None
+        self.request = self.compiled.create_infer_request()
+
     def run(self, feeds: list) -> list:
-        self.request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
+        try:
+            self.request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
+        except Exception:
+            # A shape the network cannot take (e.g. 100x100) leaves the CPU plugin's compiled graph
+            # unable to run the last good shape again until another shape succeeds (OpenVINO
+            # 2026.4; a new infer request does not help). Recompile (~0.3 s, failures only) so
+            # that the failure affects this request alone.
+            log.warning("%s: inference failed; recompiling the model so later requests are unaffected",
+                        self._path.name)
+            self._compile()
+            raise
         # The request reuses its output memory on the next call: hand back copies.
         return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
 

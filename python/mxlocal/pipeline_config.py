@@ -130,6 +130,7 @@ def parse_pipeline(text: bytes | str, base_dir: Path | None = None) -> list[Stre
     mxlocal.errors.MxError
         6005 syntax/structure, 1004 bad ``deviceId``, 6011 element name, 6014 ``factory``,
         6015 ``props``, 6006 bad ``next``/pad numbering, 6013 ``next`` to a missing element.
+        (Loops in the data flow are refused by :func:`refuse_cycles` once the pads are checked.)
     """
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -276,3 +277,37 @@ def _resolve_links(stream: str, elements: dict) -> None:
                             f"links into sink pad {pad} of {name!r}, but the next free pad is {expected};"
                             f" pads of an element must be numbered 0, 1, 2, ... (use \"{name}:{expected}\")")
         elements[name].upstream = [src for _, _, src in links]
+
+
+def refuse_cycles(config: StreamConfig) -> None:
+    """Refuse a data flow that loops back (6005, naming the loop).
+
+    An element fed from its own downstream waits forever for the input that only its own
+    output could bring: the stream would hang on the first buffer. Iterative depth-first
+    search (pipelines may hold thousands of elements). Run by :class:`mxlocal.stream.Stream`
+    after the pad checks (so a link the elements cannot make is still 6007, as in the SDK) and
+    before any element is initialised (no model is loaded for a stream that would hang).
+    """
+    stream, elements = config.name, config.elements
+    state = dict.fromkeys(elements, 0)  # 0 unseen, 1 on the current path, 2 done
+    for root in elements:
+        if state[root]:
+            continue
+        path, stack = [root], [iter(elements[root].next)]
+        state[root] = 1
+        while stack:
+            link = next(stack[-1], None)
+            if link is None:
+                state[path.pop()] = 2
+                stack.pop()
+                continue
+            target = link.target
+            if state[target] == 1:
+                loop = path[path.index(target):] + [target]
+                raise _fail(E.APP_ERR_STREAM_INVALID_CONFIG, stream, None,
+                            f"the data flow loops back ({' -> '.join(loop)}); an element cannot be fed"
+                            " from its own output, the stream would wait forever")
+            if state[target] == 0:
+                state[target] = 1
+                path.append(target)
+                stack.append(iter(elements[target].next))

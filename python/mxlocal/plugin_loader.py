@@ -1,7 +1,8 @@
 """Find the element class of a factory name: ``<plugin dir>/<factory>.py``.
 
 Search order: the folders in ``$MXLOCAL_PLUGIN_PATH`` (``os.pathsep``-separated, first match
-wins, so a user module can replace a built-in one), then the project's ``plugins/`` folder.
+wins, so a user module can replace a built-in one), then the project's ``plugins/`` folder
+(``mxlocal/plugins`` links to it).
 A user adds an element by dropping a module there, the way the SDK finds plugin libraries on
 ``GST_PLUGIN_PATH``. Modules are imported by file path, so ``plugins/`` needs no
 ``__init__.py`` and its names never shadow installed packages.
@@ -19,7 +20,8 @@ from mxlocal import errors as E
 from mxlocal.plugin_base import PluginBase
 
 ENV_PLUGIN_PATH = "MXLOCAL_PLUGIN_PATH"
-BUILTIN_PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins"
+# The project's top-level plugins/, linked as mxlocal/plugins so that a wheel carries it too.
+BUILTIN_PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
 
 _FACTORY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _cache: dict[Path, type] = {}

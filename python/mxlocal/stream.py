@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from mxlocal import errors as E
 from mxlocal import plugin_loader
 from mxlocal.buffer import Buffer
-from mxlocal.pipeline_config import StreamConfig
+from mxlocal.pipeline_config import StreamConfig, refuse_cycles
 from mxlocal.plugin_base import ElementContext, PluginBase
 
 log = logging.getLogger("mxlocal")
@@ -190,7 +190,7 @@ class Stream:
     -----------------------------
     mxlocal.errors.MxError
         6014 unknown factory, 6015 bad properties or element init failure, 6007 a link the
-        elements cannot make, 6016 an element left unlinked.
+        elements cannot make, 6016 an element left unlinked, 6005 a data flow that loops back.
     """
 
     def __init__(self, config: StreamConfig):
@@ -230,6 +230,7 @@ class Stream:
         for unlinked_pass in (False, True):
             for name, elem in self.config.elements.items():
                 self._check_pads(classes[name], name, elem, unlinked_pass)
+        refuse_cycles(self.config)  # 6005: an element fed from its own output would wait forever
         plugins: dict[str, PluginBase] = {}
         name = ""
         try:
@@ -345,6 +346,10 @@ class Stream:
     @property
     def mode(self) -> int:
         return self._mode
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     # ---- receiving -----------------------------------------------------------------------------
     def _deliver(self, sink_index: int, buffer: Buffer) -> None:

@@ -5,16 +5,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DEFAULT_PIPELINE, load_config
-from .register import Registrar
+from .provenance import describe
+from .registrar import Registrar
 from .sdk import load_sdk
-from .stream_client import SuperRetinaStream, read_layout
+from .stream_client import SuperRetinaStream, model_file, read_layout
 
 
-# How each shipped model is made, for the error when it is missing (e.g. a checkout without them).
+# How each shipped model is made, for the error when it is missing (e.g. a checkout without
+# them). {dir} is the folder the pipeline looks in, so the commands make the file where it is wanted.
 MISSING_MODEL_HINTS = {
-    "superretina.onnx": " — the default weights are made by `bash run.sh train` then exported (see model/README.md)",
-    "superretina_bf16.xml": (" — it is made from model/superretina.onnx (`bash run.sh train`, exported) by "
-                             "`python -m superretina.model.to_openvino model/superretina.onnx model/superretina_bf16.xml`"
+    "superretina.onnx": (" — the default weights are made by `bash run.sh train` then exported into {dir}"
+                         " (see model/README.md)"),
+    "superretina_bf16.xml": (" — it is made from {dir}/superretina.onnx (`bash run.sh train`, exported) by "
+                             "`python -m superretina.model.to_openvino {dir}/superretina.onnx"
+                             " {dir}/superretina_bf16.xml`"
                              " (see model/README.md)"),
 }
 
@@ -31,6 +35,7 @@ class App:
     pipeline: Path
     model: Path
     runtime: str
+    provenance: dict   # provenance.describe(): what every result of this app says produced it
 
     def close(self) -> None:
         self.stream.close()
@@ -42,21 +47,23 @@ class App:
         self.close()
 
 
-def open_app(config: Path | None = None, pipeline: Path | None = None, runtime: str | None = None) -> App:
+def open_app(config=None, pipeline: Path | None = None, runtime: str | None = None) -> App:
+    """Open the runtime, the pipeline's streams and the model; ``config`` is a YAML path or a mapping of overrides."""
     cfg = load_config(config)
     pipeline = Path(pipeline or DEFAULT_PIPELINE)
     if not pipeline.is_file():
         raise AppError(f"{pipeline}: pipeline file not found")
     layout = read_layout(pipeline)
-    model = Path(layout.model_path)
-    if not model.is_absolute():
-        model = (pipeline.parent / model).resolve()
+    model = model_file(pipeline, layout.model_path)
     sdk = load_sdk(runtime)
     if not model.is_file():
-        hint = MISSING_MODEL_HINTS.get(model.name, "")
+        hint = MISSING_MODEL_HINTS.get(model.name, "").format(dir=model.parent)
+        if not Path(layout.model_path).expanduser().is_absolute():
+            hint += f" (a relative modelPath is resolved against the pipeline file's folder {pipeline.resolve().parent})"
         raise AppError(f"{pipeline}: modelPath {layout.model_path} → {model} does not exist{hint}")
     if sdk.name == "local" and model.suffix.lower() == ".om":
         raise AppError(f"{pipeline}: {model.name} is an Ascend .om model; the local runtime runs .onnx, .xml and .pt models — "
                        "use pipeline/superretina.pipeline or run on an Ascend machine with the MindX SDK")
     stream = SuperRetinaStream(pipeline, sdk)
-    return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name)
+    return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name,
+               describe(model, pipeline, sdk.name, cfg))

@@ -1,6 +1,7 @@
-"""Command line of the application (``bash run.sh ...``).
+"""Command line of the application (``bash run.sh ...``, or ``superretina ...`` once installed).
 
     bash run.sh QUERY REFER [--out DIR] [--config FILE] [--pipeline FILE] [--runtime R]
+                                      register a pair (default --out: QUERY_to_REFER)
     bash run.sh                       self-checking demo on the bundled example
     bash run.sh fire DIR [...]        FIRE-protocol batch evaluation (resumable)
     bash run.sh compare DIR [...]     SuperRetina and SIFT on one set, one table
@@ -9,7 +10,12 @@
     bash run.sh report DIR            rebuild DIR/index.html, the browsable report of a run
     bash run.sh train [...]           train weights (needs the train extra)
     bash run.sh export CKPT OUT.onnx  checkpoint → ONNX (pth2onnx); OUT.pt: TorchScript (GPU via PyTorch)
+    bash run.sh bench [...]           speed benchmark (source checkout only)
     bash run.sh COMMAND --help        the options of one command (register, demo, fire, ...)
+
+Paths are relative to the current folder. Exit codes: 0 registered (or done), 1 the pair could
+not be registered, 2 bad input (one line on stderr names the file or setting), 130 interrupted.
+Python: ``import superretina; superretina.register(query, refer)`` (see superretina.api).
 """
 from __future__ import annotations
 
@@ -19,56 +25,37 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError
+from .sdk import CHOICES
 
 SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "batch", "report", "train", "export", "bench")
 EXIT_OK, EXIT_FAILED_PAIR, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _common(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
+def _common(ap: argparse.ArgumentParser, default_out: str) -> None:
+    ap.add_argument("--out", type=Path, help=f"output folder (default {default_out}, in the current folder)")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
     ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline: the bf16 "
                     "model, OpenVINO on the CPU, f32 where the CPU lacks AMX/AVX-512 BF16; "
                     "pipeline/superretina_fp32.pipeline: the fp32 ONNX model, ONNX Runtime, CUDA when installed; "
                     "pipeline/superretina_ascend.pipeline on Ascend)")
-    ap.add_argument("--runtime", choices=("auto", "ascend", "local"),
+    ap.add_argument("--runtime", choices=CHOICES,
                     help="MindX runtime: the real SDK (ascend), this project's stand-in "
-                         "(local) or auto (SDK if importable; also $SUPERRETINA_RUNTIME)")
+                         "(local) or auto (SDK if installed in $MX_SDK_HOME; also $SUPERRETINA_RUNTIME)")
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an --out that is a file before any work (it used to end a whole run in a traceback)."""
-    from .app import AppError
-
-    if out.exists() and not out.is_dir():
-        raise AppError(f"{out}: --out must be a folder, and this is a file")
+def pair_folder(query: Path, refer: Path) -> Path:
+    """Default output folder of a pair: ``<query stem>_to_<refer stem>`` in the current folder."""
+    return Path(f"{query.stem}_to_{refer.stem}")
 
 
-def _print_result(info: dict, written: list[Path]) -> None:
-    print(f"status: {info['status']}" + (f" ({info['reason']})" if info["reason"] else ""))
-    print(f"keypoints: query {info['num_keypoints']['query']}, refer {info['num_keypoints']['refer']}; "
-          f"matches {info['num_matches']}, inliers {info['num_inliers']} ({100 * info['inlier_rate']:.1f}%)")
-    print("seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in info["seconds"].items()))
+def _print_result(reg, written: list[Path]) -> None:
+    q = reg.quality
+    print(f"status: {reg.status}" + (f" ({reg.reason})" if reg.reason else ""))
+    print(f"keypoints: query {q['num_keypoints_query']}, refer {q['num_keypoints_refer']}; "
+          f"matches {q['num_matches']}, inliers {q['num_inliers']} ({100 * q['inlier_rate']:.1f}%)")
+    print("seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in reg.seconds.items()))
     for p in written:
         print(f"wrote {p}")
-
-
-def _register_and_write(args, query, refer, query_path, refer_path, annotate=None):
-    """Register a pair through the pipeline, write the outputs and print them; returns (result, info).
-
-    ``annotate(result, info)`` may add entries to result.json before it is written.
-    """
-    from .app import open_app
-    from .outputs import result_json, write_outputs
-
-    with open_app(args.config, args.pipeline, args.runtime) as app:
-        res = app.registrar.register_images(query, refer)
-        info = result_json(res, query_path, refer_path, str(app.model), str(app.pipeline), app.runtime)
-        if annotate is not None:
-            annotate(res, info)
-        written = write_outputs(res, query, refer, args.out, info, app.config)
-    _print_result(info, written)
-    return res, info
 
 
 def cmd_register(argv) -> int:
@@ -80,14 +67,23 @@ def cmd_register(argv) -> int:
         "1 the pair could not be registered, 2 bad input."))
     ap.add_argument("query", type=Path, help="query image (the one warped onto the reference)")
     ap.add_argument("refer", type=Path, help="reference image")
-    _common(ap)
+    _common(ap, "QUERY_to_REFER (file stems)")
     args = ap.parse_args(argv)
-    _check_out(args.out)
-    from .image_io import read_pair
+    out = args.out or pair_folder(args.query, args.refer)
+    from .api import Session
+    from .config import load_config
+    from .image_io import decoder_messages_silenced, read_pair
+    from .outputs import prepare_out
 
-    query, refer = read_pair(args.query, args.refer)
-    res, _ = _register_and_write(args, query, refer, args.query, args.refer)
-    return EXIT_OK if res.status == "registered" else EXIT_FAILED_PAIR
+    cfg = load_config(args.config)  # settings first: a bad value is reported before any work
+    prepare_out(out)
+    with Session(args.config, args.pipeline, args.runtime) as session:
+        with decoder_messages_silenced():  # a corrupt file gets our one error line, not libjpeg's as well
+            query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
+        reg = session.register(query, refer, paths=(args.query, args.refer))
+        written = reg.save(out)
+    _print_result(reg, written)
+    return EXIT_OK if reg.registered else EXIT_FAILED_PAIR
 
 
 def cmd_demo(argv) -> int:
@@ -95,26 +91,27 @@ def cmd_demo(argv) -> int:
         "Self-checking demo: warps scikit-image's CC0 retina photograph with a known homography and "
         "an illumination change, registers it with the default model and prints the mean "
         "control-point error against the known truth."))
-    _common(ap)
+    _common(ap, "superretina_demo")
     args = ap.parse_args(argv)
-    _check_out(args.out)
+    out = args.out or Path("superretina_demo")
+    from .api import Session
+    from .config import load_config
     from .demo import control_point_error, make_pair, retina_bgr
+    from .outputs import prepare_out, save_jpeg
 
+    load_config(args.config)
+    prepare_out(out)
     refer = retina_bgr()
     query, G, pts = make_pair(refer)
-    args.out.mkdir(parents=True, exist_ok=True)
-    import cv2
-    cv2.imwrite(str(args.out / "demo_query.jpg"), query)
-    cv2.imwrite(str(args.out / "demo_refer.jpg"), refer)
-
-    def add_truth(res, info):
-        info["demo"] = {"known_homography_refer_to_query": G.tolist(),
-                        "mean_control_point_error_px": control_point_error(res.H, G, pts)}
-
-    res, info = _register_and_write(args, query, refer, args.out / "demo_query.jpg", args.out / "demo_refer.jpg",
-                                    add_truth)
-    err = info["demo"]["mean_control_point_error_px"]
-    ok = res.status == "registered" and err < 5.0
+    save_jpeg(out / "demo_query.jpg", query)
+    save_jpeg(out / "demo_refer.jpg", refer)
+    with Session(args.config, args.pipeline, args.runtime) as session:
+        reg = session.register(query, refer, paths=(out / "demo_query.jpg", out / "demo_refer.jpg"))
+        err = control_point_error(reg.homography, G, pts)
+        reg.annotate("demo", {"known_homography_refer_to_query": G.tolist(), "mean_control_point_error_px": err})
+        written = reg.save(out)
+    _print_result(reg, written)
+    ok = reg.registered and err < 5.0
     print(f"mean control-point error: {err:.2f} px over {len(pts)} points "
           f"({'PASS' if ok else 'FAIL'}: below 5 px expected)")
     return EXIT_OK if ok else EXIT_FAILED_PAIR
@@ -160,8 +157,16 @@ def cmd_export(argv) -> int:
 
 
 def cmd_bench(argv) -> int:
-    from .bench import main
-    return main(argv)
+    """The speed benchmark belongs to the source checkout (benchmarks/), not to the installed package."""
+    import subprocess
+
+    from .app import AppError
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+    if not bench.is_file():
+        raise AppError("the speed benchmark is part of the source checkout (benchmarks/bench.py), not of the "
+                       "installed package: run `bash run.sh bench` in a clone of the project")
+    return subprocess.call([sys.executable, str(bench), *argv])
 
 
 def main(argv=None) -> int:
@@ -184,13 +189,14 @@ def main(argv=None) -> int:
     from .batch.pairs import BatchInputError
     from .batch.store import StoreError
     from .image_io import ImageReadError
+    from .outputs import OutputError
     from .report.build import ReportError
     from .sdk import RuntimeUnavailable
     from .stream_client import PipelineError
     try:
         return handlers[cmd](rest)
-    except (AppError, ConfigError, ImageReadError, PipelineError, RuntimeUnavailable, BatchInputError, StoreError,
-            ReportError) as exc:
+    except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable, BatchInputError,
+            StoreError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. an output folder that cannot be written

@@ -1,22 +1,118 @@
 """Registration parameters: configs/default.yaml, overlaid by a user's YAML file.
 
-Unknown keys and wrong types are reported with the file and the key, e.g.
-``my.yaml: keypoints.nms_size must be an integer, got 'ten'``.
+Every setting is checked when the file is loaded, its type and its range, so that a bad value
+is one error line naming the file, the key, the value and what is allowed, e.g.
+``my.yaml: keypoints.nms_size must be an integer from 0 to 64, got -3`` (the CLI prints it and
+exits 2), never a traceback or a silently wrong result later. The allowed ranges are in
+:data:`RULES`; ``configs/default.yaml`` documents what each key does.
 """
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
-DEFAULT_PIPELINE = PROJECT_ROOT / "pipeline" / "superretina.pipeline"
+from .resources import DEFAULT_CONFIG, DEFAULT_PIPELINE  # noqa: F401  (DEFAULT_PIPELINE: re-exported)
+
+MAX_CONFIG_BYTES = 1 << 20  # a parameters file is a few hundred bytes; refuse anything huge
 
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Type and range of one setting.
+
+    ``kind`` is ``bool``, ``int``, ``float`` or ``choice``; numbers lie in ``[lo, hi]`` (an end
+    is open when ``lo_open``/``hi_open``), integers are a multiple of ``multiple``; a choice is
+    one of ``choices`` (compared case-insensitively).
+    """
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    multiple: int = 1
+    choices: tuple = ()
+
+    def allowed(self) -> str:
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        what = {"int": "an integer", "float": "a number"}[self.kind]
+        if self.multiple > 1:
+            what = f"a positive multiple of {self.multiple}"
+        lo = f"> {self.lo}" if self.lo_open else f">= {self.lo}"
+        hi = f"< {self.hi}" if self.hi_open else f"<= {self.hi}"
+        return f"{what} {lo} and {hi}"
+
+
+# Network input side: multiples of 16 (four 2x poolings, then the descriptor head's own stride),
+# at least 32 (the descriptor map is side/8 - 2 cells), at most 2048 (~3.5 GB of activations
+# per image at the half-width network; 768 is the trained size).
+_SIDE = Rule("int", 32, 2048, multiple=16)
+RULES: dict[str, Rule] = {
+    "model.image_width": _SIDE,
+    "model.image_height": _SIDE,
+    "keypoints.nms_size": Rule("int", 0, 64),            # max-pool window 2*r+1; 100000 allocated 37 GiB
+    "keypoints.nms_thresh": Rule("float", 0, 1, lo_open=True, hi_open=True),  # detector scores are in (0, 1)
+    "keypoints.border": Rule("int", 0, 64),
+    "keypoints.max_keypoints": Rule("int", 0, 100_000),  # 0 = all
+    "keypoints.subpixel": Rule("bool"),
+    "matching.knn_thresh": Rule("float", 0, 1, lo_open=True),
+    "homography.method": Rule("choice", choices=("LMEDS", "RANSAC", "USAC_MAGSAC")),
+    "homography.reproj_threshold": Rule("float", 0, 1000, lo_open=True),  # pixels; <= 0 gave 0 inliers
+    "homography.fallback": Rule("choice", choices=("none", "LMEDS", "RANSAC", "USAC_MAGSAC")),
+    "homography.min_matches": Rule("int", 4, 100_000),   # a homography needs 4 point pairs
+    "homography.refine_scale": Rule("float", 0, 1000),   # 0 = off
+    "use_matching_trick": Rule("bool"),
+    "matching_trick_warp": Rule("choice", choices=("model", "full")),
+    "outputs.match_result": Rule("bool"),
+    "outputs.merged": Rule("bool"),
+    "outputs.checkerboard": Rule("bool"),
+    "outputs.checkerboard_tiles": Rule("int", 1, 64),
+    # Images above this many pixels are refused from their header, before decoding (image_io);
+    # OpenCV itself stops at 2^30.
+    "input.max_pixels": Rule("int", 1_000_000, 1 << 30),
+}
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_value(rule: Rule, value, where: str, name: str):
+    """``value`` as the setting's type if ``rule`` allows it; else :class:`ConfigError`."""
+    def bad():
+        return ConfigError(f"{where}: {name} must be {rule.allowed()}, got {_short(value)}")
+
+    if rule.kind == "bool":
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if rule.kind == "choice":
+        if not isinstance(value, str) or value.upper() not in (c.upper() for c in rule.choices):
+            raise bad()
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad()
+    if rule.kind == "int" and not isinstance(value, int):
+        raise bad()
+    if not math.isfinite(value):
+        raise bad()
+    if (value < rule.lo or value > rule.hi or (rule.lo_open and value == rule.lo)
+            or (rule.hi_open and value == rule.hi) or (rule.multiple > 1 and value % rule.multiple)):
+        raise bad()
+    return float(value) if rule.kind == "float" else value
 
 
 def _merge(base: dict, over: dict, where: str, prefix: str = "") -> dict:
@@ -24,66 +120,67 @@ def _merge(base: dict, over: dict, where: str, prefix: str = "") -> dict:
     for key, value in over.items():
         name = f"{prefix}{key}"
         if key not in base:
-            raise ConfigError(f"{where}: unknown key {name!r} (known: {', '.join(sorted(base))})")
+            raise ConfigError(f"{where}: unknown key {_short(name)} (known: {', '.join(sorted(base))})")
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {name} must be a mapping")
+                raise ConfigError(f"{where}: {name} must be a mapping of {', '.join(sorted(base[key]))},"
+                                  f" got {_short(value)}")
             out[key] = _merge(base[key], value, where, name + ".")
         else:
-            out[key] = _coerce(base[key], value, where, name)
+            out[key] = value
     return out
 
 
-def _coerce(default, value, where: str, name: str):
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"{where}: {name} must be a string, got {value!r}")
-    return value
+def _check_all(cfg: dict, where: str, prefix: str = "") -> None:
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if name in RULES:
+            cfg[key] = check_value(RULES[name], value, where, name)
+        elif isinstance(value, dict):
+            _check_all(value, where, name + ".")
+        else:
+            raise ConfigError(f"{where}: {name} has no rule in superretina.config.RULES")  # a programming error
 
 
 def _read(path: Path) -> dict:
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        raw = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config is {len(raw)} bytes; a parameters file is at most {MAX_CONFIG_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML file") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a parameters file (YAML nested too deeply)") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
     return data
 
 
-def load_config(path: str | Path | None = None) -> dict:
-    """The default configuration, with ``path``'s values (if given) laid over it."""
+def load_config(path: str | Path | Mapping | None = None) -> dict:
+    """The default configuration, with ``path``'s values (a YAML file, or a mapping of the same
+    shape, e.g. ``{"matching": {"knn_thresh": 0.8}}``) laid over it, all checked."""
     cfg = _read(DEFAULT_CONFIG)
-    if path is not None:
-        cfg = _merge(cfg, _read(Path(path)), str(path))
-    method = cfg["homography"]["method"].upper()
-    if method not in ("LMEDS", "RANSAC", "USAC_MAGSAC"):
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.method must be LMEDS, RANSAC or USAC_MAGSAC, got {method!r}")
-    fallback = cfg["homography"]["fallback"].upper()
-    if fallback not in ("NONE", "LMEDS", "RANSAC", "USAC_MAGSAC"):
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.fallback must be none, LMEDS, RANSAC or USAC_MAGSAC,"
-                          f" got {cfg['homography']['fallback']!r}")
-    if cfg["homography"]["refine_scale"] < 0:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.refine_scale must be >= 0 (0 = off), "
-                          f"got {cfg['homography']['refine_scale']}")
-    if cfg["matching_trick_warp"] not in ("model", "full"):
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: matching_trick_warp must be model or full, "
-                          f"got {cfg['matching_trick_warp']!r}")
-    for key in ("image_width", "image_height"):
-        side = cfg["model"][key]
-        if side <= 0 or side % 16:  # 0 or negative passed the modulo test and crashed in resizing
-            raise ConfigError(f"{path or DEFAULT_CONFIG}: model.{key} must be a positive multiple of 16, got {side}")
+    where = str(DEFAULT_CONFIG)
+    if isinstance(path, Mapping):
+        where = "config"
+        cfg = _merge(cfg, dict(path), where)
+    elif path is not None:
+        where = str(path)
+        cfg = _merge(cfg, _read(Path(path)), where)
+    _check_all(cfg, where)
+    # Cross-key check: the border must leave some of the model frame.
+    side = min(cfg["model"]["image_width"], cfg["model"]["image_height"])
+    if 2 * cfg["keypoints"]["border"] >= side:
+        raise ConfigError(f"{where}: keypoints.border must be below half the model side ({side // 2}),"
+                          f" got {cfg['keypoints']['border']}")
     return cfg

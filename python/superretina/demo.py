@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .homography import transform_points
+
 # Reference → query: 8° rotation, 6 % zoom, a shift and a little perspective.
 _ANGLE, _SCALE, _SHIFT, _PERSP = 8.0, 1.06, (45.0, -30.0), (2e-5, -1.5e-5)
 
@@ -43,8 +45,7 @@ def control_point_error(H: np.ndarray | None, G: np.ndarray, pts: np.ndarray) ->
     """Mean distance (reference pixels) between H·G·p and p; inf without H."""
     if H is None:
         return float("inf")
-    q = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), G)
-    back = cv2.perspectiveTransform(q, H).reshape(-1, 2)
+    back = transform_points(H, transform_points(G, pts))
     return float(np.linalg.norm(back - pts, axis=1).mean())
 
 

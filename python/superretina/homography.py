@@ -295,7 +295,14 @@ def scale_homography(H: np.ndarray, sx_q: float, sy_q: float, sx_r: float, sy_r:
 
 
 def transform_points(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a homography to (N, 2) points; returns (N, 2) float64."""
+    """Map (N, 2) points by a 3x3 homography (as cv2.perspectiveTransform); returns (N, 2) float64.
+
+    The one place the project maps points through a homography. A point sent to infinity
+    (w == 0) comes back as inf.
+    """
     p = np.asarray(pts, np.float64).reshape(-1, 2)
+    H = np.asarray(H, np.float64)
     w = p @ H[2, :2] + H[2, 2]
-    return np.stack([(p @ H[0, :2] + H[0, 2]) / w, (p @ H[1, :2] + H[1, 2]) / w], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.stack([(p @ H[0, :2] + H[0, 2]) / w, (p @ H[1, :2] + H[1, 2]) / w], axis=1)
+    return np.where(np.isfinite(out), out, np.inf)

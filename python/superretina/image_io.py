@@ -1,36 +1,73 @@
 """Reading fundus photographs as users have them.
 
-JPEG (EXIF orientation applied), PNG (8 or 16 bit), TIFF, BMP; grayscale or colour; any size.
-Every failure is an ``ImageReadError`` whose message starts with the file name.
+JPEG (EXIF orientation applied), PNG (8 or 16 bit), TIFF, BMP (also WebP, PNM); grayscale or
+colour; any size up to ``max_pixels`` (``input.max_pixels`` in configs/default.yaml, default
+64 million: about 8000x8000). The size is read from the file's header and checked *before*
+decoding, since a decoder allocates whatever the header announces (an 878 KB PNG can announce
+30000x30000 pixels). Every failure is an ``ImageReadError`` whose message starts with the file name.
 """
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from mxlocal.image_header import HeaderError, image_size
+
 # OpenCV refuses images above 2^30 pixels by default; fundus photographs are far below.
 _FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH   # 3 channels, keeps 16 bit, applies EXIF orientation
+DEFAULT_MAX_PIXELS = 64_000_000  # configs/default.yaml input.max_pixels
+# Encoded bytes per pixel above which a file cannot be an image of at most max_pixels (an
+# uncompressed 16-bit RGBA TIFF holds 8), plus room for metadata: files beyond are refused unread.
+_MAX_BYTES_PER_PIXEL, _MAX_METADATA_BYTES = 8, 64 << 20
 
 
 class ImageReadError(ValueError):
     pass
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a photograph as (H, W, 3) BGR, uint8 or uint16 (16-bit files keep their depth)."""
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a photograph as (H, W, 3) BGR, uint8 or uint16 (16-bit files keep their depth).
+
+    Parameters
+    ----------
+    path : str | Path
+        The image file.
+    max_pixels : int
+        Largest width x height accepted, checked from the header before decoding.
+
+    Raises
+    ------
+    ImageReadError
+        One line starting with the file name: missing, unreadable, not an image, corrupt
+        header, larger than ``max_pixels``, or smaller than 16 pixels a side.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: file not found")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, expected an image file")
     try:
+        size = path.stat().st_size
+        if size > max_pixels * _MAX_BYTES_PER_PIXEL + _MAX_METADATA_BYTES:
+            raise ImageReadError(f"{path}: file is {size / 2**20:.0f} MiB, larger than an image of at most"
+                                 f" {max_pixels} pixels can be (input.max_pixels)")
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
-        raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from exc
+        raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from None
     if raw.size == 0:
         raise ImageReadError(f"{path}: empty file, expected an image (JPEG, PNG, TIFF or BMP)")
+    try:
+        fmt, width, height = image_size(raw.tobytes())
+    except HeaderError as exc:
+        raise ImageReadError(f"{path}: not a readable image: {exc} (expected JPEG, PNG, TIFF or BMP)") from None
+    if width * height > max_pixels:
+        raise ImageReadError(f"{path}: {fmt.upper()} header says {width}x{height} = {width * height} pixels; at most"
+                             f" {max_pixels} are accepted (input.max_pixels in the --config file)")
     image = cv2.imdecode(raw, _FLAGS)
     if image is None:
         raise ImageReadError(f"{path}: not a readable image (expected JPEG, PNG, TIFF or BMP)")
@@ -48,8 +85,51 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
 
 
-def read_pair(query_path: str | Path, refer_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(query_path: str | Path, refer_path: str | Path,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """Both photographs of a pair, decoded at once (two threads); errors as :func:`read_image`."""
     from .parallel import pair_map
 
-    return pair_map(read_image, query_path, refer_path)
+    return pair_map(lambda p: read_image(p, max_pixels), query_path, refer_path)
+
+
+@contextmanager
+def decoder_messages_silenced():
+    """Silence what the C decoders print straight to the process's stderr while reading.
+
+    libjpeg ("Corrupt JPEG data: ..."), libpng ("libpng error: ...") and OpenCV's own log
+    write to file descriptor 2, around the one-line :class:`ImageReadError` that already says
+    what is wrong. For a command line's reading step only: it silences every thread's stderr
+    while it lasts.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def check_image_array(image, name: str = "image") -> np.ndarray:
+    """A photograph given as an array: (H, W) gray or (H, W, 3) BGR (also (H, W, 1), (H, W, 4) BGRA),
+    uint8 or uint16. Returns it as (H, W) or (H, W, 3); anything else is an ``ImageReadError``
+    naming ``name`` and what was expected."""
+    if not isinstance(image, np.ndarray):
+        raise ImageReadError(f"{name}: expected a file path or a numpy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f"{name}: array of {image.dtype}, expected uint8 or uint16 (8- or 16-bit pixels)")
+    if image.ndim == 3 and image.shape[2] in (1, 4):
+        image = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ImageReadError(f"{name}: array of shape {image.shape}, expected (H, W) gray or (H, W, 3) BGR")
+    if min(image.shape[:2]) < 16:
+        raise ImageReadError(f"{name}: image is {image.shape[1]}x{image.shape[0]} px, too small to register")
+    return np.ascontiguousarray(image)

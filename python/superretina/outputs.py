@@ -1,7 +1,17 @@
-"""Files a registration leaves behind: result.json and the three pictures."""
+"""Files a registration leaves behind: result.json and the three pictures.
+
+The files of one run all belong to that run: the outputs an earlier run left in the folder
+(result.json first) are removed before the new ones are written, and result.json, the record
+of what was computed, is written last, so a folder holding a result.json holds that run's
+pictures and no others. ``--out`` is checked (created, written to) before any work, and
+nothing in it is written through a symbolic link: each file is written to a new temporary
+name and renamed over the old name, which replaces a link instead of following it.
+"""
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import cv2
@@ -9,9 +19,70 @@ import numpy as np
 
 from . import viz
 from .parallel import run_all
-from .register import RegistrationResult
+from .registrar import RegistrationResult
 
 PARALLEL_MAX_PIXELS = 12_000_000
+# What a registration writes into --out; all of them are this run's or absent afterwards.
+OUTPUT_NAMES = ("result.json", "match_result.jpg", "result.jpg", "checkerboard.jpg")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class OutputError(RuntimeError):
+    """``--out`` cannot take the outputs (a file in the way, not writable): one line for the user."""
+
+
+def prepare_out(out: Path) -> Path:
+    """Create ``out`` and prove it writable before any work; :class:`OutputError` if it is not.
+
+    A file where the folder should be, a folder that cannot be created or written (read-only,
+    no permission), or a folder in the place of one of the outputs is found here, not after
+    minutes of work.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: --out must be a folder, and this is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the --out folder ({exc.strerror or exc})") from None
+    try:
+        probe = _open_new(out / f".write-test-{os.getpid()}-{threading.get_ident()}")
+        os.close(probe[0])
+        os.unlink(probe[1])
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write into the --out folder ({exc.strerror or exc})") from None
+    for name in OUTPUT_NAMES:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            raise OutputError(f"{path}: is a folder; remove it or choose another --out")
+    return out
+
+
+def _open_new(path: Path) -> tuple[int, Path]:
+    # O_EXCL | O_NOFOLLOW: a new file of ours, never an existing file or the target of a link.
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644), path
+
+
+def write_file(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a new temporary file renamed over it (links are replaced, not followed)."""
+    path = Path(path)
+    fd, tmp = _open_new(path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_outputs(out: Path) -> None:
+    """Remove the outputs an earlier run left in ``out`` (result.json first; links themselves, not targets)."""
+    for name in OUTPUT_NAMES:
+        path = Path(out) / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
 
 
 def _stage_json(stage) -> dict:
@@ -29,16 +100,24 @@ def final_matches(res: RegistrationResult) -> tuple[np.ndarray, np.ndarray, np.n
     return q, r, st.homography.inlier_mask.astype(bool)
 
 
-def result_json(res: RegistrationResult, query_path, refer_path, model: str, pipeline: str, runtime: str) -> dict:
+SCHEMA_VERSION = 2   # of result.json; 2: snake_case names, provenance (package version, model sha256, config)
+
+
+def result_json(res: RegistrationResult, query_path, refer_path, provenance: dict) -> dict:
+    """result.json of a registration. ``query_path``/``refer_path``: the files, or None for arrays;
+    ``provenance``: what produced it (``provenance.describe``: package version, model and its
+    sha256, pipeline, runtime, effective config)."""
     q, r, inl = final_matches(res)
     passes = [{"name": "first", **_stage_json(res.first)}]
     if res.second is not None:
-        passes.append({"name": "matching trick", **_stage_json(res.second)})
+        passes.append({"name": "matching_trick", **_stage_json(res.second)})
     n = len(inl)
     return {
+        "schema_version": SCHEMA_VERSION,
         "status": res.status,
         "reason": res.reason,
-        "query": str(query_path), "refer": str(refer_path),
+        "query": None if query_path is None else str(query_path),
+        "refer": None if refer_path is None else str(refer_path),
         "query_size": {"height": res.query_size[0], "width": res.query_size[1]},
         "refer_size": {"height": res.refer_size[0], "width": res.refer_size[1]},
         "homography": None if res.H is None else res.H.tolist(),
@@ -50,7 +129,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, model: str, pip
         "inlier_rate": round(float(inl.sum() / n), 6) if n else 0.0,
         "passes": passes,
         "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
-        "model": model, "pipeline": pipeline, "runtime": runtime,
+        **provenance,
     }
 
 
@@ -61,7 +140,8 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
     is tens of milliseconds of OpenCV work that releases the GIL. Above ``PARALLEL_MAX_PIXELS``
     they are drawn one after the other, to bound memory.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out)
+    remove_outputs(out)
     q, r, inl = final_matches(res)
     o = cfg["outputs"]
     jobs = []
@@ -69,11 +149,12 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         status = "registered" if res.status == "registered" else f"FAILED: {res.reason}"
         lines = [f"{status}", f"keypoints {len(res.query.xy)} / {len(res.refer.xy)}   "
                  f"matches {len(inl)}   inliers {int(inl.sum())} ({100 * inl.mean() if len(inl) else 0:.0f}%)"]
-        jobs.append(lambda: _save(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
+        jobs.append(lambda: save_jpeg(out / "match_result.jpg",
+                                      viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
     if res.H is not None and o["merged"]:
-        jobs.append(lambda: _save(out / "result.jpg", viz.merged(res.query_equalised, res.H, res.refer_equalised)))
+        jobs.append(lambda: save_jpeg(out / "result.jpg", viz.merged(res.query_equalised, res.H, res.refer_equalised)))
     if res.H is not None and o["checkerboard"]:
-        jobs.append(lambda: _save(out / "checkerboard.jpg",
+        jobs.append(lambda: save_jpeg(out / "checkerboard.jpg",
                                   viz.checkerboard(query_img, res.H, refer_img, o["checkerboard_tiles"])))
     # Side by side up to ~12 MP (FIRE's 2912x2912 is 8.5 MP); larger references draw one picture
     # at a time, since each holds several full-size copies (an 8000x8000 reference: ~200 MB each).
@@ -81,13 +162,14 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         written = run_all(*jobs) if jobs else []
     else:
         written = [job() for job in jobs]
-    path = out / "result.json"
-    path.write_text(json.dumps(info, indent=1))
-    written.append(path)
+    written.append(write_file(out / "result.json", json.dumps(info, indent=1).encode()))  # last: the run's record
     return written
 
 
-def _save(path: Path, image: np.ndarray) -> Path:
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90]):
-        raise OSError(f"{path}: could not write the picture")
-    return path
+def save_jpeg(path: Path, image: np.ndarray) -> Path:
+    """Encode ``image`` as JPEG (scaled down to JPEG's 65535-pixel side limit when wider) and write it."""
+    ok, data = cv2.imencode(".jpg", viz.fit_jpeg(image), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise OSError(f"{path}: could not encode the picture")
+    return write_file(path, data.tobytes())
+

@@ -1,7 +1,8 @@
 """The one adapter between the registration code and the MindX stream (protobuf in, arrays out).
 
-The pipeline file holds an inference stream (appsrc → mxpi_tensorinfer → appsink) and, where
-present, a decode stream (appsrc → mxpi_imagedecoder → appsink).  Tensors go in with
+The pipeline file holds the inference stream (appsrc → mxpi_tensorinfer → appsink); the driver
+reads and enhances the photographs itself (16-bit PNG, TIFF and EXIF orientation, which the SDK's
+JPEG decoder does not take), so the stream receives tensors.  Tensors go in with
 ``SendProtobuf`` and come back with ``GetProtobuf``; several batches can be in flight: a sender
 queues them, one receiver thread collects results in order (a stream keeps its order), so
 callers from several threads get their own results.
@@ -15,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
 
-import cv2
 import numpy as np
 
 from .sdk import Sdk
 
 DESCRIPTOR_DIM = 256
 FLOAT32 = 0          # MxpiTensor.tensorDataType code of float32
-FORMAT_NV12, FORMAT_RGB, FORMAT_BGR = 1, 12, 13
+APP_ERR_COMM_TIMEOUT = 1011  # a GetProtobuf that gave up waiting (local runtime's bounded wait)
 
 
 class PipelineError(RuntimeError):
@@ -37,8 +37,6 @@ class PipelineLayout:
     infer_src: bytes            # appsrc element name (the key SendProtobuf uses)
     infer_key: bytes            # mxpi_tensorinfer element name (the key GetProtobuf asks for)
     model_path: str
-    decode_stream: bytes | None
-    decode_key: bytes | None
 
     @property
     def fixed_batch(self) -> int | None:
@@ -46,27 +44,67 @@ class PipelineLayout:
         return 2 if self.model_path.lower().endswith(".om") else None
 
 
-def read_layout(path: Path) -> PipelineLayout:
+def _load_json(path: Path):
+    """The pipeline file's JSON; one-line :class:`PipelineError` for unreadable, non-UTF-8 or invalid files."""
     try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PipelineError(f"{path}: cannot read pipeline JSON ({exc})") from exc
-    infer = decode = None
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read the pipeline file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start});"
+                            " a pipeline is a JSON file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path}: not valid pipeline JSON: {exc.msg}"
+                            f" at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise PipelineError(f"{path}: not a pipeline (JSON nested too deeply)") from None
+
+
+def read_layout(path: Path) -> PipelineLayout:
+    """Find the inference stream of a pipeline file; one-line errors for what does not fit."""
+    cfg = _load_json(path)
+    if not isinstance(cfg, dict):
+        raise PipelineError(f"{path}: the top level must be a JSON object of streams"
+                            f" ({{\"stream name\": {{elements}}}}), got a JSON {_json_kind(cfg)}")
+    infer = None
     for stream, elements in cfg.items():
         if not isinstance(elements, dict):
             continue
         for name, el in elements.items():
-            if not isinstance(el, dict):
+            if not isinstance(el, dict) or el.get("factory") != "mxpi_tensorinfer":
                 continue
-            if el.get("factory") == "mxpi_tensorinfer" and infer is None:
-                src = el.get("props", {}).get("dataSource", "appsrc0").split(",")[0]
-                infer = (stream, src, name, el.get("props", {}).get("modelPath", ""))
-            elif el.get("factory") == "mxpi_imagedecoder" and decode is None:
-                decode = (stream, name)
+            where = f"{path}: stream '{stream}' element '{name}'"
+            props = el.get("props", {})
+            if not isinstance(props, dict):
+                raise PipelineError(f"{where}: \"props\" must be a JSON object, got a JSON {_json_kind(props)}")
+            if el["factory"] == "mxpi_tensorinfer" and infer is None:
+                source = props.get("dataSource", "appsrc0")
+                model = props.get("modelPath")
+                if not isinstance(source, str) or not source:
+                    raise PipelineError(f"{where}: dataSource must be an element name string such as \"appsrc0\","
+                                        f" got {json.dumps(source)[:60]}")
+                if not isinstance(model, str) or not model.strip():
+                    raise PipelineError(f"{where}: modelPath must be the model file's path as a string,"
+                                        f" got {json.dumps(model)[:60]}")
+                infer = (stream, source.split(",")[0], name, model)
     if infer is None:
         raise PipelineError(f"{path}: no stream with an mxpi_tensorinfer element")
-    return PipelineLayout(infer[0].encode(), infer[1].encode(), infer[2].encode(), infer[3],
-                          decode[0].encode() if decode else None, decode[1].encode() if decode else None)
+    return PipelineLayout(infer[0].encode(), infer[1].encode(), infer[2].encode(), infer[3])
+
+
+def _json_kind(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+def model_file(pipeline: Path, model_path: str) -> Path:
+    """The model file a pipeline's ``modelPath`` names (relative paths resolve against the pipeline's folder)."""
+    model = Path(model_path).expanduser()
+    return model if model.is_absolute() else (Path(pipeline).resolve().parent / model).resolve()
 
 
 class SuperRetinaStream:
@@ -76,6 +114,7 @@ class SuperRetinaStream:
         self.pipeline = Path(pipeline)
         self.sdk = sdk
         self.layout = read_layout(self.pipeline)
+        self.model = model_file(self.pipeline, self.layout.model_path)  # named in output-shape errors
         self.api = sdk.api.StreamManagerApi()
         if self.api.InitManager() != 0:
             raise PipelineError("StreamManagerApi.InitManager failed")
@@ -87,8 +126,8 @@ class SuperRetinaStream:
         self._pending: Queue = Queue()
         self._receiver = threading.Thread(target=self._receive, name="superretina-receiver", daemon=True)
         self._receiver.start()
-        self._decode_lock = threading.Lock()
         self._closed = False
+        self._broken: str | None = None  # set when results can no longer be paired with requests
 
     # -- inference -----------------------------------------------------------------------
     def infer_async(self, batch: np.ndarray) -> Future:
@@ -119,6 +158,8 @@ class SuperRetinaStream:
         with self._send_lock:
             if self._closed:
                 raise PipelineError("stream is closed")
+            if self._broken:
+                raise PipelineError(self._broken)
             ret = self.api.SendProtobuf(self.layout.infer_stream, self.layout.infer_src, vec)
             if ret != 0:
                 raise PipelineError(f"SendProtobuf to {self.layout.infer_stream.decode()} failed with MindX error {ret}")
@@ -136,8 +177,17 @@ class SuperRetinaStream:
             if job is None:
                 return
             fut, n, shape = job
+            if self._broken:
+                fut.set_exception(PipelineError(self._broken))
+                continue
             try:
                 out = self.api.GetProtobuf(self.layout.infer_stream, 0, keys)
+                if out.size() and out[0].errorCode == APP_ERR_COMM_TIMEOUT:
+                    # A late result would be taken by the next request: never pair results again.
+                    with self._send_lock:
+                        self._broken = (f"inference stream {self.layout.infer_stream.decode()} stalled (no result"
+                                        " in time); later results cannot be matched to requests, reopen the stream")
+                    raise PipelineError(self._broken)
                 fut.set_result(self._unpack(out, n, shape))
             except Exception as exc:  # handed to the caller, who reports it
                 fut.set_exception(exc)
@@ -145,51 +195,28 @@ class SuperRetinaStream:
     def _unpack(self, out, n: int, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         if out.size() == 0:
             raise PipelineError(f"inference returned no {self.layout.infer_key.decode()} result "
-                                "(the element failed; see the runtime's log)")
+                                f"(the element failed on model {self.model}; see the runtime's log)")
         if out[0].errorCode != 0:
             raise PipelineError(f"inference failed with MindX error {out[0].errorCode}: "
                                 f"{out[0].messageBuf[:200]!r}")
         result = self.sdk.pb.MxpiTensorPackageList()
         result.ParseFromString(out[0].messageBuf)
-        tensors = result.tensorPackageVec[0].tensorVec
+        tensors = result.tensorPackageVec[0].tensorVec if len(result.tensorPackageVec) else []
         if len(tensors) < 2:
-            raise PipelineError(f"model gave {len(tensors)} outputs, expected detector and descriptor")
+            raise PipelineError(f"{self.model}: the model gave {len(tensors)} output(s); a SuperRetina model has"
+                                " two, detector (N,1,H,W) and descriptor (N,256,H/8-2,W/8-2)")
         b, _, h, w = shape
         # tensorShape reports a leading 1 (SDK convention): reshape by the known geometry.
         det = np.frombuffer(tensors[0].dataStr, np.float32)
         desc = np.frombuffer(tensors[1].dataStr, np.float32)
         if det.size != b * h * w:
-            raise PipelineError(f"detector output has {det.size} values, expected {b}x1x{h}x{w}")
-        cells = desc.size // (b * DESCRIPTOR_DIM)
+            raise PipelineError(f"{self.model}: detector output has {det.size} values, expected {b}x1x{h}x{w}"
+                                " for this input; is it a SuperRetina model?")
         dh, dw = h // 8 - 2, w // 8 - 2
-        if cells != dh * dw:
-            raise PipelineError(f"descriptor output has {desc.size} values, expected {b}x256x{dh}x{dw}")
+        if desc.size != b * DESCRIPTOR_DIM * dh * dw:
+            raise PipelineError(f"{self.model}: descriptor output has {desc.size} values, expected"
+                                f" {b}x{DESCRIPTOR_DIM}x{dh}x{dw} for this input; is it a SuperRetina model?")
         return det.reshape(b, h, w)[:n], desc.reshape(b, DESCRIPTOR_DIM, dh, dw)[:n]
-
-    # -- decoding ------------------------------------------------------------------------
-    @property
-    def can_decode(self) -> bool:
-        return self.layout.decode_stream is not None
-
-    def decode(self, data: bytes) -> np.ndarray:
-        """Decode image bytes through the pipeline's mxpi_imagedecoder: (H, W, 3) BGR uint8."""
-        if not self.can_decode:
-            raise PipelineError(f"{self.pipeline}: no mxpi_imagedecoder stream")
-        api = self.sdk.api
-        item = api.MxDataInput()
-        item.data = data
-        keys = api.StringVector()
-        keys.push_back(self.layout.decode_key)
-        with self._decode_lock:  # one in flight: send and get pair up on this stream
-            ret = self.api.SendData(self.layout.decode_stream, 0, item)
-            if ret != 0:
-                raise PipelineError(f"SendData to {self.layout.decode_stream.decode()} failed with MindX error {ret}")
-            out = self.api.GetProtobuf(self.layout.decode_stream, 0, keys)
-        if out.size() == 0 or out[0].errorCode != 0:
-            raise PipelineError("the image decoder could not decode the image")
-        vl = self.sdk.pb.MxpiVisionList()
-        vl.ParseFromString(out[0].messageBuf)
-        return vision_to_bgr(vl.visionVec[0])
 
     def close(self) -> None:
         with self._send_lock:
@@ -197,8 +224,10 @@ class SuperRetinaStream:
                 return
             self._closed = True
             self._pending.put(None)
-        self._receiver.join(timeout=60)
+        # Destroy first: it wakes a receiver blocked in GetProtobuf (Ctrl-C used to wait here
+        # for the join's full minute when the stream had stalled).
         self.api.DestroyAllStreams()
+        self._receiver.join(timeout=60)
 
     def __enter__(self):
         return self
@@ -206,18 +235,3 @@ class SuperRetinaStream:
     def __exit__(self, *exc):
         self.close()
 
-
-def vision_to_bgr(vision) -> np.ndarray:
-    """MxpiVision (NV12 or packed BGR/RGB, aligned strides) → (H, W, 3) BGR uint8."""
-    info = vision.visionInfo
-    h, w, ha, wa = info.height, info.width, info.heightAligned or info.height, info.widthAligned or info.width
-    data = np.frombuffer(vision.visionData.dataStr, np.uint8)
-    if info.format == FORMAT_NV12:
-        bgr = cv2.cvtColor(data.reshape(ha * 3 // 2, wa), cv2.COLOR_YUV2BGR_NV12)
-    elif info.format in (FORMAT_BGR, FORMAT_RGB):
-        bgr = data.reshape(ha, wa, 3)
-        if info.format == FORMAT_RGB:
-            bgr = bgr[..., ::-1]
-    else:
-        raise PipelineError(f"decoder output format {info.format} is not NV12, RGB or BGR")
-    return np.ascontiguousarray(bgr[:h, :w])

@@ -7,6 +7,21 @@ import numpy as np
 from .image_io import to_uint8
 
 GREEN, RED, WHITE = (80, 220, 80), (60, 60, 230), (255, 255, 255)
+JPEG_MAX_SIDE = 65_000  # JPEG stores sides in 16 bits (65535); OpenCV refuses wider pictures
+
+
+def fit_jpeg(image: np.ndarray, max_side: int = JPEG_MAX_SIDE) -> np.ndarray:
+    """``image`` scaled down (area average, aspect kept) so that no side exceeds ``max_side``.
+
+    A side-by-side picture of a 1:65 image is wider than JPEG can store; scaling it keeps the
+    picture instead of failing the run. Pictures within the limit are returned unchanged.
+    """
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, min(max_side, round(w * scale))), max(1, min(max_side, round(h * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _bgr8(image: np.ndarray) -> np.ndarray:
@@ -25,13 +40,16 @@ def _label(img: np.ndarray, lines: list[str]) -> None:
 
 def draw_matches(query: np.ndarray, refer: np.ndarray, pts_q: np.ndarray, pts_r: np.ndarray,
                  inliers: np.ndarray, lines: list[str], height: int = 1000, max_lines: int = 150) -> np.ndarray:
-    """Side-by-side picture, both images scaled to ``height``; matched points as dots (green:
+    """Side-by-side picture, both images scaled to ``height`` (less where the picture would be
+    wider than JPEG's limit); matched points as dots (green:
     inlier, red: outlier) and lines for at most ``max_lines`` inliers, evenly chosen, so the
     picture stays readable with hundreds of matches.
 
     pts_q, pts_r: (M, 2) matched points in original pixels; inliers: (M,) bool.
     """
     q, r = _bgr8(query), _bgr8(refer)
+    # Lower than ``height`` when the two side by side would be wider than JPEG allows (a 1:70 image).
+    height = max(16, min(height, int(JPEG_MAX_SIDE / (q.shape[1] / q.shape[0] + r.shape[1] / r.shape[0]))))
     sq, sr = height / q.shape[0], height / r.shape[0]
     q = _shrink(q, (round(q.shape[1] * sq), height))
     r = _shrink(r, (round(r.shape[1] * sr), height))

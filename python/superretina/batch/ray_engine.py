@@ -61,7 +61,9 @@ class RayEngine:
             # a local instance then runs exactly this code, and cluster nodes need it at the same path.
             root = str(Path(__file__).resolve().parents[2])
             path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-            kwargs = dict(address=address, include_dashboard=False, log_to_driver=False,
+            # "local": always a new instance here (address=None would join whatever cluster
+            # `ray start` last left in /tmp/ray, even a stopped one).
+            kwargs = dict(address=address or "local", include_dashboard=False, log_to_driver=False,
                           configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
             if address is None:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count()

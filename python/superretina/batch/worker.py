@@ -135,12 +135,12 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
         shutil.rmtree(folder, ignore_errors=True)
     try:
         try:
-            query, refer = read_pair(job.query, job.refer)
+            query, refer = read_pair(job.query, job.refer, app.config["input"]["max_pixels"])
         except (ImageReadError, OSError) as exc:
             return PairOutput(_row(job, "error", str(exc), time.perf_counter() - t0))
         try:
             res = app.registrar.register_images(query, refer)
-            info = result_json(res, job.query, job.refer, str(app.model), str(app.pipeline), app.runtime)
+            info = result_json(res, job.query, job.refer, app.provenance)
             info["id"] = job.id
             info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
             write_outputs(res, query, refer, folder, info, _pictures_config(app.config, pictures))

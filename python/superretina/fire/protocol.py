@@ -23,6 +23,8 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..homography import transform_points
+
 FAILED_ERROR = 1e6          # error of a failed pair (the reference's "big number")
 MIN_INLIER_RATE = 1e-6      # below this the pair is failed
 MAX_DIST_LIMIT = 50.0       # px: max distance above this -> inaccurate
@@ -134,24 +136,12 @@ def pair_error(H_query_to_ref: Optional[np.ndarray], query_pts: np.ndarray, ref_
         failed = not np.all(np.isfinite(H))
     if failed:
         return PairError(FAILED_ERROR, FAILED_ERROR, FAILED_ERROR, "failed")
-    mapped = apply_homography(H, query_pts)
+    mapped = transform_points(H, query_pts)
     dist = np.linalg.norm(mapped - ref_pts, axis=1)
     dist = np.where(np.isfinite(dist), np.minimum(dist, FAILED_ERROR), FAILED_ERROR)
     mean, median, mx = float(dist.mean()), float(np.median(dist)), float(dist.max())
     status = "inaccurate" if (mx > MAX_DIST_LIMIT or median > MEDIAN_DIST_LIMIT) else "acceptable"
     return PairError(mean, median, mx, status)
-
-
-def apply_homography(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Map points (N, 2) by a 3x3 homography (same as cv2.perspectiveTransform, float64).
-
-    A point sent to infinity (w == 0) comes back as inf.
-    """
-    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    h = np.concatenate([pts, np.ones((len(pts), 1))], axis=1) @ np.asarray(H, np.float64).T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = h[:, :2] / h[:, 2:3]
-    return np.where(np.isfinite(out), out, np.inf)
 
 
 # --------------------------------------------------------------------------- AUC / summary

@@ -45,7 +45,8 @@ import cv2
 import numpy as np
 
 from .fov import fov_mask
-from .protocol import SYNTH_MARKER, PairSpec, apply_homography, list_pairs
+from ..homography import transform_points
+from .protocol import SYNTH_MARKER, PairSpec, list_pairs
 
 GENERATOR_VERSION = 1
 FIRE_SIZE = 2912
@@ -73,7 +74,7 @@ CATEGORY_PARAMS = {
 
 # --------------------------------------------------------------------------- geometry
 def _h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return apply_homography(H, pts)
+    return transform_points(H, pts)
 
 
 @dataclass
@@ -810,17 +811,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--categories", default="SPA",
                     help="categories cycled over the pairs, e.g. SPA (default) or SSPA")
     ap.add_argument("--held-out", action="store_true",
-                    help="keep only the photographs held out of training (training/split.py), "
+                    help="keep only the photographs held out of training (superretina/data_split.py), "
                          "for sets that evaluate the shipped model fairly")
     ap.add_argument("--overwrite", action="store_true", help="replace a previously generated set")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     sources = _collect_sources(args.sources)
     if args.held_out:
-        from ..training.split import HELD_OUT
+        from ..data_split import HELD_OUT
         sources = [s for s in sources if isinstance(s, Path) and s.stem in HELD_OUT]
         if not sources:
-            print("error: none of the --from images is held out of training (see training/split.py)", file=sys.stderr)
+            print("error: none of the --from images is held out of training (see superretina/data_split.py)", file=sys.stderr)
             return 2
     try:
         pairs = make_synthetic_set(args.out, sources, args.pairs_per_image, args.size, args.seed,

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
 import torch
 
-from .network import load_checkpoint
+from .network import CheckpointError, load_checkpoint
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("detector", "descriptor")
@@ -76,12 +77,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not args.checkpoint.is_file():
         raise SystemExit(f"error: checkpoint not found: {args.checkpoint}")
-    if args.out.suffix.lower() == ".pt":
-        if args.static:
-            raise SystemExit("error: --static is for ONNX exports (Ascend ATC); a TorchScript export takes any size")
-        export_torchscript(args.checkpoint, args.out)
-    else:
-        export_onnx(args.checkpoint, args.out, args.static, args.batch, args.size, args.opset)
+    try:
+        if args.out.suffix.lower() == ".pt":
+            if args.static:
+                raise SystemExit("error: --static is for ONNX exports (Ascend ATC);"
+                                 " a TorchScript export takes any size")
+            export_torchscript(args.checkpoint, args.out)
+        else:
+            export_onnx(args.checkpoint, args.out, args.static, args.batch, args.size, args.opset)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}")
     return 0
 

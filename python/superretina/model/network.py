@@ -11,6 +11,7 @@ Outputs: detector (N, 1, H, W) sigmoid probabilities; descriptor (N, 256, 2*(H/1
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import asdict, dataclass
 
 import torch
@@ -116,11 +117,31 @@ def infer_widths(state_dict: dict) -> Widths:
     )
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely or is not in the SuperRetina format (one line)."""
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """The dict saved in a checkpoint file, unpickled with ``weights_only=True``.
+
+    A ``.pth`` is a pickle: loading one with ``weights_only=False`` runs whatever code it
+    names. Only tensors, containers and plain values are accepted here (this project's
+    checkpoints, the official ones and training resume states all are), so a user-supplied
+    file cannot run code; anything else is a :class:`CheckpointError`.
+    """
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        reason = " ".join(str(exc).split())
+        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({reason[:200]})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("net"), dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dict with key 'net' (the SuperRetina format)")
+    return ckpt
+
+
 def load_checkpoint(path, map_location="cpu") -> SuperRetinaNet:
     """Load a ``{'net': state_dict}`` checkpoint (official or this project's) with strict keys."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(ckpt, dict) or "net" not in ckpt:
-        raise ValueError(f"{path}: expected a checkpoint dict with key 'net' (the SuperRetina format)")
+    ckpt = read_checkpoint(path, map_location)
     state = ckpt["net"]
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
     net = SuperRetinaNet(infer_widths(state))

@@ -6,7 +6,7 @@
 int8 (default): ONNX Runtime static quantization, QDQ format, per-channel symmetric int8
 weights, uint8 activations (the u8s8 pair MLAS runs with AVX512-VNNI / AMX on x86), activation
 ranges calibrated on enhanced fundus photographs of the *training* split of ``--calib-dir``
-(``superretina.training.split``; the held-out images stay unseen for the accuracy check),
+(``superretina.data_split``; the held-out images stay unseen for the accuracy check),
 prepared exactly as at inference (enhance → 768x768 model input). By default the layers whose
 8-bit output would hurt registration stay float32:
 
@@ -54,10 +54,10 @@ class QuantizeError(RuntimeError):
 def calibration_images(calib_dir: Path, count: int = DEFAULT_CALIB_COUNT) -> list[Path]:
     """``count`` training-split photographs of ``calib_dir``, spread evenly over the sorted list.
 
-    The held-out images (``training.split.HELD_OUT``) are never used, so the accuracy check on
+    The held-out images (``data_split.HELD_OUT``) are never used, so the accuracy check on
     a synthetic set made from them is not calibrated on its own images.
     """
-    from superretina.training.split import split
+    from superretina.data_split import split
 
     calib_dir = Path(calib_dir)
     if not calib_dir.is_dir():

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..homography import transform_points
+
 
 def random_view(rng: np.random.Generator, frame: int, crop: int, rot_deg: float, scale: tuple,
                 shift: float, perspective: float, centre=None) -> np.ndarray:
@@ -34,7 +36,7 @@ def warp_points(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Apply a homography to (K, 2) points."""
     if len(pts) == 0:
         return pts.reshape(0, 2).astype(np.float32)
-    return cv2.perspectiveTransform(pts.reshape(-1, 1, 2).astype(np.float64), H).reshape(-1, 2).astype(np.float32)
+    return transform_points(H, pts).astype(np.float32)
 
 
 def revisit(rng: np.random.Generator, green: np.ndarray, strength: float = 1.0, haze: float = 0.0,

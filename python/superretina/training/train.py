@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import yaml
 
-from superretina.model.network import SuperRetinaNet, Widths, checkpoint_dict, infer_widths
+from superretina.model.network import SuperRetinaNet, Widths, checkpoint_dict, infer_widths, read_checkpoint
 
 from .dataset import PairSampler, load_photo
 from .losses import dice_loss, info_nce, sample_descriptors
-from .split import split
+from ..data_split import split
 from .validate import Validator
 
 
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     step, epoch, history = 0, 0, []
     start_from = args.resume or args.init
     if start_from:
-        ck = torch.load(start_from, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(start_from)  # weights only: a checkpoint file cannot run code
         net = SuperRetinaNet(infer_widths(ck["net"]))
         net.load_state_dict(ck["net"], strict=True)
         opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])

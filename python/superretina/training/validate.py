@@ -16,7 +16,7 @@ from superretina.fire.superretina import make_register_fn
 from superretina.fire.protocol import SYNTH_MARKER
 from superretina.fire.synth import make_synthetic_set
 from superretina.model.torch_stream import TorchStream
-from superretina.register import Registrar
+from superretina.registrar import Registrar
 
 
 class Validator:

@@ -15,14 +15,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from typing import Callable, Protocol
+
 from .descriptors import sample_descriptors
 from .enhance import equalise, gamma, model_input, to_model_input
-from .homography import HomographyResult, estimate_homography
+from .homography import HomographyResult, estimate_homography, transform_points
 from .image_io import read_pair
 from .keypoints import detect, refine_subpixel, to_original
 from .matching import ratio_match
 from .parallel import pair_map
-from .stream_client import SuperRetinaStream
+
+
+class InferenceBackend(Protocol):
+    """What the registrar runs the network on: the MindX stream (``stream_client.SuperRetinaStream``),
+    PyTorch (``model.torch_stream.TorchStream``) or a test double."""
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 1, H, W) float32 in [0, 1] → detector (N, H, W), descriptor (N, 256, H/8−2, W/8−2)."""
+        ...
 
 
 @dataclass
@@ -69,8 +79,7 @@ class RegistrationResult:
         if self.final is self.first:
             return self.query.xy
         # The second pass matched the warped query: bring its points back through H1⁻¹.
-        pts = self.warped_query.xy.reshape(-1, 1, 2).astype(np.float64)
-        return cv2.perspectiveTransform(pts, np.linalg.inv(self.first.homography.H)).reshape(-1, 2)
+        return transform_points(np.linalg.inv(self.first.homography.H), self.warped_query.xy)
 
 
 class Timer:
@@ -87,37 +96,47 @@ class Timer:
 
 
 class Registrar:
-    """Registers pairs through a SuperRetina stream; thread-safe (several pairs may be in flight)."""
+    """Registers pairs through an inference backend; thread-safe (several pairs may be in flight).
 
-    def __init__(self, stream: SuperRetinaStream, config: dict):
-        self.stream = stream
+    ``estimator`` is the homography estimator (``homography.estimate_homography``'s signature);
+    the benchmark passes one that accepts what OpenCV returns unchecked, as the reference does.
+    """
+
+    def __init__(self, backend: InferenceBackend, config: dict,
+                 estimator: Callable[..., HomographyResult] = estimate_homography):
+        self.backend = backend
         self.cfg = config
+        self.estimator = estimator
         self.model_hw = (config["model"]["image_height"], config["model"]["image_width"])
 
     # -- steps ---------------------------------------------------------------------------
-    def _features(self, det: np.ndarray, desc: np.ndarray, image_hw: tuple) -> Features:
+    def _features(self, det: np.ndarray, desc: np.ndarray, image_hw: tuple, t: Timer, prefix: str = "") -> Features:
         k = self.cfg["keypoints"]
-        xy_model, scores = detect(det, k["nms_size"], k["nms_thresh"], k["border"])
-        if 0 < k["max_keypoints"] < len(scores):
-            keep = np.sort(np.argsort(-scores, kind="stable")[: k["max_keypoints"]])
-            xy_model = xy_model[keep]
-        if k["subpixel"]:
-            xy_model = refine_subpixel(det, xy_model)
+        with t(prefix + "keypoints"):
+            xy_model, scores = detect(det, k["nms_size"], k["nms_thresh"], k["border"])
+            if 0 < k["max_keypoints"] < len(scores):
+                keep = np.sort(np.argsort(-scores, kind="stable")[: k["max_keypoints"]])
+                xy_model = xy_model[keep]
+            if k["subpixel"]:
+                xy_model = refine_subpixel(det, xy_model)
+        with t(prefix + "descriptors"):
+            descriptors = sample_descriptors(xy_model, desc)
         scale = (image_hw[0] / self.model_hw[0] + image_hw[1] / self.model_hw[1]) / 2
-        return Features(xy_model, to_original(xy_model, self.model_hw, image_hw), sample_descriptors(xy_model, desc),
-                        scale)
+        return Features(xy_model, to_original(xy_model, self.model_hw, image_hw), descriptors, scale)
 
-    def _match(self, q: Features, r: Features) -> Stage:
-        m = ratio_match(q.descriptors, r.descriptors, self.cfg["matching"]["knn_thresh"])
+    def _match(self, q: Features, r: Features, t: Timer, prefix: str = "") -> Stage:
+        with t(prefix + "matching"):
+            m = ratio_match(q.descriptors, r.descriptors, self.cfg["matching"]["knn_thresh"])
         pq, pr = q.xy[m[:, 0]], r.xy[m[:, 1]]
         h = self.cfg["homography"]
-        hom = self._estimate(pq, pr, h["method"], r.pixel_scale)
-        # LMEDS breaks down below half the matches right; a threshold-based estimator can still
-        # find the consensus. Only a failed estimate is retried, so working pairs are unchanged.
-        if not hom.ok and h["fallback"].upper() not in ("NONE", h["method"].upper()):
-            retry = self._estimate(pq, pr, h["fallback"], r.pixel_scale)
-            if retry.ok:
-                hom = retry
+        with t(prefix + "homography"):
+            hom = self._estimate(pq, pr, h["method"], r.pixel_scale)
+            # LMEDS breaks down below half the matches right; a threshold-based estimator can still
+            # find the consensus. Only a failed estimate is retried, so working pairs are unchanged.
+            if not hom.ok and h["fallback"].upper() not in ("NONE", h["method"].upper()):
+                retry = self._estimate(pq, pr, h["fallback"], r.pixel_scale)
+                if retry.ok:
+                    hom = retry
         return Stage(m, hom)
 
     def _estimate(self, pq: np.ndarray, pr: np.ndarray, method: str, refer_scale: float) -> HomographyResult:
@@ -125,8 +144,8 @@ class Registrar:
         # reproj_threshold is for RANSAC/USAC only (configs/default.yaml): LMEDS keeps OpenCV's
         # default (3 px, as the reference), which sets its inlier mask and hence the inlier rate.
         thresh = None if method.upper() == "LMEDS" else h["reproj_threshold"]
-        return estimate_homography(pq, pr, method, thresh, h["min_matches"],
-                                   refine_scale=h["refine_scale"] * refer_scale)
+        return self.estimator(pq, pr, method, thresh, h["min_matches"],
+                              refine_scale=h["refine_scale"] * refer_scale)
 
     # -- pair ----------------------------------------------------------------------------
     def register_images(self, query: np.ndarray, refer: np.ndarray, timer: Timer | None = None) -> RegistrationResult:
@@ -136,12 +155,10 @@ class Registrar:
             eq, er = pair_map(equalise, query, refer)  # uint8 CLAHE outputs
             batch = np.stack([model_input(eq, self.model_hw), model_input(er, self.model_hw)])[:, None]
         with t("inference"):
-            det, desc = self.stream.infer(batch)
-        with t("keypoints+descriptors"):
-            fq = self._features(det[0], desc[0], eq.shape)
-            fr = self._features(det[1], desc[1], er.shape)
-        with t("matching+homography"):
-            first = self._match(fq, fr)
+            det, desc = self.backend.infer(batch)
+        fq = self._features(det[0], desc[0], eq.shape, t)
+        fr = self._features(det[1], desc[1], er.shape, t)
+        first = self._match(fq, fr, t)
         result = RegistrationResult("registered", None, first.homography.H, fq, fr, first,
                                     seconds=t.seconds, query_size=eq.shape, refer_size=er.shape,
                                     query_equalised=eq, refer_equalised=er)
@@ -169,11 +186,12 @@ class Registrar:
                         t: Timer) -> None:
         h_r, w_r = result.refer_size
         H1 = result.first.homography.H
-        with t("matching trick"):
+        with t("trick_warp"):
             warped = self._warped_query_input(H1, equalised_query, query_input, result.refer_size)
-            det, desc = self.stream.infer(warped[None, None])
-            fw = self._features(det[0], desc[0], (h_r, w_r))
-            second = self._match(fw, result.refer)
+        with t("trick_inference"):
+            det, desc = self.backend.infer(warped[None, None])
+        fw = self._features(det[0], desc[0], (h_r, w_r), t, "trick_")
+        second = self._match(fw, result.refer, t, "trick_")
         result.second, result.warped_query = second, fw
         if second.homography.ok:
             result.H = second.homography.H @ H1
@@ -182,5 +200,5 @@ class Registrar:
     def register_files(self, query_path: Path, refer_path: Path) -> RegistrationResult:
         t = Timer()
         with t("read"):
-            q, r = read_pair(query_path, refer_path)
+            q, r = read_pair(query_path, refer_path, self.cfg["input"]["max_pixels"])
         return self.register_images(q, r, t)

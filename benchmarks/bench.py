@@ -1,7 +1,7 @@
 """Speed benchmark of pair registration: this project's stream pipeline against PyTorch eager.
 
     bash run.sh bench [--runs 5] [--model PATH ...] [--json OUT]
-    PYTHONPATH=python python -m superretina.bench --help
+    python benchmarks/bench.py --help          (with the package installed, e.g. .venv/bin/python)
 
 Pairs: scikit-image's CC0 retina photograph resized to each ``--sizes`` side (default 2912, the
 FIRE size, and 1382); the query is the demo's warp of it (known homography, darker, uneven
@@ -17,15 +17,14 @@ take turns run by run, so that a change of machine load hits both alike:
   then ``result_json`` + ``write_outputs`` (pictures and result.json);
 * ``torch eager``: the same steps done the reference's way on the same weights: cv2 read,
   float64 enhancement, PIL bilinear resize, the PyTorch network (eager, float32), PyTorch
-  simple NMS / grid_sample (tests/reference_torch.py, the plain-PyTorch §2 implementation),
+  simple NMS / grid_sample (benchmarks/reference_torch.py, the plain-PyTorch §2 implementation),
   cv2.BFMatcher 2-NN + ratio test, cv2.findHomography LMEDS, the matching trick (warped query
   alone through the network again, the reference's outputs reused), the same output files.
 
 Reported per stage: median over ``--runs`` runs after ``--warmup`` untimed runs; the ratio is
 torch time / pipeline time (> 1: the pipeline is faster). Stages of the pipeline come from the
-driver's own timer (read, enhance, inference, keypoints+descriptors, matching+homography,
-matching trick); NMS, descriptor sampling, matching, homography and the parts of the matching
-trick are split out by timing the functions the driver calls, in the worker process only.
+driver's own timer (read, enhance, inference, keypoints, descriptors, matching, homography and
+the matching trick's trick_* stages: what result.json reports under ``seconds``).
 "post-processing per image" is (NMS + descriptors + matching + homography) / 2 of the first pass.
 Peak memory is the worker process's own peak resident size (:func:`peak_rss_mb`: VmHWM of
 /proc/self/status, ``ru_maxrss`` where there is none; the whole process: interpreter, runtime,
@@ -47,9 +46,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mxlocal.cpu import physical_cores
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "python") not in sys.path:  # a checkout without the package installed
+    sys.path.insert(1, str(ROOT / "python"))
 
-from .config import DEFAULT_PIPELINE, PROJECT_ROOT
+from mxlocal.cpu import physical_cores  # noqa: E402
+
+from superretina.config import DEFAULT_PIPELINE  # noqa: E402
 
 DEFAULT_SIZES = (2912, 1382)
 JPEG_QUALITY = 95
@@ -82,7 +85,7 @@ def make_bench_pair(size: int, folder: Path) -> dict:
     """Write ``query.jpg`` / ``refer.jpg`` of side ``size`` into ``folder``; returns paths and truth."""
     import cv2
 
-    from .demo import make_pair, retina_bgr
+    from superretina.demo import make_pair, retina_bgr
 
     src = retina_bgr()
     interp = cv2.INTER_AREA if size < src.shape[0] else cv2.INTER_CUBIC
@@ -122,33 +125,27 @@ def baseline_weights(models: list[Path]) -> Path:
     for model in models:
         if model.suffix.lower() in (".onnx", ".pth"):  # a .pt model is TorchScript, not a checkpoint
             return model
-    return PROJECT_ROOT / "model" / "superretina.pth"
+    return ROOT / "model" / "superretina.pth"
 
 
 def default_model(pipeline: Path = DEFAULT_PIPELINE) -> Path:
     """The model the pipeline file points at (model/superretina_bf16.xml for the default pipeline)."""
-    from .stream_client import read_layout
+    from superretina.stream_client import model_file, read_layout
 
-    model = Path(read_layout(pipeline).model_path)
-    return model if model.is_absolute() else (Path(pipeline).parent / model).resolve()
+    return model_file(pipeline, read_layout(pipeline).model_path)
 
 
 def homography_distance(Ha, Hb, pts) -> float:
     """Mean distance (pixels) between the images of ``pts`` under two homographies; inf if one is missing."""
+    from superretina.homography import transform_points
+
     if Ha is None or Hb is None:
         return float("inf")
-    p = np.asarray(pts, np.float64).reshape(-1, 2)
-
-    def apply(H):
-        H = np.asarray(H, np.float64)
-        w = p @ H[2, :2] + H[2, 2]
-        return np.stack([(p @ H[0, :2] + H[0, 2]) / w, (p @ H[1, :2] + H[1, 2]) / w], 1)
-
-    return float(np.linalg.norm(apply(Ha) - apply(Hb), axis=1).mean())
+    return float(np.linalg.norm(transform_points(Ha, pts) - transform_points(Hb, pts), axis=1).mean())
 
 
 def _control_point_error(H, G, pts) -> float:
-    from .demo import control_point_error
+    from superretina.demo import control_point_error
 
     return control_point_error(None if H is None else np.asarray(H), np.asarray(G), np.asarray(pts))
 
@@ -170,19 +167,10 @@ def peak_rss_mb() -> float:
 
 # --------------------------------------------------------------------------- workers
 class _Calls:
-    """Durations of the driver's inner calls, in call order (instrumentation of a worker)."""
+    """Durations of the PyTorch baseline's steps, in call order."""
 
     def __init__(self):
         self.log: dict[str, list[float]] = {}
-
-    def wrap(self, name: str, fn):
-        def timed(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.log.setdefault(name, []).append(time.perf_counter() - t0)
-        return timed
 
     def take(self, name: str, i: int) -> float:
         seq = self.log.get(name, [])
@@ -194,7 +182,7 @@ def _lenient(estimate):
     def lenient(pts_q, pts_r, method="LMEDS", reproj_threshold=None, min_matches=4, **kw):
         import cv2
 
-        from .homography import DEFAULT_THRESHOLDS, METHODS, HomographyResult
+        from superretina.homography import DEFAULT_THRESHOLDS, METHODS, HomographyResult
 
         res = estimate(pts_q, pts_r, method, reproj_threshold, min_matches, **kw)
         if res.ok or len(pts_q) < 4:
@@ -213,8 +201,8 @@ class PipelineSide:
     """The application's driver on one model (runs inside a worker process)."""
 
     def __init__(self, spec: dict):
-        from . import register as reg
-        from .app import open_app
+        from superretina.app import open_app
+        from superretina.homography import estimate_homography
 
         from mxlocal.model_runtime import open_model
 
@@ -225,50 +213,37 @@ class PipelineSide:
         self.app = open_app(spec.get("config"), Path(spec["pipeline"]), "local")
         if spec.get("max_keypoints") is not None:
             self.app.config["keypoints"]["max_keypoints"] = int(spec["max_keypoints"])
-        self.calls = _Calls()
-        # Finer stages than the driver's timer: wrap what register.py calls (this process only).
         if spec.get("no_sanity_checks"):
             # Untrained weights give degenerate first homographies that the driver rejects, and
             # then it skips the matching trick; the reference (no checks) would run it.
-            reg.estimate_homography = _lenient(reg.estimate_homography)
-        for name, attr in (("nms", "detect"), ("descriptors", "sample_descriptors"),
-                           ("matching", "ratio_match"), ("homography", "estimate_homography")):
-            setattr(reg, attr, self.calls.wrap(name, getattr(reg, attr)))
-        self.app.stream.infer = self.calls.wrap("infer", self.app.stream.infer)
+            self.app.registrar.estimator = _lenient(estimate_homography)
         self.out = Path(spec["out"])
 
     def run(self) -> dict:
-        from .image_io import read_pair
-        from .outputs import result_json, write_outputs
-        from .register import Timer
+        from superretina.image_io import read_pair
+        from superretina.outputs import result_json, write_outputs
+        from superretina.registrar import Timer
 
-        self.calls.log.clear()
         t = Timer()
         c0, w0 = time.process_time(), time.perf_counter()
         with t("read"):
             q, r = read_pair(self.spec["query"], self.spec["refer"])
         res = self.app.registrar.register_images(q, r, t)
         with t("outputs"):
-            info = result_json(res, self.spec["query"], self.spec["refer"], str(self.app.model),
-                               str(self.app.pipeline), self.app.runtime)
+            info = result_json(res, self.spec["query"], self.spec["refer"], self.app.provenance)
             write_outputs(res, q, r, self.out, info, self.app.config)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-        s, c = dict(t.seconds), self.calls
-        nms, desc = c.take("nms", 0) + c.take("nms", 1), c.take("descriptors", 0) + c.take("descriptors", 1)
-        match, hom = c.take("matching", 0), c.take("homography", 0)
-        kd = s.get("keypoints+descriptors", nms + desc)
-        mh = s.get("matching+homography", match + hom)
-        trick = s.get("matching trick", 0.0)
-        trick_inf = c.take("infer", 1)
-        trick_post = c.take("nms", 2) + c.take("descriptors", 2) + c.take("matching", 1) + c.take("homography", 1)
+        s = t.seconds
+        trick_post = sum(s.get(f"trick_{k}", 0.0) for k in ("keypoints", "descriptors", "matching", "homography"))
         stages = {
             "read": s.get("read", 0.0), "enhance": s.get("enhance", 0.0), "inference": s.get("inference", 0.0),
-            "nms": nms, "descriptors": kd - nms, "matching": match, "homography": mh - match,
-            "matching trick": trick, "trick.warp": max(trick - trick_inf - trick_post, 0.0) if trick else 0.0,
-            "trick.inference": trick_inf, "trick.post": trick_post, "outputs": s.get("outputs", 0.0),
-            "total": wall, "cpu": cpu,
+            "nms": s.get("keypoints", 0.0), "descriptors": s.get("descriptors", 0.0),
+            "matching": s.get("matching", 0.0), "homography": s.get("homography", 0.0),
+            "trick.warp": s.get("trick_warp", 0.0), "trick.inference": s.get("trick_inference", 0.0),
+            "trick.post": trick_post, "outputs": s.get("outputs", 0.0), "total": wall, "cpu": cpu,
         }
-        stages["post_per_image"] = (stages["nms"] + stages["descriptors"] + match + stages["homography"]) / 2
+        stages["matching trick"] = stages["trick.warp"] + stages["trick.inference"] + trick_post
+        stages["post_per_image"] = (stages["nms"] + stages["descriptors"] + stages["matching"] + stages["homography"]) / 2
         return {"stages": stages, "status": res.status, "H": None if res.H is None else res.H.tolist(),
                 "keypoints": [len(res.query.xy), len(res.refer.xy)], "matches": int(len(res.final.matches)),
                 "inliers": int(res.final.homography.num_inliers)}
@@ -283,15 +258,13 @@ class TorchSide:
     def __init__(self, spec: dict):
         import torch
 
-        from .config import load_config
+        from superretina.config import load_config
 
         self.engine = f"torch {torch.__version__} eager fp32"
 
-        sys.path.insert(0, str(PROJECT_ROOT))  # tests/reference_torch.py: the plain-PyTorch §2
-        try:
-            from tests import reference_torch as ref
-        except ImportError as exc:
-            raise BenchError(f"the PyTorch baseline needs {PROJECT_ROOT / 'tests' / 'reference_torch.py'} ({exc})") from None
+        if str(ROOT / "benchmarks") not in sys.path:  # reference_torch.py: the plain-PyTorch §2, beside this file
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+        import reference_torch as ref
         self.ref, self.torch, self.spec = ref, torch, spec
         torch.set_num_threads(int(spec["threads"]))
         self.cfg = load_config(spec.get("config"))
@@ -390,9 +363,10 @@ class TorchSide:
             second = (fw, m2, H2, mask2)
             t = lap("matching trick", t)
         res = self._result(q, r, eq, er, fq, fr, m, H1, mask, second, H)
-        from .outputs import result_json, write_outputs
+        from superretina.outputs import result_json, write_outputs
 
-        info = result_json(res, self.spec["query"], self.spec["refer"], self.spec["weights"], "torch eager", "torch")
+        info = result_json(res, self.spec["query"], self.spec["refer"],
+                           {"model": self.spec["weights"], "pipeline": "torch eager", "runtime": "torch"})
         write_outputs(res, q, r, self.out, info, self.cfg)
         lap("outputs", t)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
@@ -415,8 +389,8 @@ class TorchSide:
 
     def _result(self, q, r, eq, er, fq, fr, m, H1, mask, second, H):
         """The baseline's outcome as a RegistrationResult, so that it writes the same files."""
-        from .homography import HomographyResult
-        from .register import Features, RegistrationResult, Stage
+        from superretina.homography import HomographyResult
+        from superretina.registrar import Features, RegistrationResult, Stage
 
         def stage(matches, Hm, msk):
             inl = np.zeros(len(matches), bool) if msk is None else msk.ravel().astype(bool)
@@ -446,7 +420,7 @@ def torch_network(path: Path):
     """SuperRetinaNet (eval) with the weights of a float32 ONNX export or a ``{'net': ...}`` checkpoint."""
     import torch
 
-    from .model.network import SuperRetinaNet, infer_widths, load_checkpoint
+    from superretina.model.network import SuperRetinaNet, infer_widths, load_checkpoint
 
     if path.suffix.lower() in (".pth", ".pt"):
         return load_checkpoint(path)
@@ -705,7 +679,7 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
     log = (lambda *a: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    report = {"command": " ".join(["python -m superretina.bench", *(argv if argv is not None else sys.argv[1:])]),
+    report = {"command": " ".join(["python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "threads": args.threads,
               "runs": args.runs, "warmup": args.warmup, "models": [str(m) for m in models],
               "memory_measure": "VmHWM (peak resident size) of each side's worker process (MB)", "sizes": []}

@@ -1,0 +1,30 @@
+"""What produced a result: package version, model file and its sha256, pipeline, runtime, config.
+
+Written into every result.json, so that a result says what made it and results made another
+way are never taken for one another.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from . import __version__
+
+
+def model_sha256(model: Path) -> str:
+    """sha256 of the model's bytes: the file, and for an OpenVINO ``.xml`` its ``.bin`` weights after it."""
+    digest = hashlib.sha256()
+    files = [Path(model)]
+    if files[0].suffix.lower() == ".xml" and files[0].with_suffix(".bin").is_file():
+        files.append(files[0].with_suffix(".bin"))
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def describe(model: Path, pipeline: Path, runtime: str, config: dict) -> dict:
+    """The provenance entries of result.json (``config`` is the effective configuration)."""
+    return {"package_version": __version__, "model": str(model), "model_sha256": model_sha256(model),
+            "pipeline": str(pipeline), "runtime": runtime, "config": config}
