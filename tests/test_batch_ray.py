@@ -57,3 +57,19 @@ def test_ray_engine_matches_local_engine(tmp_path, shared_data):
     finally:
         engine.close()
     assert s2["this_run"]["reused_pairs"] == 3
+
+
+def test_unreachable_cluster_is_one_line(tmp_path):
+    """An --address where no cluster listens is refused at once (Ray alone retries for minutes)."""
+    import socket
+
+    from tests.model_fixtures import assert_one_line_error
+
+    with socket.socket() as s:   # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pairs = tmp_path / "list.csv"
+    pairs.write_text("query,refer\na.jpg,b.jpg\n")
+    proc = run_cli("batch", pairs, "--out", tmp_path / "out", "--engine", "ray", "--address", f"127.0.0.1:{port}",
+                   timeout=120)
+    assert_one_line_error(proc, f"--address 127.0.0.1:{port}", "no Ray cluster answers", "ray start --head")

@@ -25,6 +25,20 @@ def _import_ray():
     return ray
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse at once a HOST:PORT where nothing listens (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # ray://, auto, ...: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise AppError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                       "start one with `ray start --head` (docs/batch.md)") from None
+
+
 class _PairActor:
     """One worker: opens the application once and registers the pairs it is given."""
 
@@ -56,6 +70,8 @@ class RayEngine:
         ray = self._ray = _import_ray()
         address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = not ray.is_initialized()
+        if self._started and address:
+            _check_reachable(address)
         if self._started:
             # Workers import the package the driver runs (its folder first on their PYTHONPATH):
             # a local instance then runs exactly this code, and cluster nodes need it at the same path.
