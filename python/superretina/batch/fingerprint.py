@@ -4,7 +4,8 @@ A row of a resumable run records two keys. ``inputs_sha`` identifies the input f
 path, size and modification time (reading 100,000 pairs' pixels again on every rerun would take
 longer than the rerun may). ``setup_sha`` identifies the method and everything that changes its
 numbers: the resolved configuration (so a YAML file repeating the defaults changes nothing), the
-pipeline file's bytes, the model files' bytes, the runtime and the picture mode. A rerun reuses a
+pipeline file's bytes, the model files' bytes, the runtime, the package version and the
+picture mode. A rerun reuses a
 row only when both keys match.
 """
 from __future__ import annotations
@@ -66,13 +67,16 @@ def app_setup(app, method: str = "superretina", config_file=None, **extra) -> di
     dict
         ``method``, ``config`` (the file named, for people; not keyed) and ``config_sha`` (of the
         resolved configuration), ``pipeline`` and
-        ``pipeline_sha``, ``model`` and ``model_sha``, ``runtime`` and ``extra``'s items.
+        ``pipeline_sha``, ``model`` and ``model_sha``, ``runtime``, ``package_version`` (a new
+        version may compute differently) and ``extra``'s items.
     """
+    from .. import __version__
+
     config = json.dumps(app.config, sort_keys=True).encode()
     model_sha = "+".join(file_sha(str(p)) for p in model_files(app.model))
     return {"method": method, "config": str(config_file) if config_file else "default", "config_sha": _sha(config), "pipeline": str(app.pipeline),
             "pipeline_sha": file_sha(str(app.pipeline)), "model": str(app.model), "model_sha": model_sha,
-            "runtime": app.runtime, **extra}
+            "runtime": app.runtime, "package_version": __version__, **extra}
 
 
 def setup_sha(setup: dict) -> str:
