@@ -5,8 +5,7 @@ path, size and modification time (reading 100,000 pairs' pixels again on every r
 longer than the rerun may). ``setup_sha`` identifies the method and everything that changes its
 numbers: the resolved configuration (so a YAML file repeating the defaults changes nothing), the
 pipeline file's bytes, the model files' bytes, the runtime, the package version and the
-picture mode. A rerun reuses a
-row only when both keys match.
+picture mode. A rerun reuses a row only when both keys match.
 """
 from __future__ import annotations
 
