@@ -12,7 +12,8 @@ PYTHON="${PYTHON:-python3}"
 
 extras=""
 case "${1:-}" in
-  train|export|bench|test) extras="[train,dev]" ;;   # PyTorch and pytest only where needed
+  train|export|bench) extras="[train,dev]" ;;   # PyTorch and pytest only where needed
+  test) extras="[train,dev,cluster]" ;;          # and Ray, for the tests of batch --engine ray
 esac
 
 pip_install() {  # quiet pip; drops its notes about find-links folders this machine's pip config names

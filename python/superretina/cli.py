@@ -6,6 +6,8 @@
     bash run.sh fire DIR [...]        FIRE-protocol batch evaluation (resumable)
     bash run.sh compare DIR [...]     SuperRetina and SIFT on one set, one table
     bash run.sh synth OUT --from ...  synthetic FIRE-format set with known ground truth
+    bash run.sh batch PAIRS.csv --out DIR   register a list of pairs (resumable; --engine ray)
+    bash run.sh report DIR            rebuild DIR/index.html, the browsable report of a run
     bash run.sh train [...]           train weights (needs the train extra)
     bash run.sh export CKPT OUT.onnx  checkpoint → ONNX (pth2onnx); OUT.pt: TorchScript (GPU via PyTorch)
     bash run.sh bench [...]           speed benchmark (source checkout only)
@@ -25,7 +27,7 @@ from pathlib import Path
 from .config import ConfigError
 from .sdk import CHOICES
 
-SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "train", "export", "bench")
+SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "batch", "report", "train", "export", "bench")
 EXIT_OK, EXIT_FAILED_PAIR, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -125,6 +127,16 @@ def cmd_synth(argv) -> int:
     return main(argv)
 
 
+def cmd_batch(argv) -> int:
+    from .batch.cli import main
+    return main(argv)
+
+
+def cmd_report(argv) -> int:
+    from .batch.cli import report_main
+    return report_main(argv)
+
+
 def _torch_command(module: str, what: str, argv) -> int:
     """Run a PyTorch-side command, or say how to install the train extra."""
     import importlib
@@ -171,15 +183,20 @@ def main(argv=None) -> int:
         cmd, rest = "register", argv
     handlers = {"register": cmd_register, "demo": cmd_demo, "fire": cmd_fire,
                 "compare": lambda a: cmd_fire(a, compare_all=True), "synth": cmd_synth,
+                "batch": cmd_batch, "report": cmd_report,
                 "train": cmd_train, "export": cmd_export, "bench": cmd_bench}
     from .app import AppError
+    from .batch.pairs import BatchInputError
+    from .batch.store import StoreError
     from .image_io import ImageReadError
     from .outputs import OutputError
+    from .report.build import ReportError
     from .sdk import RuntimeUnavailable
     from .stream_client import PipelineError
     try:
         return handlers[cmd](rest)
-    except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable) as exc:
+    except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable, BatchInputError,
+            StoreError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. an output folder that cannot be written

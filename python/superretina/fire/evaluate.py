@@ -8,8 +8,12 @@ protocol (``protocol.pair_error``). Files in ``out_dir``:
   loses no finished pair). Columns: pair, category, mean_error, median_error, max_error,
   status (acceptable / inaccurate / failed / error), matches, inliers, inlier_rate, seconds,
   homography (9 space-separated numbers, row-major, query -> reference; empty when none),
-  reason. A rerun skips the pairs already there (``restart=True`` starts afresh); rows with
-  status ``error`` (missing or corrupt file) are retried, since their cause may be fixed.
+  reason, inputs_sha, setup_sha (what produced the row: ``superretina.batch.fingerprint``).
+  Written through the batch command's resumable store (``superretina.batch.store``): a rerun
+  skips the pairs already there with the same input files and setup (``restart=True`` starts
+  afresh); rows with status ``error`` (missing or corrupt file) and rows whose files changed
+  are redone; rows made with another method, config, pipeline or model are refused (StoreError)
+  rather than mixed in. ``run.json`` records the setup.
 - ``summary.json``: counts per category, AUCs, mAUC, failed / inaccurate / acceptable
   percentages, categories present, pairs that could not be evaluated, speed, method name.
 - ``success_curve.png``: fraction of pairs with error < t for t in 0..25 px, one curve per
@@ -26,10 +30,7 @@ Command line (SIFT baseline on a FIRE-layout folder)::
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -39,12 +40,14 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..batch.fingerprint import inputs_sha, setup_sha
+from ..batch.store import ResultStore, check_setup
 from .outcome import RegistrationOutcome
 from .protocol import (AUC_THRESHOLDS, FAILED_ERROR, PairSpec, Summary, list_pairs,
                        load_control_points, pair_error, success_curve, summarise)
 
 CSV_COLUMNS = ["pair", "category", "mean_error", "median_error", "max_error", "status", "matches",
-               "inliers", "inlier_rate", "seconds", "homography", "reason"]
+               "inliers", "inlier_rate", "seconds", "homography", "reason", "inputs_sha", "setup_sha"]
 ROW_STATUSES = ("acceptable", "inaccurate", "failed", "error")
 RegisterFn = Callable[[Path, Path], RegistrationOutcome]
 
@@ -99,14 +102,16 @@ def run_pair(spec: PairSpec, register_fn: RegisterFn) -> dict:
 
 
 # --------------------------------------------------------------------------- pairs.csv
-def _format_row(row: dict) -> list[str]:
+def _format_row(row: dict) -> dict:
     H = row.get("homography")
-    return [row["pair"], row["category"], repr(float(row["mean_error"])),
-            repr(float(row["median_error"])), repr(float(row["max_error"])), row["status"],
-            str(int(row["matches"])), str(int(row["inliers"])), f"{float(row['inlier_rate']):.6f}",
-            f"{float(row['seconds']):.4f}",
-            "" if H is None else " ".join(f"{v:.12g}" for v in np.asarray(H, np.float64).ravel()),
-            " ".join(str(row.get("reason", "") or "").split())]
+    values = [row["pair"], row["category"], repr(float(row["mean_error"])),
+              repr(float(row["median_error"])), repr(float(row["max_error"])), row["status"],
+              str(int(row["matches"])), str(int(row["inliers"])), f"{float(row['inlier_rate']):.6f}",
+              f"{float(row['seconds']):.4f}",
+              "" if H is None else " ".join(f"{v:.12g}" for v in np.asarray(H, np.float64).ravel()),
+              " ".join(str(row.get("reason", "") or "").split()),
+              row.get("inputs_sha", ""), row.get("setup_sha", "")]
+    return dict(zip(CSV_COLUMNS, values))
 
 
 def _parse_row(rec: dict) -> Optional[dict]:
@@ -121,7 +126,8 @@ def _parse_row(rec: dict) -> Optional[dict]:
                 "matches": int(rec["matches"]), "inliers": int(rec["inliers"]),
                 "inlier_rate": float(rec["inlier_rate"]), "seconds": float(rec["seconds"]),
                 "homography": np.float64(hom).reshape(3, 3) if hom else None,
-                "reason": rec["reason"]}
+                "reason": rec["reason"], "inputs_sha": rec.get("inputs_sha", ""),
+                "setup_sha": rec.get("setup_sha", "")}
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -129,50 +135,12 @@ def _parse_row(rec: dict) -> Optional[dict]:
 def read_pairs_csv(path: Union[str, Path]) -> list[dict]:
     """Rows of a ``pairs.csv`` (damaged rows, e.g. a half-written last line, are skipped).
 
-    Raises ValueError when the header is not this module's (an unrelated file).
+    For reading only: files of earlier versions (without inputs_sha and setup_sha) are read too,
+    with those two empty; ``evaluate`` never reuses such rows. Raises StoreError (a ValueError)
+    for an unrelated file.
     """
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):        # the last line was cut by an interruption
-        text = text[: text.rfind("\n") + 1]
-    if not text.strip():
-        return []
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames != CSV_COLUMNS:
-        raise ValueError(f"{path}: not a pairs.csv of this tool (header {reader.fieldnames}); "
-                         "use restart=True (--restart) to overwrite it")
-    rows = []
-    for rec in reader:
-        row = _parse_row(rec)
-        if row is not None:
-            rows.append(row)
-    return rows
-
-
-class _CsvLog:
-    """Append-only pairs.csv: each row flushed and fsynced as soon as it is written."""
-
-    def __init__(self, path: Path, keep: Sequence[dict]):
-        # Rewrite atomically with only the rows kept, so a damaged tail never gets appended to.
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(CSV_COLUMNS)
-            for row in keep:
-                w.writerow(_format_row(row))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        self._f = open(path, "a", newline="", encoding="utf-8")
-        self._w = csv.writer(self._f)
-
-    def write(self, row: dict) -> None:
-        self._w.writerow(_format_row(row))
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
+    raw = ResultStore(Path(path), CSV_COLUMNS[:-2], "pair").load()
+    return [row for row in map(_parse_row, raw.values()) if row is not None]
 
 
 # --------------------------------------------------------------------------- batch
@@ -182,7 +150,7 @@ def _method_name(register_fn: RegisterFn, method: Optional[str]) -> str:
 
 def evaluate(pairs: Sequence[PairSpec], register_fn: RegisterFn, out_dir: Union[str, Path], jobs: int = 1,
              restart: bool = False, progress: bool = True, method: Optional[str] = None,
-             verbose: bool = True) -> Summary:
+             verbose: bool = True, setup: Optional[dict] = None) -> Summary:
     """Register and score every pair, resumably; write pairs.csv, summary.json, success_curve.png.
 
     Parameters
@@ -205,6 +173,10 @@ def evaluate(pairs: Sequence[PairSpec], register_fn: RegisterFn, out_dir: Union[
     verbose : bool
         Print the two summary lines, the set line when the set is not the full FIRE, and the
         pairs that could not be evaluated.
+    setup : dict, optional
+        What produces the rows (method, config, pipeline, model: see
+        ``superretina.batch.fingerprint.app_setup``); recorded in every row. Default:
+        ``register_fn.setup`` when it has one, else ``{"method": <method name>}``.
 
     Returns
     -------
@@ -220,12 +192,26 @@ def evaluate(pairs: Sequence[PairSpec], register_fn: RegisterFn, out_dir: Union[
         raise ValueError("evaluate: empty pair list")
     csv_path = out_dir / "pairs.csv"
     wanted = set(names)
-    kept = []
-    if csv_path.exists() and not restart:
-        kept = [r for r in read_pairs_csv(csv_path) if r["status"] != "error"]
+    setup = setup or getattr(register_fn, "setup", None) or {"method": _method_name(register_fn, method)}
+    key = setup_sha(setup)
+    store = ResultStore(csv_path, CSV_COLUMNS, "pair")
+    raw = {} if restart else store.load()
+    check_setup(raw, setup, out_dir / "run.json", out_dir)
+    inputs = {p.name: inputs_sha(p.query_path, p.refer_path, p.gt_path) for p in pairs}
+    kept = [r for r in map(_parse_row, raw.values())
+            if r is not None and r["status"] != "error" and r["inputs_sha"] == inputs.get(r["pair"], r["inputs_sha"])]
     done = {r["pair"] for r in kept}
     todo = [p for p in pairs if p.name not in done]
-    log = _CsvLog(csv_path, kept)
+    store.open([_format_row(r) for r in kept], CSV_COLUMNS)
+
+    class _Log:  # rows of this run, stamped with what produced them
+        @staticmethod
+        def write(row: dict) -> None:
+            store.write(_format_row({**row, "inputs_sha": inputs[row["pair"]], "setup_sha": key}))
+
+        close = staticmethod(store.close)
+
+    log = _Log()
 
     from tqdm import tqdm
     bar = tqdm(total=len(todo), unit="pair", disable=not progress, desc=_method_name(register_fn, method),
@@ -376,16 +362,24 @@ def compare(pairs: Sequence[PairSpec], methods: Mapping[str, RegisterFn], out_di
 
 # --------------------------------------------------------------------------- command line
 def _sift_factory(args) -> RegisterFn:
+    import cv2
+
     from .sift import make_register_fn
-    return make_register_fn(ratio=args.ratio)
+    fn = make_register_fn(ratio=args.ratio)
+    fn.setup = {"method": "sift", "ratio": args.ratio, "opencv": cv2.__version__}
+    return fn
 
 
 def _superretina_factory(args) -> RegisterFn:
     # Imported here: the SIFT baseline must not need the model or the stream runtime.
     from ..app import open_app
+    from ..batch.fingerprint import app_setup
     from .superretina import make_register_fn
     app = open_app(args.config, args.pipeline, args.runtime)
-    return make_register_fn(app)
+    fn = make_register_fn(app)
+    fn.setup = app_setup(app, "superretina", config_file=args.config)
+    fn.close = app.close  # main closes it: an open stream at exit aborted Ctrl-C with exit 134
+    return fn
 
 
 METHODS = {"superretina": _superretina_factory, "sift": _sift_factory}
@@ -398,7 +392,8 @@ def build_parser(prog: str, compare_all: bool) -> argparse.ArgumentParser:
         description=f"Evaluate {what} on a FIRE-layout folder (the real FIRE or a synthetic set) "
                     "by the FIRE protocol: mean control-point error per pair, Failed/Inaccurate/"
                     "Acceptable, AUC over 1..25 px per category S/P/A and mAUC. Resumable: rerunning "
-                    "skips the pairs already in OUT/pairs.csv.",
+                    "skips the pairs already in OUT/pairs.csv made with the same files and setup, and refuses rows "
+                    "made with another method, config, pipeline or model (--restart discards them).",
         epilog="Real FIRE: download it, unpack it so DIR has Images/ and 'Ground Truth/', then "
                "`bash run.sh fire DIR`. Synthetic sets: `bash run.sh synth OUT --from IMAGES`.")
     ap.add_argument("fire_dir", type=Path, help="folder with Images/ and Ground Truth/")
@@ -426,13 +421,15 @@ def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
         return 2
     label = "compare" if compare_all else args.method
     out = args.out or Path("out") / f"{args.fire_dir.resolve().name}_{label}"
+    fns: dict = {}
     try:
         pairs = list_pairs(args.fire_dir, exclude_p37=not args.keep_p37)
+        for name in (METHODS if compare_all else [args.method]):
+            fns[name] = METHODS[name](args)
         if compare_all:
-            fns = {name: factory(args) for name, factory in METHODS.items()}
             compare(pairs, fns, out, jobs=args.jobs, restart=args.restart, progress=not args.no_progress)
         else:
-            evaluate(pairs, METHODS[args.method](args), out, jobs=args.jobs, restart=args.restart,
+            evaluate(pairs, fns[args.method], out, jobs=args.jobs, restart=args.restart,
                      progress=not args.no_progress, method=args.method)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -440,6 +437,9 @@ def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
     except KeyboardInterrupt:
         print(f"interrupted: finished pairs are kept in {out}; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        for fn in fns.values():  # the stream: waits for the batch in flight, then stops its threads
+            getattr(fn, "close", lambda: None)()
     print(f"results in {out}")
     return 0
 

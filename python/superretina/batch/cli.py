@@ -1,0 +1,85 @@
+"""``bash run.sh batch PAIRS.csv --out DIR`` and ``bash run.sh report DIR``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """PAIRS.csv: a header line with columns query,refer (image paths, relative to the CSV's folder or
+absolute), optionally id (default: the row number; it names OUT/pairs/<id>/) and any other columns
+(carried through to summary.csv). A rerun skips the pairs already finished with the same input files,
+method, config, pipeline and model; a changed setting is refused (--restart discards the old rows).
+Ray: pip install -e '.[cluster]'; --engine ray starts a local Ray instance, or joins a cluster with
+--address HOST:6379 (or $RAY_ADDRESS); images, config, pipeline and model must be at the same paths on
+every node. Exit 0 when every pair was processed (registered or not), 2 for bad input, 130 on Ctrl-C."""
+
+
+def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 description=(
+        "Register every pair of a list, resumably. Writes OUT/pairs/<id>/ (result.json and pictures), "
+        "OUT/summary.csv (one row per pair as it finishes: status, reason, homography h00..h22, "
+        "quality, seconds), OUT/summary.json (counts, rates, timing) and OUT/index.html (a report "
+        "to open in a browser)."))
+    ap.add_argument("pairs", type=Path, help="CSV file of pairs (columns query, refer[, id, ...])")
+    ap.add_argument("--out", type=Path, required=True, help="output folder")
+    ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
+    ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline)")
+    ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (default auto)")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="local (default): pairs in flight through one stream on this machine; "
+                         "ray: a pool of Ray workers (the cluster extra)")
+    ap.add_argument("--jobs", type=int, help="local: pairs in flight (default 2); ray: workers (default: one per CPU)")
+    ap.add_argument("--address", help="Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
+    pics = ap.add_mutually_exclusive_group()
+    pics.add_argument("--no-pictures", action="store_true", help="result.json only, no pictures")
+    pics.add_argument("--thumbnails", action="store_true", help="small pictures only (for the report)")
+    ap.add_argument("--restart", action="store_true", help="discard earlier results in OUT and start again")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .engines import make_engine
+    from .pairs import BatchInputError, read_pairs
+    from .runner import run_batch
+
+    if args.jobs is not None and args.jobs < 1:
+        raise BatchInputError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.out.exists() and not args.out.is_dir():
+        raise BatchInputError(f"{args.out}: --out must be a folder, and this is a file")
+    jobs, extra = read_pairs(args.pairs)
+    pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
+    if args.engine == "ray":  # one-line errors for a bad config/pipeline/model, before any worker starts
+        from ..app import open_app
+        open_app(args.config, args.pipeline, args.runtime).close()
+    engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address)
+    try:
+        s = run_batch(jobs, extra, args.out, engine, pictures, args.restart, not args.no_progress)
+    finally:
+        engine.close()
+    c, r = s["counts"], s["this_run"]
+    print(f"{s['pairs']} pairs: {c['registered']} registered, {c['failed']} failed, {c['error']} error; "
+          f"{r['new_pairs']} processed now, {r['reused_pairs']} reused"
+          + (f"; {r['pairs_per_second']:.2f} pairs/s with {r['workers']} {r['engine']} worker(s)"
+             if r["pairs_per_second"] else ""))
+    print(f"results in {args.out}: summary.csv, summary.json, index.html")
+    return 0
+
+
+def report_main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bash run.sh report", description=(
+        "Rebuild OUT/index.html, the browsable report of a batch or fire run (finished or interrupted): "
+        "counts, success curve (fire), one row per pair with thumbnails, failures first, sortable and "
+        "filterable. Opens from the file system, no server needed."))
+    ap.add_argument("out", type=Path, help="the --out folder of a batch or fire run")
+    args = ap.parse_args(argv)
+    from ..report import build_report
+    page = build_report(args.out)
+    print(f"wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Engines that register a batch's pairs: threads on this machine (local) or Ray actors (ray).
+
+An engine opens the application (once per worker), says which setup it runs (``setup``), and
+``map``s pair jobs to ``(job, PairOutput)`` in the order they finish. ``drain`` hands back the
+pairs still finishing after an interruption (Ctrl-C), so that none of them is lost.
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+from .fingerprint import app_setup
+from .pairs import PairJob
+from .worker import PairOutput, process_pair
+
+DestFn = Callable[[PairJob], Optional[Path]]
+
+
+class LocalEngine:
+    """Pairs in flight through one opened application (one model, one stream) from N threads.
+
+    The stream keeps several batches in flight and the image work releases the GIL, so a few
+    threads keep both the model and the CPU cores busy (``--jobs``).
+    """
+
+    name = "local"
+
+    def __init__(self, config: Path | None, pipeline: Path | None, runtime: str | None, jobs: int = 2):
+        from ..app import open_app
+
+        self.jobs = max(1, int(jobs))
+        self.app = open_app(config, pipeline, runtime)
+        self.config = config
+        self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="superretina-batch")
+        self._inflight: dict = {}
+
+    def setup(self, pictures: str) -> dict:
+        return app_setup(self.app, config_file=self.config, pictures=pictures)
+
+    def map(self, jobs: Iterable[PairJob], pictures: str, dest_for: DestFn) -> Iterator[tuple[PairJob, PairOutput]]:
+        queue = deque(jobs)
+        while queue or self._inflight:
+            while queue and len(self._inflight) < 2 * self.jobs:  # bounded: 100,000 jobs are not 100,000 futures
+                job = queue.popleft()
+                fut = self._pool.submit(process_pair, self.app, job, pictures, dest_for(job))
+                self._inflight[fut] = job
+            done, _ = wait(list(self._inflight), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = self._inflight.pop(fut)
+                yield job, fut.result()
+
+    def drain(self) -> Iterator[tuple[PairJob, PairOutput]]:
+        """After an interruption: the pairs already running, as they finish (none started anew)."""
+        for fut in list(self._inflight):
+            fut.cancel()
+        for fut, job in list(self._inflight.items()):
+            if not fut.cancelled():
+                try:
+                    yield job, fut.result()
+                except Exception:  # noqa: BLE001 - already interrupting; the pair reruns next time
+                    pass
+        self._inflight.clear()
+
+    @property
+    def workers(self) -> int:
+        return self.jobs
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.app.close()
+
+
+def make_engine(name: str, config, pipeline, runtime, jobs: int | None, address: str | None):
+    """The engine called ``name`` ('local' or 'ray'), opened."""
+    if name == "local":
+        return LocalEngine(config, pipeline, runtime, jobs or 2)
+    if name == "ray":
+        from .ray_engine import RayEngine
+        return RayEngine(config, pipeline, runtime, jobs, address)
+    raise ValueError(f"--engine must be local or ray, got {name!r}")

@@ -1,0 +1,90 @@
+"""What produced a result: fingerprints of a pair's inputs and of the run's setup.
+
+A row of a resumable run records two keys. ``inputs_sha`` identifies the input files by resolved
+path, size and modification time (reading 100,000 pairs' pixels again on every rerun would take
+longer than the rerun may). ``setup_sha`` identifies the method and everything that changes its
+numbers: the resolved configuration (so a YAML file repeating the defaults changes nothing), the
+pipeline file's bytes, the model files' bytes, the runtime, the package version and the
+picture mode. A rerun reuses a row only when both keys match.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+
+PATH_KEYS = ("config", "pipeline", "model")   # where things are, for people; their bytes are keyed
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@lru_cache(maxsize=32)
+def file_sha(path: str) -> str:
+    """16-hex-digit SHA-256 of a file's bytes ('missing' when it does not exist)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return "missing"
+    return h.hexdigest()[:16]
+
+
+def inputs_sha(*paths) -> str:
+    """Key of the input files: resolved path, size and mtime (ns) of each ('missing' when absent)."""
+    parts = []
+    for p in paths:
+        p = Path(p).resolve()
+        try:
+            st = os.stat(p)
+            parts.append(f"{p}|{st.st_size}|{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{p}|missing")
+    return _sha("\n".join(parts).encode())
+
+
+def model_files(model: Path) -> list[Path]:
+    """The files a model consists of (an OpenVINO .xml has its weights in the .bin beside it)."""
+    model = Path(model)
+    files = [model]
+    if model.suffix.lower() == ".xml":
+        files.append(model.with_suffix(".bin"))
+    return files
+
+
+def app_setup(app, method: str = "superretina", config_file=None, **extra) -> dict:
+    """Setup description of an opened ``superretina.app.App``: one sha per component.
+
+    Returns
+    -------
+    dict
+        ``method``, ``config`` (the file named, for people; not keyed) and ``config_sha`` (of the
+        resolved configuration), ``pipeline`` and
+        ``pipeline_sha``, ``model`` and ``model_sha``, ``runtime``, ``package_version`` (a new
+        version may compute differently) and ``extra``'s items.
+    """
+    from .. import __version__
+
+    config = json.dumps(app.config, sort_keys=True).encode()
+    model_sha = "+".join(file_sha(str(p)) for p in model_files(app.model))
+    return {"method": method, "config": str(config_file) if config_file else "default", "config_sha": _sha(config), "pipeline": str(app.pipeline),
+            "pipeline_sha": file_sha(str(app.pipeline)), "model": str(app.model), "model_sha": model_sha,
+            "runtime": app.runtime, "package_version": __version__, **extra}
+
+
+def setup_sha(setup: dict) -> str:
+    """Key of a setup description (paths of pipeline and model are not part of it, their bytes are)."""
+    keyed = {k: v for k, v in setup.items() if k not in PATH_KEYS}
+    return _sha(json.dumps(keyed, sort_keys=True, default=str).encode())
+
+
+def setup_differences(old: dict, new: dict) -> list[str]:
+    """Names of the components that differ, e.g. ['config_sha', 'method'] (path-only keys ignored)."""
+    keys = sorted((set(old) | set(new)) - set(PATH_KEYS))
+    return [k for k in keys if old.get(k) != new.get(k)]

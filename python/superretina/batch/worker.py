@@ -1,0 +1,157 @@
+"""Registering one pair of a batch: read, register, write result.json and pictures, make its row.
+
+The same function runs in every engine (threads of the local engine, Ray actors), so the same
+inputs give the same rows whichever engine ran them. A pair that cannot be read or registered
+becomes a row with status ``error`` and its reason; nothing here raises for one bad pair.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .pairs import PairJob
+
+PICTURE_MODES = ("full", "thumbnails", "none")
+THUMB_SIDE = 240            # px, longest side of the report's thumbnails
+THUMBNAILS = {"checkerboard.jpg": "thumb_checkerboard.jpg", "result.jpg": "thumb_result.jpg"}
+H_COLUMNS = [f"h{i}{j}" for i in range(3) for j in range(3)]
+ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "transform", *H_COLUMNS,
+                "keypoints_query", "keypoints_refer", "matches", "inliers", "inlier_rate_pct",
+                "inlier_residual_px", "seconds"])
+
+
+@dataclass
+class PairOutput:
+    """What a worker hands back: the summary row and the pair folder's files.
+
+    ``files`` maps file name → bytes when the worker wrote into a scratch folder (Ray), and is
+    empty when it wrote straight into ``dest`` (local engine).
+    """
+
+    row: dict
+    files: dict = field(default_factory=dict)
+
+
+def _row(job: PairJob, status: str, reason: str, seconds: float) -> dict:
+    row = {c: "" for c in ROW_COLUMNS}
+    row.update(id=job.id, query=job.query_text, refer=job.refer_text, status=status,
+               reason=" ".join(str(reason or "").split()), seconds=f"{seconds:.4f}")
+    return row
+
+
+def inlier_residual_px(info: dict) -> float | None:
+    """Mean distance (reference px) between H·query and refer over the final inlier matches."""
+    H = info.get("homography")
+    m = info["matches"]
+    inl = np.asarray(m["inlier"], bool)
+    if H is None or not inl.any():
+        return None
+    q = np.asarray(m["query_xy"], np.float64)[inl].reshape(-1, 1, 2)
+    r = np.asarray(m["refer_xy"], np.float64)[inl]
+    mapped = cv2.perspectiveTransform(q, np.asarray(H, np.float64)).reshape(-1, 2)
+    return float(np.linalg.norm(mapped - r, axis=1).mean())
+
+
+def row_from_info(job: PairJob, info: dict, seconds: float) -> dict:
+    """Summary row of a registered or failed pair from its result.json content."""
+    row = _row(job, info["status"], info["reason"] or "", seconds)
+    H = info.get("homography")
+    if H is not None:
+        row["transform"] = "homography"
+        for name, v in zip(H_COLUMNS, np.asarray(H, np.float64).ravel()):
+            row[name] = repr(float(v))
+    res = inlier_residual_px(info)
+    row.update(keypoints_query=info["num_keypoints"]["query"], keypoints_refer=info["num_keypoints"]["refer"],
+               matches=info["num_matches"], inliers=info["num_inliers"],
+               inlier_rate_pct=f"{100 * info['inlier_rate']:.3f}",
+               inlier_residual_px="" if res is None else f"{res:.4f}")
+    return row
+
+
+def _pictures_config(cfg: dict, pictures: str) -> dict:
+    if pictures != "none":
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for k in ("match_result", "merged", "checkerboard"):
+        cfg["outputs"][k] = False
+    return cfg
+
+
+def _thumbnails(folder: Path, keep_full: bool) -> None:
+    for full, thumb in THUMBNAILS.items():
+        p = folder / full
+        img = cv2.imread(str(p)) if p.is_file() else None
+        if img is None:
+            continue
+        s = THUMB_SIDE / max(img.shape[:2])
+        small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                           interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / thumb), small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not keep_full:
+            p.unlink()
+    if not keep_full and (folder / "match_result.jpg").is_file():
+        (folder / "match_result.jpg").unlink()
+
+
+def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = None) -> PairOutput:
+    """Register ``job`` with an opened App and write its folder's files.
+
+    Parameters
+    ----------
+    app : superretina.app.App
+        Opened once per worker; thread-safe, so several pairs may be in flight.
+    job : PairJob
+    pictures : {'full', 'thumbnails', 'none'}
+        Full-size pictures plus thumbnails, thumbnails only, or result.json only.
+    dest : Path, optional
+        Folder to write into (emptied first). None: a scratch folder whose files come back as
+        bytes in ``PairOutput.files`` (for workers on other machines).
+
+    Returns
+    -------
+    PairOutput
+        ``row`` has the ``ROW_COLUMNS`` keys; ``seconds`` is the pair's wall time in this worker
+        (reading, registering, pictures).
+    """
+    from ..image_io import ImageReadError, read_pair
+    from ..outputs import result_json, write_outputs
+
+    t0 = time.perf_counter()
+    scratch = None
+    if dest is None:
+        scratch = Path(tempfile.mkdtemp(prefix="superretina-pair-"))
+        folder = scratch
+    else:
+        folder = Path(dest)
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        try:
+            query, refer = read_pair(job.query, job.refer, app.config["input"]["max_pixels"])
+        except (ImageReadError, OSError) as exc:
+            return PairOutput(_row(job, "error", str(exc), time.perf_counter() - t0))
+        try:
+            res = app.registrar.register_images(query, refer)
+            info = result_json(res, job.query, job.refer, app.provenance)
+            info["id"] = job.id
+            info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+            write_outputs(res, query, refer, folder, info, _pictures_config(app.config, pictures))
+            if pictures != "none":
+                _thumbnails(folder, keep_full=pictures == "full")
+        except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
+            shutil.rmtree(folder, ignore_errors=True)
+            return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
+        row = row_from_info(job, info, time.perf_counter() - t0)
+        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if scratch else {}
+        return PairOutput(row, files)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
