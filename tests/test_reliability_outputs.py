@@ -33,7 +33,7 @@ def runs(retina_bgr):
     with open_app(None, None, "local") as app:
         for name, q in (("good", query), ("bad", noise)):
             res = app.registrar.register_images(q, refer)
-            info = result_json(res, f"{name}.png", "refer.png", str(app.model), str(app.pipeline), app.runtime)
+            info = result_json(res, f"{name}.png", "refer.png", app.provenance)
             out[name] = (res, q, refer, info, app.config)
     assert out["good"][0].status == "registered" and out["bad"][0].status == "failed"
     return out
