@@ -32,6 +32,8 @@ def _common(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--runtime", choices=("auto", "ascend", "local"),
                     help="MindX runtime: the real SDK (ascend), this project's stand-in "
                          "(local) or auto (SDK if importable; also $SUPERRETINA_RUNTIME)")
+    ap.add_argument("--transform", choices=("homography", "quadratic", "auto"),
+                    help="transform returned beside the homography (overrides transform.model of the config)")
 
 
 def _check_out(out: Path) -> None:
@@ -46,6 +48,11 @@ def _print_result(info: dict, written: list[Path]) -> None:
     print(f"status: {info['status']}" + (f" ({info['reason']})" if info["reason"] else ""))
     print(f"keypoints: query {info['num_keypoints']['query']}, refer {info['num_keypoints']['refer']}; "
           f"matches {info['num_matches']}, inliers {info['num_inliers']} ({100 * info['inlier_rate']:.1f}%)")
+    from .outputs import quality_line
+    if quality_line(info):
+        hres = info["residuals"]["homography"]
+        print(f"{quality_line(info)} (homography: within 3 px {100 * hres['within_3px']:.0f}%)"
+              + (f"; homography kept: {info['transform_choice']['reason']}" if info["transform_choice"]["reason"] else ""))
     print("seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in info["seconds"].items()))
     for p in written:
         print(f"wrote {p}")
@@ -60,6 +67,8 @@ def _register_and_write(args, query, refer, query_path, refer_path, annotate=Non
     from .outputs import result_json, write_outputs
 
     with open_app(args.config, args.pipeline, args.runtime) as app:
+        if args.transform:
+            app.config["transform"]["model"] = args.transform
         res = app.registrar.register_images(query, refer)
         info = result_json(res, query_path, refer_path, str(app.model), str(app.pipeline), app.runtime)
         if annotate is not None:

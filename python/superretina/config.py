@@ -79,6 +79,9 @@ def load_config(path: str | Path | None = None) -> dict:
     if cfg["homography"]["refine_scale"] < 0:
         raise ConfigError(f"{path or DEFAULT_CONFIG}: homography.refine_scale must be >= 0 (0 = off), "
                           f"got {cfg['homography']['refine_scale']}")
+    if cfg["transform"]["model"] not in ("homography", "quadratic", "auto"):
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: transform.model must be homography, quadratic or auto, "
+                          f"got {cfg['transform']['model']!r}")
     if cfg["matching_trick_warp"] not in ("model", "full"):
         raise ConfigError(f"{path or DEFAULT_CONFIG}: matching_trick_warp must be model or full, "
                           f"got {cfg['matching_trick_warp']!r}")
