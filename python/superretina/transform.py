@@ -494,7 +494,7 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
     try:
         Q, cond = robust_quadratic(q, r, hom.H, scale_px, norm=norm)
     except np.linalg.LinAlgError as exc:
-        return fallback(f"quadratic fit failed ({exc})")
+        return fallback(f"quadratic fit ill-conditioned ({exc})")
     if not (np.isfinite(Q.coeffs).all() and cond <= MAX_CONDITION):
         return fallback(f"quadratic fit ill-conditioned (condition number {cond:.3g} > {MAX_CONDITION:g})")
     # Extrapolation over the whole overlap, not only where the matches are.
