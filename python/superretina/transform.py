@@ -212,7 +212,7 @@ def transform_from_json(d: Union[dict, str, Path]) -> Transform:
             raise ValueError(f"{path}: cannot read a transform ({exc})") from None
     if not isinstance(d, dict):
         raise ValueError(f"transform: expected a JSON object, got {type(d).__name__}")
-    if "transform" in d and "model" not in d:
+    if "transform" in d and "parameters" not in d:         # a result.json
         d = d["transform"]
         if d is None:
             raise ValueError("transform: null (the registration failed)")
