@@ -92,3 +92,18 @@ def test_homography_residuals_grow_with_the_gaze_change_and_a_quadratic_explains
         rows = list(csv.DictReader(f))
     assert [r["pair"] for r in rows] == sorted(meta["pairs"])
     assert all(float(r["best_homography_error_px"]) > 0 for r in rows)
+
+
+def test_training_validation_set_uses_the_eye_model(tmp_path, retina_bgr):
+    pytest.importorskip("torch")
+    import cv2
+
+    from superretina.training.validate import Validator
+
+    src = tmp_path / "held.png"
+    cv2.imwrite(str(src), retina_bgr)
+    set_dir = tmp_path / "valset"
+    make_synthetic_set(set_dir, [src], pairs_per_image=1, size=256, seed=1, progress=False, geometry="homography")
+    Validator([src], {"set_dir": str(set_dir), "size": 256, "pairs_per_image": 1})   # rebuilds the old set
+    meta = json.loads((set_dir / "synthetic.json").read_text())
+    assert meta["geometry"] == "eye" and meta["pairs"]["S01"]["geometry"]["model"] == "eye"
