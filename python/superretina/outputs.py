@@ -10,7 +10,7 @@ import numpy as np
 from . import viz
 from .parallel import run_all
 from .register import RegistrationResult
-from .transform import HomographyTransform, residual_stats
+from .transform import HomographyTransform, inverse_maps, residual_stats
 
 PARALLEL_MAX_PIXELS = 12_000_000
 
@@ -96,8 +96,12 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         if quality_line(info):
             lines.append(quality_line(info))
         jobs.append(lambda: _save(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
-    # The pictures warp with the returned transform (a homography exactly as before).
-    warp = res.H if res.transform is None or res.transform.model == "homography" else res.transform.transform
+    # The pictures warp with the returned transform (a homography exactly as before; another
+    # transform through its inverse maps, computed once for both pictures).
+    warp = res.H
+    if res.H is not None and res.transform is not None and res.transform.model != "homography" \
+            and (o["merged"] or o["checkerboard"]):
+        warp = inverse_maps(res.transform.transform, (res.refer_size[1], res.refer_size[0]))
     if res.H is not None and o["merged"]:
         jobs.append(lambda: _save(out / "result.jpg", viz.merged(res.query_equalised, warp, res.refer_equalised)))
     if res.H is not None and o["checkerboard"]:

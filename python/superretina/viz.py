@@ -65,12 +65,13 @@ def merged(query_equalised: np.ndarray, H, refer_equalised: np.ndarray) -> np.nd
     aligned vessels turn yellow.
 
     Both inputs are the registration's own uint8 CLAHE images (``enhance.equalise``), so the
-    picture costs one single-channel warp. ``H``: a 3x3 homography or a ``transform`` object
-    (a quadratic warps through its inverse maps).
+    picture costs one single-channel warp. ``H``: a 3x3 homography, or for another transform its
+    cv2.remap maps ``(mx, my)`` at the reference's size (``transform.inverse_maps``) or the
+    transform object itself.
     """
     h, w = refer_equalised.shape[:2]
     if not isinstance(H, np.ndarray):
-        mx, my = inverse_maps(H, (w, h))
+        mx, my = H if isinstance(H, tuple) else inverse_maps(H, (w, h))
         warped = cv2.remap(query_equalised, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return cv2.merge([np.zeros_like(refer_equalised), refer_equalised, warped])
     warped = cv2.warpPerspective(query_equalised, H, (w, h), flags=cv2.INTER_LINEAR)
@@ -82,12 +83,12 @@ def checkerboard(query: np.ndarray, H, refer: np.ndarray, tiles: int = 8) -> np.
     vessels at tile edges. Tile (i, j) shows the query when i + j is odd.
 
     Only the query's tiles are warped, each through H followed by a shift to the tile's corner:
-    half the work of warping the whole image, and no full-size warped copy. ``H`` may also be a
-    ``transform`` object (a quadratic: each tile remapped through its inverse maps).
+    half the work of warping the whole image, and no full-size warped copy. ``H`` may also be
+    remap maps ``(mx, my)`` or a transform object, as in :func:`merged` (each tile remapped).
     """
     q, out = _bgr8(query), _bgr8(refer).copy()
     if not isinstance(H, np.ndarray):
-        mx, my = inverse_maps(H, (out.shape[1], out.shape[0]))
+        mx, my = H if isinstance(H, tuple) else inverse_maps(H, (out.shape[1], out.shape[0]))
         for i, (y0, y1) in enumerate(_tile_bounds(out.shape[0], tiles)):
             for j, (x0, x1) in enumerate(_tile_bounds(out.shape[1], tiles)):
                 if (i + j) % 2:
