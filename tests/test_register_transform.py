@@ -30,11 +30,11 @@ def p_pair(retina_bgr):
 
 @pytest.fixture(scope="module")
 def results(app, p_pair):
-    out = {}
+    out, default = {}, app.config["transform"]["model"]
     for model in ("homography", "quadratic"):
         app.config["transform"]["model"] = model
         out[model] = app.registrar.register_images(p_pair["query"], p_pair["reference"])
-    app.config["transform"]["model"] = "homography"
+    app.config["transform"]["model"] = default
     return out
 
 
