@@ -77,8 +77,8 @@ def main(argv=None) -> int:
                 if c.model == "quadratic":
                     chosen = c
             if chosen is not None:
-                size = (res.refer_size[1], res.refer_size[0])
-                rows.append(("warp maps (picture)", median_ms(lambda: inverse_maps(chosen.transform, size),
+                size, qsize = (res.refer_size[1], res.refer_size[0]), (res.query_size[1], res.query_size[0])
+                rows.append(("warp maps (picture)", median_ms(lambda: inverse_maps(chosen.transform, size, qsize),
                                                               max(3, args.runs // 3), 1)))
             for step, ms in rows:
                 print(f"{name:<5} {len(q):>7} {step:<22} {ms:8.2f} {ms / base:13.2f}")

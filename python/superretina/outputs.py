@@ -101,7 +101,8 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
     warp = res.H
     if res.H is not None and res.transform is not None and res.transform.model != "homography" \
             and (o["merged"] or o["checkerboard"]):
-        warp = inverse_maps(res.transform.transform, (res.refer_size[1], res.refer_size[0]))
+        warp = inverse_maps(res.transform.transform, (res.refer_size[1], res.refer_size[0]),
+                            (res.query_size[1], res.query_size[0]))
     if res.H is not None and o["merged"]:
         jobs.append(lambda: _save(out / "result.jpg", viz.merged(res.query_equalised, warp, res.refer_equalised)))
     if res.H is not None and o["checkerboard"]:

@@ -248,15 +248,18 @@ def warp_with_saved_transform(saved: Union[dict, str, Path], image: np.ndarray, 
 
 
 # --------------------------------------------------------------------------- warping
-def inverse_maps(t: Transform, size_wh: tuple[int, int], step: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def inverse_maps(t: Transform, size_wh: tuple[int, int], query_wh: Optional[tuple[int, int]] = None,
+                 step: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """cv2.remap maps (float32, h x w): the query pixel shown at each reference pixel.
 
     The exact inverse (Newton) is computed on a grid every ``step`` pixels, padded by one cell,
     and enlarged bilinearly: the map is smooth (the quadratic's second derivatives are ~1e-5 /px
-    at FIRE size), so the interpolation error is ~step^2 / 8 * 1e-5 px (~3e-4 px at step 16),
-    far below 0.1 px. Where the inverse does not exist the map points far outside (black); next
-    to such places the interpolated map is not meaningful either, which only happens outside the
-    region where the quadratic is one-to-one (guarded by ``choose_transform``).
+    at FIRE size), so the interpolation error is ~step^2 / 8 * 1e-5 px (~1e-3 px at step 32),
+    far below 0.1 px. With ``query_wh``, grid points whose homography start lies far outside the
+    query image (a quarter of its size) are not solved: they show nothing either way. Where
+    there is no inverse the map points far outside (black); next to such places the
+    interpolated map is not meaningful either, which only happens outside the region where
+    the quadratic is one-to-one (guarded by ``choose_transform``).
     """
     w, h = int(size_wh[0]), int(size_wh[1])
     k = int(step)
@@ -266,7 +269,18 @@ def inverse_maps(t: Transform, size_wh: tuple[int, int], step: int = 16) -> tupl
     xs = (k - 1) / 2.0 + (np.arange(nx) - 1) * k
     ys = (k - 1) / 2.0 + (np.arange(ny) - 1) * k
     gx, gy = np.meshgrid(xs, ys)
-    inv = t.inverse(np.stack([gx.ravel(), gy.ravel()], 1))
+    grid = np.stack([gx.ravel(), gy.ravel()], 1)
+    if isinstance(t, HomographyTransform):
+        inv = t.inverse(grid)
+    else:
+        x0 = transform_points(np.linalg.inv(t.homography_approximation()), grid)
+        inv = np.full_like(grid, np.nan)
+        todo = np.isfinite(x0).all(axis=1)
+        if query_wh is not None:
+            mq = 0.25 * max(query_wh)
+            todo &= (x0[:, 0] > -mq) & (x0[:, 0] < query_wh[0] + mq) & (x0[:, 1] > -mq) & (x0[:, 1] < query_wh[1] + mq)
+        if todo.any():
+            inv[todo] = t.inverse(grid[todo], x0=x0[todo], max_iter=12)
     inv = np.where(np.isfinite(inv), inv, -1e5).astype(np.float32)   # far outside: black
     mx = cv2.resize(inv[:, 0].reshape(ny, nx), (nx * k, ny * k), interpolation=cv2.INTER_LINEAR)[k:k + h, k:k + w]
     my = cv2.resize(inv[:, 1].reshape(ny, nx), (nx * k, ny * k), interpolation=cv2.INTER_LINEAR)[k:k + h, k:k + w]
@@ -285,7 +299,7 @@ def warp_image(image: np.ndarray, t: Union[Transform, np.ndarray], size_wh: tupl
         t = HomographyTransform(t)
     if isinstance(t, HomographyTransform):
         return cv2.warpPerspective(image, t.H, tuple(size_wh), flags=interpolation)
-    mx, my = inverse_maps(t, size_wh)
+    mx, my = inverse_maps(t, size_wh, image.shape[1::-1])
     return cv2.remap(image, mx, my, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
