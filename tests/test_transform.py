@@ -133,7 +133,8 @@ def test_quadratic_chosen_on_curved_matches_and_homography_on_flat_ones():
 
 
 @pytest.mark.parametrize("layout,reason", [
-    ("few", "only"), ("collinear", "collinear"), ("clustered", "cover"), ("circle", "ill-conditioned"), ("near-circle", "ill-conditioned")])
+    ("few", "only"), ("collinear", "collinear"), ("clustered", "cover"), ("circle", "ill-conditioned"),
+    ("near-circle", "ill-conditioned")])
 def test_degenerate_matches_fall_back_to_the_homography_with_a_reason(layout, reason):
     rng = np.random.default_rng(3)
     t = _curved()

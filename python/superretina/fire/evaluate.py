@@ -8,9 +8,10 @@ protocol (``protocol.pair_error``). Files in ``out_dir``:
   loses no finished pair). Columns: pair, category, mean_error, median_error, max_error,
   status (acceptable / inaccurate / failed / error), matches, inliers, inlier_rate, seconds,
   homography (9 space-separated numbers, row-major, query -> reference; empty when none),
-  reason, model (the transform scored: homography or quadratic). Files written before the
-  model column are read as homography. A rerun skips the pairs already there (``restart=True`` starts afresh); rows with
-  status ``error`` (missing or corrupt file) are retried, since their cause may be fixed.
+  reason, model (the transform scored: homography or quadratic; files written before this
+  column are read as homography). A rerun skips the pairs already there (``restart=True``
+  starts afresh); rows with status ``error`` (missing or corrupt file) are retried, since
+  their cause may be fixed.
 - ``summary.json``: counts per category, AUCs, mAUC, failed / inaccurate / acceptable
   percentages, categories present, pairs that could not be evaluated, speed, method name.
 - ``success_curve.png``: fraction of pairs with error < t for t in 0..25 px, one curve per

@@ -933,7 +933,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description="Generate a synthetic FIRE-format registration set (Images/, Ground Truth/, "
                     "Masks/, synthetic.json, manifest.csv) from fundus photographs. Each pair: two "
                     "visits of an eye model (curved retina, gaze change; or --geometry homography), "
-                    "photometric change, a lower-resolution second visit; category S = large overlap, P = small overlap (20-50%), "
+                    "photometric change, a lower-resolution second visit; category S = large "
+                    "overlap, P = small overlap (20-50%), "
                     "A = large overlap with lesion-like blobs, blur and illumination change. "
                     "Ground-truth control points are exact under the geometry.",
         epilog="Example: python -m superretina.fire.synth out/synth --from ../shared/data/fundus "
