@@ -93,9 +93,15 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         status = "registered" if res.status == "registered" else f"FAILED: {res.reason}"
         lines = [f"{status}", f"keypoints {len(res.query.xy)} / {len(res.refer.xy)}   "
                  f"matches {len(inl)}   inliers {int(inl.sum())} ({100 * inl.mean() if len(inl) else 0:.0f}%)"]
+        dots = inl
         if quality_line(info):
             lines.append(quality_line(info))
-        jobs.append(lambda: _save(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
+            if res.transform.model != "homography" and len(q):
+                # green = within 3 px of the returned transform, so that a well-registered
+                # small-overlap pair does not look failed by the homography's 3-px inliers
+                dots = np.linalg.norm(res.transform.transform.apply(q) - r, axis=1) <= 3.0
+                lines.append(f"green: within 3 px of the {res.transform.model} transform")
+        jobs.append(lambda: _save(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, dots, lines)))
     # The pictures warp with the returned transform (a homography exactly as before; another
     # transform through its inverse maps, computed once for both pictures).
     warp = res.H
