@@ -12,8 +12,10 @@ from .outcome import RegistrationOutcome
 def _outcome(res, choice, seconds: float) -> RegistrationOutcome:
     st = res.final
     transform = None if choice is None or choice.model == "homography" else choice.transform
+    # a registered pair's reason says why a requested quadratic was not returned (pairs.csv)
+    reason = res.reason or (f"homography kept: {choice.reason}" if choice is not None and choice.reason else "")
     return RegistrationOutcome(
-        status=res.status, reason=res.reason or "", H=res.H, num_matches=len(st.matches),
+        status=res.status, reason=reason, H=res.H, num_matches=len(st.matches),
         num_inliers=st.homography.num_inliers, inlier_rate=st.homography.inlier_rate,
         seconds=seconds, transform=transform)
 
