@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         for m in ("quadratic", "auto"):
             c = reg.choose_transform(res, m)
             print(f"  transform.model {m}: returns {c.model}" + (f" ({c.reason})" if c.reason else "")
-                  + (f"; held-out median {c.held_out}" if c.held_out and not c.reason else ""))
+                  + (f"; held-out score (Cauchy loss) {c.held_out}" if c.held_out and not c.reason else ""))
     return 0
 
 
