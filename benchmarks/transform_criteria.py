@@ -30,6 +30,8 @@ CRITERIA = [("homography", dict(model="homography")),
             ("auto 10 %, cauchy", dict(model="auto", auto_gain=0.10, held_out_score="cauchy")),
             ("quadratic, median, refit H", dict(model="quadratic", held_out_score="median", refit_homography=True)),
             ("quadratic, cauchy, refit H", dict(model="quadratic", held_out_score="cauchy", refit_homography=True)),
+            ("auto 10 %, cauchy, refit H", dict(model="auto", auto_gain=0.10, held_out_score="cauchy",
+                                                refit_homography=True)),
             ("always quadratic", None)]
 
 
