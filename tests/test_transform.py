@@ -182,3 +182,13 @@ def test_fire_protocol_scores_a_quadratic_transform(tmp_path):
     log.close()
     back = read_pairs_csv(tmp_path / "pairs.csv")
     assert back[0]["model"] == "quadratic"
+
+
+def test_pairs_csv_from_before_the_model_column_reads_as_homography(tmp_path):
+    from superretina.fire.evaluate import CSV_COLUMNS
+
+    old = tmp_path / "pairs.csv"
+    old.write_text(",".join(CSV_COLUMNS[:-1]) + "\nS01,S,1.5,1.4,2.0,acceptable,100,60,0.600000,0.5000,"
+                   + " ".join(["1", "0", "0", "0", "1", "0", "0", "0", "1"]) + ",\n")
+    rows = read_pairs_csv(old)
+    assert len(rows) == 1 and rows[0]["model"] == "homography" and rows[0]["mean_error"] == 1.5
