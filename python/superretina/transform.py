@@ -49,6 +49,7 @@ MAX_DEVIATION = 0.03       # of the reference's diagonal: largest |quadratic - h
 JACOBIAN_RATIO = (0.5, 2.0)  # local area scale of the quadratic / the homography's, over the overlap
 HELD_OUT_FOLDS = 5
 IRLS_ITERATIONS = 10
+FOLD_ITERATIONS = 5        # IRLS iterations of the held-out fits (the quadratic and the homography)
 
 
 def _basis(xn: np.ndarray) -> np.ndarray:
@@ -556,12 +557,12 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
         if not test.any():
             continue
         try:
-            a, _ = _irls(B[~test], T[~test], w0[~test], scale_px * sr, IRLS_ITERATIONS)
+            a, _ = _irls(B[~test], T[~test], w0[~test], scale_px * sr, FOLD_ITERATIONS)
         except np.linalg.LinAlgError:
             return fallback("quadratic fit failed on a held-out fold")
         res_q[test] = np.linalg.norm(B[test] @ a - T[test], axis=1) / sr
         if refit_homography:
-            Hf = refine_homography(q[~test], r[~test], hom.H, scale_px, iterations=5)   # starts at the optimum
+            Hf = refine_homography(q[~test], r[~test], hom.H, scale_px, iterations=FOLD_ITERATIONS)
             res_hh[test] = np.linalg.norm(transform_points(Hf, q[test]) - r[test], axis=1)
     held = {"homography": _held_out_score(res_hh, scale_px, held_out_score),
             "quadratic": _held_out_score(res_q, scale_px, held_out_score)}
