@@ -192,3 +192,13 @@ def test_pairs_csv_from_before_the_model_column_reads_as_homography(tmp_path):
                    + " ".join(["1", "0", "0", "0", "1", "0", "0", "0", "1"]) + ",\n")
     rows = read_pairs_csv(old)
     assert len(rows) == 1 and rows[0]["model"] == "homography" and rows[0]["mean_error"] == 1.5
+
+
+def test_bad_transform_model_in_a_config_is_a_one_line_error(tmp_path):
+    from superretina.config import ConfigError, load_config
+
+    bad = tmp_path / "my.yaml"
+    bad.write_text("transform:\n  model: spline\n")
+    with pytest.raises(ConfigError, match=r"my\.yaml: transform\.model must be homography, quadratic or auto"):
+        load_config(bad)
+    assert load_config()["transform"]["model"] == "quadratic"
