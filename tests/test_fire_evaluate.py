@@ -26,7 +26,9 @@ TIMING_FIELDS = ("pairs_per_second", "seconds_per_pair", "method")
 @pytest.fixture(scope="module")
 def fire_set(tmp_path_factory):
     out = tmp_path_factory.mktemp("fire") / "set"
-    make_synthetic_set(out, ["skimage:retina"], pairs_per_image=6, size=SIZE, seed=3, progress=False)
+    # the version-1 geometry: these tests are about the runner, and its oracle uses the true homography
+    make_synthetic_set(out, ["skimage:retina"], pairs_per_image=6, size=SIZE, seed=3, progress=False,
+                       geometry="homography")
     return out
 
 
@@ -214,8 +216,8 @@ def test_pairs_csv_of_an_earlier_version_is_refused(fire_set, tmp_path):
     """A pairs.csv without setup columns cannot prove what made it: refused, --restart discards it."""
     from superretina.batch.store import StoreError
 
-    (tmp_path / "pairs.csv").write_text(",".join(CSV_COLUMNS[:-2]) + "\nS01,S,1.0,1.0,1.0,acceptable,1,1,1.0,0.1,,\n")
-    with pytest.raises(StoreError, match="no inputs_sha, setup_sha column.*--restart"):
+    (tmp_path / "pairs.csv").write_text(",".join(CSV_COLUMNS[: CSV_COLUMNS.index("reason") + 1]) + "\nS01,S,1.0,1.0,1.0,acceptable,1,1,1.0,0.1,,\n")
+    with pytest.raises(StoreError, match="no model, inputs_sha, setup_sha column.*--restart"):
         evaluate(list_pairs(fire_set), _oracle(fire_set), tmp_path, progress=False, method="oracle")
     # Reading it (benchmarks/compare_runs.py on old result folders) still works.
     assert [(r["pair"], r["setup_sha"]) for r in read_pairs_csv(tmp_path / "pairs.csv")] == [("S01", "")]

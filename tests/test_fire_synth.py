@@ -1,4 +1,7 @@
-"""Synthetic FIRE-format sets: layout, determinism, exact ground truth, category overlaps."""
+"""Synthetic FIRE-format sets: layout, determinism, exact ground truth, category overlaps.
+
+These tests run the version-1 homography geometry (``geometry="homography"``); the eye-model
+geometry (the default) is tested in test_eye_model.py."""
 import json
 import os
 import subprocess
@@ -28,7 +31,7 @@ def synth_set(tmp_path_factory):
     # Two sources (the same photograph twice, once mirrored) so that indices >0 are exercised.
     _, retina = load_source("skimage:retina")
     make_synthetic_set(out, ["skimage:retina", np.ascontiguousarray(retina[:, ::-1])],
-                       pairs_per_image=3, size=SIZE, seed=7, progress=False)
+                       pairs_per_image=3, size=SIZE, seed=7, progress=False, geometry="homography")
     return out
 
 
@@ -63,9 +66,11 @@ def test_layout_and_ground_truth_format(synth_set):
 def test_deterministic_per_seed(synth_set, tmp_path):
     _, retina = load_source("skimage:retina")
     srcs = ["skimage:retina", np.ascontiguousarray(retina[:, ::-1])]
-    make_synthetic_set(tmp_path / "same", srcs, pairs_per_image=3, size=SIZE, seed=7, progress=False)
+    make_synthetic_set(tmp_path / "same", srcs, pairs_per_image=3, size=SIZE, seed=7, progress=False,
+                       geometry="homography")
     assert _files(tmp_path / "same") == _files(synth_set)
-    make_synthetic_set(tmp_path / "other", srcs[:1], pairs_per_image=3, size=SIZE, seed=8, progress=False)
+    make_synthetic_set(tmp_path / "other", srcs[:1], pairs_per_image=3, size=SIZE, seed=8, progress=False,
+                       geometry="homography")
     a, b = _files(tmp_path / "other"), _files(synth_set)
     for name in ["Ground Truth/control_points_S01_1_2.txt", "Images/S01_2.jpg", "Images/P01_1.jpg"]:
         assert a[name] != b[name]

@@ -129,7 +129,7 @@ class Registration:
         self.quality: dict = {"num_keypoints_query": info["num_keypoints"]["query"],
                               "num_keypoints_refer": info["num_keypoints"]["refer"],
                               "num_matches": info["num_matches"], "num_inliers": info["num_inliers"],
-                              "inlier_rate": info["inlier_rate"], **info.get("residuals", {})}
+                              "inlier_rate": info["inlier_rate"], **_residuals(info)}
         self.transform = self._transform(info)
 
     def _transform(self, info: dict) -> PairTransform | None:
@@ -171,6 +171,13 @@ class Registration:
         return (f"Registration({self.status}{f': {self.reason}' if self.reason else ''}, "
                 f"{len(self.matches)} matches, {self.quality['num_inliers']} inliers, "
                 f"transform {self.transform.model if self.transform else None})")
+
+
+def _residuals(info: dict) -> dict:
+    """Residuals of the final matches under the returned transform (px; shares of the matches)."""
+    stats = (info.get("residuals") or {}).get("transform") or {}
+    return {"residual_median_px": stats.get("median_px"), "within_3px": stats.get("within_3px"),
+            "within_5px": stats.get("within_5px"), "within_10px": stats.get("within_10px")}
 
 
 def _image(x: ImageLike, name: str, max_pixels: int) -> tuple[np.ndarray, Path | None]:

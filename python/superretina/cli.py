@@ -41,6 +41,19 @@ def _common(ap: argparse.ArgumentParser, default_out: str) -> None:
     ap.add_argument("--runtime", choices=CHOICES,
                     help="MindX runtime: the real SDK (ascend), this project's stand-in "
                          "(local) or auto (SDK if installed in $MX_SDK_HOME; also $SUPERRETINA_RUNTIME)")
+    ap.add_argument("--transform", choices=("homography", "quadratic", "auto"),
+                    help="transform returned beside the homography (overrides transform.model of the config; "
+                         "default quadratic, kept only where it explains held-out matches better)")
+
+
+def _effective_config(args) -> dict:
+    """--config laid over the defaults, with --transform on top; checked before any work."""
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    if args.transform:
+        cfg["transform"]["model"] = args.transform
+    return cfg
 
 
 def pair_folder(query: Path, refer: Path) -> Path:
@@ -49,10 +62,16 @@ def pair_folder(query: Path, refer: Path) -> Path:
 
 
 def _print_result(reg, written: list[Path]) -> None:
-    q = reg.quality
+    from .outputs import quality_line
+
+    q, info = reg.quality, reg.to_json()
     print(f"status: {reg.status}" + (f" ({reg.reason})" if reg.reason else ""))
     print(f"keypoints: query {q['num_keypoints_query']}, refer {q['num_keypoints_refer']}; "
           f"matches {q['num_matches']}, inliers {q['num_inliers']} ({100 * q['inlier_rate']:.1f}%)")
+    if quality_line(info):
+        hres = info["residuals"]["homography"]
+        print(f"{quality_line(info)} (homography: within 3 px {100 * hres['within_3px']:.0f}%)"
+              + (f"; homography kept: {info['transform_choice']['reason']}" if info["transform_choice"]["reason"] else ""))
     print("seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in reg.seconds.items()))
     for p in written:
         print(f"wrote {p}")
@@ -71,13 +90,12 @@ def cmd_register(argv) -> int:
     args = ap.parse_args(argv)
     out = args.out or pair_folder(args.query, args.refer)
     from .api import Session
-    from .config import load_config
     from .image_io import decoder_messages_silenced, read_pair
     from .outputs import prepare_out
 
-    cfg = load_config(args.config)  # settings first: a bad value is reported before any work
+    cfg = _effective_config(args)  # settings first: a bad value is reported before any work
     prepare_out(out)
-    with Session(args.config, args.pipeline, args.runtime) as session:
+    with Session(cfg, args.pipeline, args.runtime) as session:
         with decoder_messages_silenced():  # a corrupt file gets our one error line, not libjpeg's as well
             query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
         reg = session.register(query, refer, paths=(args.query, args.refer))
@@ -95,17 +113,16 @@ def cmd_demo(argv) -> int:
     args = ap.parse_args(argv)
     out = args.out or Path("superretina_demo")
     from .api import Session
-    from .config import load_config
     from .demo import control_point_error, make_pair, retina_bgr
     from .outputs import prepare_out, save_jpeg
 
-    load_config(args.config)
+    cfg = _effective_config(args)
     prepare_out(out)
     refer = retina_bgr()
     query, G, pts = make_pair(refer)
     save_jpeg(out / "demo_query.jpg", query)
     save_jpeg(out / "demo_refer.jpg", refer)
-    with Session(args.config, args.pipeline, args.runtime) as session:
+    with Session(cfg, args.pipeline, args.runtime) as session:
         reg = session.register(query, refer, paths=(out / "demo_query.jpg", out / "demo_refer.jpg"))
         err = control_point_error(reg.homography, G, pts)
         reg.annotate("demo", {"known_homography_refer_to_query": G.tolist(), "mean_control_point_error_px": err})

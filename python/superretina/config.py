@@ -73,6 +73,9 @@ RULES: dict[str, Rule] = {
     "homography.fallback": Rule("choice", choices=("none", "LMEDS", "RANSAC", "USAC_MAGSAC")),
     "homography.min_matches": Rule("int", 4, 100_000),   # a homography needs 4 point pairs
     "homography.refine_scale": Rule("float", 0, 1000),   # 0 = off
+    "transform.model": Rule("choice", choices=("homography", "quadratic", "auto")),
+    "transform.min_matches": Rule("int", 12, 100_000),   # 12 parameters: fewer matches cannot fit it
+    "transform.auto_gain": Rule("float", 0, 1, hi_open=True),
     "use_matching_trick": Rule("bool"),
     "matching_trick_warp": Rule("choice", choices=("model", "full")),
     "outputs.match_result": Rule("bool"),

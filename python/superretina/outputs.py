@@ -20,6 +20,7 @@ import numpy as np
 from . import viz
 from .parallel import run_all
 from .registrar import RegistrationResult
+from .transform import HomographyTransform, inverse_maps, residual_stats
 
 PARALLEL_MAX_PIXELS = 12_000_000
 # What a registration writes into --out; all of them are this run's or absent afterwards.
@@ -122,6 +123,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "refer_size": {"height": res.refer_size[0], "width": res.refer_size[1]},
         "homography": None if res.H is None else res.H.tolist(),
         "homography_direction": "query -> reference, original pixels",
+        **transform_json(res, q, r),
         "keypoints": {"query": res.query.xy.round(2).tolist(), "refer": res.refer.xy.round(2).tolist()},
         "num_keypoints": {"query": len(res.query.xy), "refer": len(res.refer.xy)},
         "matches": {"query_xy": q.round(2).tolist(), "refer_xy": r.round(2).tolist(), "inlier": inl.tolist()},
@@ -131,6 +133,28 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
         **provenance,
     }
+
+
+def transform_json(res: RegistrationResult, q: np.ndarray, r: np.ndarray) -> dict:
+    """``transform`` (the returned model: model, direction, parameters, normalisation), how it was
+    chosen, and the residuals of the final matches under it and under the homography."""
+    if res.transform is None or res.H is None:
+        return {"transform": None, "transform_choice": None, "residuals": None}
+    t = res.transform.transform
+    return {"transform": t.to_json(), "transform_choice": res.transform.to_json(),
+            "residuals": {"transform": residual_stats(t, q, r),
+                          "homography": residual_stats(HomographyTransform(res.H), q, r)}}
+
+
+def quality_line(info: dict) -> str | None:
+    """One line: residuals of the matches under the returned transform (None without one)."""
+    res = info.get("residuals")
+    if not res:
+        return None
+    t = res["transform"]
+    med = "n/a" if t["median_px"] is None else f"{t['median_px']:.2f} px"
+    return (f"{info['transform']['model']}: median residual {med}; within 3/5/10 px "
+            f"{100 * t['within_3px']:.0f}/{100 * t['within_5px']:.0f}/{100 * t['within_10px']:.0f}% of matches")
 
 
 def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info: dict, cfg: dict) -> list[Path]:
@@ -149,13 +173,27 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         status = "registered" if res.status == "registered" else f"FAILED: {res.reason}"
         lines = [f"{status}", f"keypoints {len(res.query.xy)} / {len(res.refer.xy)}   "
                  f"matches {len(inl)}   inliers {int(inl.sum())} ({100 * inl.mean() if len(inl) else 0:.0f}%)"]
-        jobs.append(lambda: save_jpeg(out / "match_result.jpg",
-                                      viz.draw_matches(query_img, refer_img, q, r, inl, lines)))
+        dots = inl
+        if quality_line(info):
+            lines.append(quality_line(info))
+            if res.transform.model != "homography" and len(q):
+                # green = within 3 px of the returned transform, so that a well-registered
+                # small-overlap pair does not look failed by the homography's 3-px inliers
+                dots = np.linalg.norm(res.transform.transform.apply(q) - r, axis=1) <= 3.0
+                lines.append(f"green: within 3 px of the {res.transform.model} transform")
+        jobs.append(lambda: save_jpeg(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, dots, lines)))
+    # The pictures warp with the returned transform (a homography exactly as before; another
+    # transform through its inverse maps, computed once for both pictures).
+    warp = res.H
+    if res.H is not None and res.transform is not None and res.transform.model != "homography" \
+            and (o["merged"] or o["checkerboard"]):
+        warp = inverse_maps(res.transform.transform, (res.refer_size[1], res.refer_size[0]),
+                            (res.query_size[1], res.query_size[0]))
     if res.H is not None and o["merged"]:
-        jobs.append(lambda: save_jpeg(out / "result.jpg", viz.merged(res.query_equalised, res.H, res.refer_equalised)))
+        jobs.append(lambda: save_jpeg(out / "result.jpg", viz.merged(res.query_equalised, warp, res.refer_equalised)))
     if res.H is not None and o["checkerboard"]:
         jobs.append(lambda: save_jpeg(out / "checkerboard.jpg",
-                                  viz.checkerboard(query_img, res.H, refer_img, o["checkerboard_tiles"])))
+                                  viz.checkerboard(query_img, warp, refer_img, o["checkerboard_tiles"])))
     # Side by side up to ~12 MP (FIRE's 2912x2912 is 8.5 MP); larger references draw one picture
     # at a time, since each holds several full-size copies (an 8000x8000 reference: ~200 MB each).
     if refer_img.shape[0] * refer_img.shape[1] <= PARALLEL_MAX_PIXELS:

@@ -3,7 +3,9 @@
 read → enhance → 768x768 pair batch → stream (SuperRetina) → NMS/borders → descriptor sampling
 → ratio matching → homography; then the matching trick: warp the enhanced query with H1, infer
 the warped query alone (the reference's network outputs are reused), match again, H = H2 · H1.
-All coordinates in the result are original-image pixels.
+Last, ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
+the homography (``transform.choose_transform``, fitted to the final matches); the homography
+path above does not depend on it. All coordinates in the result are original-image pixels.
 """
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Callable, Protocol
+
 import cv2
 import numpy as np
-
-from typing import Callable, Protocol
 
 from .descriptors import sample_descriptors
 from .enhance import equalise, gamma, model_input, to_model_input
@@ -24,6 +26,7 @@ from .image_io import read_pair
 from .keypoints import detect, refine_subpixel, to_original
 from .matching import ratio_match
 from .parallel import pair_map
+from .transform import TransformChoice, choose_transform
 
 
 class InferenceBackend(Protocol):
@@ -68,6 +71,7 @@ class RegistrationResult:
     refer_size: tuple = (0, 0)
     query_equalised: np.ndarray | None = None    # uint8 CLAHE images (enhance.equalise), for the pictures
     refer_equalised: np.ndarray | None = None
+    transform: TransformChoice | None = None     # returned transform (transform.model), None if failed
 
     @property
     def final(self) -> Stage:
@@ -167,7 +171,21 @@ class Registrar:
             return result
         if self.cfg["use_matching_trick"]:
             self._matching_trick(result, eq, batch[0, 0], t)
+        with t("transform"):
+            result.transform = self.choose_transform(result)
         return result
+
+    def choose_transform(self, result: RegistrationResult, model: str | None = None) -> TransformChoice:
+        """The transform of ``transform.model`` (or ``model``) for a registered result, fitted to
+        its final matches with the homography refinement's Cauchy scale."""
+        st = result.final
+        q = result.final_query_xy[st.matches[:, 0]]
+        r = result.refer.xy[st.matches[:, 1]]
+        c = self.cfg["transform"]
+        scale = (self.cfg["homography"]["refine_scale"] or 3.0) * result.refer.pixel_scale
+        return choose_transform(model or c["model"], q, r, result.H, scale,
+                                (result.query_size[1], result.query_size[0]),
+                                (result.refer_size[1], result.refer_size[0]), c["min_matches"], c["auto_gain"])
 
     def _warped_query_input(self, H1: np.ndarray, equalised_query: np.ndarray, query_input: np.ndarray,
                             refer_size: tuple) -> np.ndarray:

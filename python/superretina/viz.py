@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from .image_io import to_uint8
+from .transform import inverse_maps
 
 GREEN, RED, WHITE = (80, 220, 80), (60, 60, 230), (255, 255, 255)
 JPEG_MAX_SIDE = 65_000  # JPEG stores sides in 16 bits (65535); OpenCV refuses wider pictures
@@ -77,26 +78,41 @@ def _shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
-def merged(query_equalised: np.ndarray, H: np.ndarray, refer_equalised: np.ndarray) -> np.ndarray:
+def merged(query_equalised: np.ndarray, H, refer_equalised: np.ndarray) -> np.ndarray:
     """The contrast-equalised query warped by H in the red channel, the reference in the green:
     aligned vessels turn yellow.
 
     Both inputs are the registration's own uint8 CLAHE images (``enhance.equalise``), so the
-    picture costs one single-channel warp.
+    picture costs one single-channel warp. ``H``: a 3x3 homography, or for another transform its
+    cv2.remap maps ``(mx, my)`` at the reference's size (``transform.inverse_maps``) or the
+    transform object itself.
     """
     h, w = refer_equalised.shape[:2]
+    if not isinstance(H, np.ndarray):
+        mx, my = H if isinstance(H, tuple) else inverse_maps(H, (w, h))
+        warped = cv2.remap(query_equalised, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return cv2.merge([np.zeros_like(refer_equalised), refer_equalised, warped])
     warped = cv2.warpPerspective(query_equalised, H, (w, h), flags=cv2.INTER_LINEAR)
     return cv2.merge([np.zeros_like(refer_equalised), refer_equalised, warped])
 
 
-def checkerboard(query: np.ndarray, H: np.ndarray, refer: np.ndarray, tiles: int = 8) -> np.ndarray:
+def checkerboard(query: np.ndarray, H, refer: np.ndarray, tiles: int = 8) -> np.ndarray:
     """Alternating tiles of the query warped by H and of the reference; misalignment breaks
     vessels at tile edges. Tile (i, j) shows the query when i + j is odd.
 
     Only the query's tiles are warped, each through H followed by a shift to the tile's corner:
-    half the work of warping the whole image, and no full-size warped copy.
+    half the work of warping the whole image, and no full-size warped copy. ``H`` may also be
+    remap maps ``(mx, my)`` or a transform object, as in :func:`merged` (each tile remapped).
     """
     q, out = _bgr8(query), _bgr8(refer).copy()
+    if not isinstance(H, np.ndarray):
+        mx, my = H if isinstance(H, tuple) else inverse_maps(H, (out.shape[1], out.shape[0]))
+        for i, (y0, y1) in enumerate(_tile_bounds(out.shape[0], tiles)):
+            for j, (x0, x1) in enumerate(_tile_bounds(out.shape[1], tiles)):
+                if (i + j) % 2:
+                    out[y0:y1, x0:x1] = cv2.remap(q, mx[y0:y1, x0:x1], my[y0:y1, x0:x1], cv2.INTER_LINEAR,
+                                                  borderMode=cv2.BORDER_CONSTANT)
+        return out
     for i, (y0, y1) in enumerate(_tile_bounds(out.shape[0], tiles)):
         for j, (x0, x1) in enumerate(_tile_bounds(out.shape[1], tiles)):
             if (i + j) % 2:

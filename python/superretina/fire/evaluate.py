@@ -8,12 +8,13 @@ protocol (``protocol.pair_error``). Files in ``out_dir``:
   loses no finished pair). Columns: pair, category, mean_error, median_error, max_error,
   status (acceptable / inaccurate / failed / error), matches, inliers, inlier_rate, seconds,
   homography (9 space-separated numbers, row-major, query -> reference; empty when none),
-  reason, inputs_sha, setup_sha (what produced the row: ``superretina.batch.fingerprint``).
+  reason, model (the transform scored: homography or quadratic), inputs_sha, setup_sha (what
+  produced the row: ``superretina.batch.fingerprint``).
   Written through the batch command's resumable store (``superretina.batch.store``): a rerun
   skips the pairs already there with the same input files and setup (``restart=True`` starts
   afresh); rows with status ``error`` (missing or corrupt file) and rows whose files changed
-  are redone; rows made with another method, config, pipeline or model are refused (StoreError)
-  rather than mixed in. ``run.json`` records the setup.
+  are redone; rows made with another method, config (transform model included), pipeline or
+  model are refused (StoreError) rather than mixed in. ``run.json`` records the setup.
 - ``summary.json``: counts per category, AUCs, mAUC, failed / inaccurate / acceptable
   percentages, categories present, pairs that could not be evaluated, speed, method name.
 - ``success_curve.png``: fraction of pairs with error < t for t in 0..25 px, one curve per
@@ -47,7 +48,7 @@ from .protocol import (AUC_THRESHOLDS, FAILED_ERROR, PairSpec, Summary, list_pai
                        load_control_points, pair_error, success_curve, summarise)
 
 CSV_COLUMNS = ["pair", "category", "mean_error", "median_error", "max_error", "status", "matches",
-               "inliers", "inlier_rate", "seconds", "homography", "reason", "inputs_sha", "setup_sha"]
+               "inliers", "inlier_rate", "seconds", "homography", "reason", "model", "inputs_sha", "setup_sha"]
 ROW_STATUSES = ("acceptable", "inaccurate", "failed", "error")
 RegisterFn = Callable[[Path, Path], RegistrationOutcome]
 
@@ -57,7 +58,7 @@ def _error_row(spec: PairSpec, reason: str, seconds: float = 0.0) -> dict:
     return {"pair": spec.name, "category": spec.category, "mean_error": FAILED_ERROR,
             "median_error": FAILED_ERROR, "max_error": FAILED_ERROR, "status": "error",
             "matches": 0, "inliers": 0, "inlier_rate": 0.0, "seconds": seconds, "homography": None,
-            "reason": reason}
+            "reason": reason, "model": "homography"}
 
 
 def run_pair(spec: PairSpec, register_fn: RegisterFn) -> dict:
@@ -90,7 +91,7 @@ def run_pair(spec: PairSpec, register_fn: RegisterFn) -> dict:
         row.update(matches=out.num_matches, inliers=out.num_inliers, inlier_rate=out.inlier_rate)
         return row
     H = out.H if out.status == "registered" else None
-    pe = pair_error(H, query_pts, ref_pts, out.inlier_rate)
+    pe = pair_error(H, query_pts, ref_pts, out.inlier_rate, out.transform if H is not None else None)
     reason = out.reason
     if pe.status == "failed" and not reason:
         reason = "no homography" if H is None else f"inlier rate {out.inlier_rate:.3g} < 1e-6"
@@ -98,7 +99,7 @@ def run_pair(spec: PairSpec, register_fn: RegisterFn) -> dict:
             "median_error": pe.median, "max_error": pe.max, "status": pe.status,
             "matches": int(out.num_matches), "inliers": int(out.num_inliers),
             "inlier_rate": float(out.inlier_rate), "seconds": seconds, "homography": H,
-            "reason": reason}
+            "reason": reason, "model": out.model if H is not None else "homography"}
 
 
 # --------------------------------------------------------------------------- pairs.csv
@@ -109,7 +110,7 @@ def _format_row(row: dict) -> dict:
               str(int(row["matches"])), str(int(row["inliers"])), f"{float(row['inlier_rate']):.6f}",
               f"{float(row['seconds']):.4f}",
               "" if H is None else " ".join(f"{v:.12g}" for v in np.asarray(H, np.float64).ravel()),
-              " ".join(str(row.get("reason", "") or "").split()),
+              " ".join(str(row.get("reason", "") or "").split()), row.get("model") or "homography",
               row.get("inputs_sha", ""), row.get("setup_sha", "")]
     return dict(zip(CSV_COLUMNS, values))
 
@@ -117,6 +118,7 @@ def _format_row(row: dict) -> dict:
 def _parse_row(rec: dict) -> Optional[dict]:
     """A pairs.csv record as a row dict, or None when it is damaged."""
     try:
+        rec = {"model": "homography", **rec}    # files from before the model column
         if not rec.get("pair") or rec.get("status") not in ROW_STATUSES or None in rec.values():
             return None
         hom = rec["homography"].split()
@@ -126,8 +128,8 @@ def _parse_row(rec: dict) -> Optional[dict]:
                 "matches": int(rec["matches"]), "inliers": int(rec["inliers"]),
                 "inlier_rate": float(rec["inlier_rate"]), "seconds": float(rec["seconds"]),
                 "homography": np.float64(hom).reshape(3, 3) if hom else None,
-                "reason": rec["reason"], "inputs_sha": rec.get("inputs_sha", ""),
-                "setup_sha": rec.get("setup_sha", "")}
+                "reason": rec["reason"], "model": rec.get("model") or "homography",
+                "inputs_sha": rec.get("inputs_sha", ""), "setup_sha": rec.get("setup_sha", "")}
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -139,7 +141,8 @@ def read_pairs_csv(path: Union[str, Path]) -> list[dict]:
     with those two empty; ``evaluate`` never reuses such rows. Raises StoreError (a ValueError)
     for an unrelated file.
     """
-    raw = ResultStore(Path(path), CSV_COLUMNS[:-2], "pair").load()
+    # Columns up to reason are in every version's file; model, inputs_sha, setup_sha came later.
+    raw = ResultStore(Path(path), CSV_COLUMNS[: CSV_COLUMNS.index("reason") + 1], "pair").load()
     return [row for row in map(_parse_row, raw.values()) if row is not None]
 
 
@@ -267,9 +270,12 @@ def evaluate(pairs: Sequence[PairSpec], register_fn: RegisterFn, out_dir: Union[
     rows = [r for r in read_pairs_csv(csv_path) if r["pair"] in wanted]
     summary = summarise(rows)
     timed = [r["seconds"] for r in rows if r["status"] != "error"]
+    models = {}
+    for r in rows:
+        models[r["model"]] = models.get(r["model"], 0) + 1
     summary = replace(summary, method=_method_name(register_fn, method),
                       pairs_per_second=(n_new / elapsed) if n_new and elapsed > 0 else None,
-                      seconds_per_pair=float(np.mean(timed)) if timed else None)
+                      seconds_per_pair=float(np.mean(timed)) if timed else None, models=models)
     write_summary(summary, out_dir / "summary.json")
     plot_success_curve(rows, summary, out_dir / "success_curve.png")
     if verbose:
@@ -329,12 +335,12 @@ def plot_success_curve(rows: Iterable[Mapping], summary: Summary, path: Union[st
 # --------------------------------------------------------------------------- several methods
 def format_comparison(summaries: Mapping[str, Summary]) -> str:
     """Table: method, failed/inaccurate/acceptable %, S/P/A AUC, mAUC, seconds per pair."""
-    head = f"{'method':<16} {'Failed':>8} {'Inaccurate':>10} {'Acceptable':>10} {'S':>6} {'P':>6} {'A':>6} {'mAUC':>6} {'s/pair':>7}"
+    head = f"{'method':<24} {'Failed':>8} {'Inaccurate':>10} {'Acceptable':>10} {'S':>6} {'P':>6} {'A':>6} {'mAUC':>6} {'s/pair':>7}"
     lines = [head, "-" * len(head)]
     for name, s in summaries.items():
         aucs = [f"{s.auc[c]:6.3f}" if c in s.auc else f"{'n/a':>6}" for c in ("S", "P", "A")]
         spp = f"{s.seconds_per_pair:7.2f}" if s.seconds_per_pair is not None else f"{'n/a':>7}"
-        lines.append(f"{name:<16} {s.failed_pct:7.2f}% {s.inaccurate_pct:9.2f}% {s.acceptable_pct:9.2f}% "
+        lines.append(f"{name:<24} {s.failed_pct:7.2f}% {s.inaccurate_pct:9.2f}% {s.acceptable_pct:9.2f}% "
                      f"{' '.join(aucs)} {s.mauc:6.3f} {spp}")
     return "\n".join(lines)
 
@@ -376,6 +382,8 @@ def _superretina_factory(args) -> RegisterFn:
     from ..batch.fingerprint import app_setup
     from .superretina import make_register_fn
     app = open_app(args.config, args.pipeline, args.runtime)
+    if args.transform:
+        app.config["transform"]["model"] = args.transform  # in the config, so the setup records it
     fn = make_register_fn(app)
     fn.setup = app_setup(app, "superretina", config_file=args.config)
     fn.close = app.close  # main closes it: an open stream at exit aborted Ctrl-C with exit 134
@@ -383,6 +391,22 @@ def _superretina_factory(args) -> RegisterFn:
 
 
 METHODS = {"superretina": _superretina_factory, "sift": _sift_factory}
+# compare: SuperRetina once per pair, scored with each transform model (one row each), then SIFT.
+COMPARE_MODELS = ("homography", "quadratic", "auto")
+
+
+def _compare_methods(args) -> dict:
+    from ..app import open_app
+    from ..batch.fingerprint import app_setup
+    from .superretina import make_register_fns
+    app = open_app(args.config, args.pipeline, args.runtime)
+    fns = {}
+    for m, fn in make_register_fns(app, COMPARE_MODELS).items():
+        fn.setup = app_setup(app, "superretina", config_file=args.config, transform_model=m)
+        fns[f"superretina-{m}"] = fn
+    fns[f"superretina-{COMPARE_MODELS[0]}"].close = app.close  # one app behind all three; closed once
+    fns["sift"] = _sift_factory(args)
+    return fns
 
 
 def build_parser(prog: str, compare_all: bool) -> argparse.ArgumentParser:
@@ -406,6 +430,9 @@ def build_parser(prog: str, compare_all: bool) -> argparse.ArgumentParser:
     ap.add_argument("--keep-p37", action="store_true",
                     help="keep pair P37 of the real FIRE (excluded by the protocol)")
     ap.add_argument("--ratio", type=float, default=0.8, help="SIFT Lowe ratio (default 0.8)")
+    if not compare_all:
+        ap.add_argument("--transform", choices=COMPARE_MODELS,
+                        help="SuperRetina: transform scored (default: transform.model of the config)")
     ap.add_argument("--config", type=Path, help="registration parameters YAML (default configs/default.yaml)")
     ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline)")
     ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (default auto)")
@@ -424,11 +451,11 @@ def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
     fns: dict = {}
     try:
         pairs = list_pairs(args.fire_dir, exclude_p37=not args.keep_p37)
-        for name in (METHODS if compare_all else [args.method]):
-            fns[name] = METHODS[name](args)
         if compare_all:
+            fns = _compare_methods(args)
             compare(pairs, fns, out, jobs=args.jobs, restart=args.restart, progress=not args.no_progress)
         else:
+            fns[args.method] = METHODS[args.method](args)
             evaluate(pairs, fns[args.method], out, jobs=args.jobs, restart=args.restart,
                      progress=not args.no_progress, method=args.method)
     except (FileNotFoundError, ValueError, RuntimeError) as e:

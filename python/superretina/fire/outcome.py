@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -31,6 +31,9 @@ class RegistrationOutcome:
         pair failed when this is below 1e-6.
     seconds : float or None
         Time the method spent on the pair; ``None`` lets the runner use its own wall clock.
+    transform : object with ``apply(points) -> points`` and ``model``, or None
+        The transform the method returns when it is not the homography ``H`` (e.g. a
+        ``transform.QuadraticTransform``): the protocol maps the control points through it.
     """
 
     status: str
@@ -40,6 +43,12 @@ class RegistrationOutcome:
     num_inliers: int = 0
     inlier_rate: float = 0.0
     seconds: Optional[float] = None
+    transform: Any = None
+
+    @property
+    def model(self) -> str:
+        """Name of the transform scored: the transform's ``model``, else ``homography``."""
+        return getattr(self.transform, "model", "homography")
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -103,7 +103,7 @@ class PairError:
 
 
 def pair_error(H_query_to_ref: Optional[np.ndarray], query_pts: np.ndarray, ref_pts: np.ndarray,
-               inlier_rate: float) -> PairError:
+               inlier_rate: float, transform=None) -> PairError:
     """Score one pair by the FIRE protocol.
 
     Parameters
@@ -114,6 +114,9 @@ def pair_error(H_query_to_ref: Optional[np.ndarray], query_pts: np.ndarray, ref_
         Ground-truth positions in the query and the reference (full-resolution pixels).
     inlier_rate : float
         Inliers / matches of the estimate; below 1e-6 the pair is failed, as in the reference.
+    transform : object with ``apply(points (N, 2)) -> (N, 2)``, optional
+        The transform the method returned instead of the homography (e.g. a quadratic): the
+        control points are mapped through it; the failure rules stay those of the homography.
 
     Returns
     -------
@@ -136,7 +139,7 @@ def pair_error(H_query_to_ref: Optional[np.ndarray], query_pts: np.ndarray, ref_
         failed = not np.all(np.isfinite(H))
     if failed:
         return PairError(FAILED_ERROR, FAILED_ERROR, FAILED_ERROR, "failed")
-    mapped = transform_points(H, query_pts)
+    mapped = transform_points(H, query_pts) if transform is None else np.asarray(transform.apply(query_pts), np.float64)
     dist = np.linalg.norm(mapped - ref_pts, axis=1)
     dist = np.where(np.isfinite(dist), np.minimum(dist, FAILED_ERROR), FAILED_ERROR)
     mean, median, mx = float(dist.mean()), float(np.median(dist)), float(dist.max())
@@ -231,6 +234,8 @@ class Summary:
         Says which categories are missing and that the set is not the full FIRE.
     method, pairs_per_second, seconds_per_pair :
         Filled in by the batch runner (None from ``summarise``).
+    models : dict or None
+        Pairs per transform model returned (homography / quadratic), from the batch runner.
     """
 
     n_pairs: int
@@ -250,6 +255,7 @@ class Summary:
     method: Optional[str] = None
     pairs_per_second: Optional[float] = None
     seconds_per_pair: Optional[float] = None
+    models: Optional[dict] = None
 
     def summary_lines(self) -> list[str]:
         """The reference's two report lines, e.g.

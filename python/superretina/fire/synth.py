@@ -1,32 +1,44 @@
 """Synthetic FIRE-format registration sets with exact ground truth.
 
 Each source fundus photograph is first placed in a ``size`` x ``size`` *canvas* (the fundus
-scaled to fill it, black surround kept). Both visits of a pair are renderings of that canvas:
+scaled to fill it, black surround kept). Both visits of a pair are renderings of that canvas,
+by one of two geometries (``geometry=``, ``--geometry``):
 
-- reference (``<C><NN>_1.jpg``): canvas under a mild homography ``A`` (canvas -> reference);
-- query (``<C><NN>_2.jpg``): query pixel ``y`` shows canvas point ``B^-1(y + d(y))``, where
-  ``B`` is a homography (canvas -> query) and ``d`` a smooth low-frequency displacement field
-  (a few pixels at 2912 px, scaled with the size) that no homography explains.
+- ``eye`` (default, ``eye_model.py``): the canvas is the view of the unturned eye; each visit
+  turns the eye about the centre of a spherical retina (gaze change) and photographs it from a
+  nodal point inside the globe, with camera roll, zoom and shift. Parallax on the curved
+  retina makes the mapping between visits something no homography explains, growing with the
+  gaze change as on real FIRE pairs: the best homography through the true correspondences
+  leaves ~1-2 px on S and A pairs and ~5-10 px on P pairs at 2912 px (parameters and why:
+  ``EYE_MODEL``, ``EYE_VISITS``; docs/registration-models.md). Both point maps are closed
+  form.
+- ``homography`` (the generator's version-1 geometry): reference = canvas under a mild
+  homography ``A``; query pixel ``y`` shows canvas point ``B^-1(y + d(y))``, ``B`` a homography
+  and ``d`` a smooth low-frequency displacement field (a few pixels at 2912 px); the best
+  homography leaves ~1 px.
 
 Ground truth: ten canvas points ``p`` inside the fundus and inside the overlap of both visits
-(on vessel-like pixels, spread by farthest-point sampling); ``x_ref = A p`` exactly, and
-``x_query`` solves ``B^-1(y + d(y)) = p`` by fixed-point iteration ``y <- B p - d(y)``, checked
-to round-trip within 0.05 px (in practice 1e-9). Both visits are then seen through the same
+(on vessel-like pixels, spread by farthest-point sampling); ``x_ref`` and ``x_query`` are their
+images under the pair's exact maps (the homography geometry inverts its field by fixed-point
+iteration), checked to round-trip within 0.05 px. Both visits are then seen through the same
 circular camera aperture (``Masks/mask.png``) and get photometric changes (gamma, brightness,
 colour balance, illumination, noise); the query is rendered at lower resolution (downscale
 by 0.5-0.8 and back) and saved with lower JPEG quality.
 
 Categories: S large overlap (>= 75 %), small motion; P small overlap (20-50 %, big
-translation); A large overlap with strong appearance change (exudate-like and haemorrhage-like
-blobs, blur, vignetting and illumination gradient, contrast change). Overlap = fraction of the
-reference's visible fundus that the query also shows.
+gaze change / translation); A large overlap with strong appearance change (exudate-like and
+haemorrhage-like blobs, blur, vignetting and illumination gradient, contrast change).
+Overlap = fraction of the reference's visible fundus that the query also shows.
 
 Everything is deterministic per seed: pair ``j`` of source ``i`` draws from
-``numpy.random.default_rng([seed, i, j])``. ``synthetic.json`` records the seed, the sources
-and, per pair, the exact geometry (``PairGeometry.to_dict``), the true homography
-query -> reference (``A B^-1``), the overlap, the photometric parameters and two error
-floors: the control-point error of the true homography and of the best homography fitted to
-dense correspondences (what the non-rigid field costs a perfect homography method).
+``numpy.random.default_rng([seed, i, j])``. ``synthetic.json`` records the seed, the geometry,
+the sources and, per pair, the exact geometry (``to_dict``), the overlap, the photometric
+parameters and the error floors (mean control-point error): the best homography fitted to
+dense correspondences of the overlap (``best_homography_error_px``, also its matrix
+``H_query_to_reference_best``), the least-squares homography through the ten control points
+themselves (``cp_homography_error_px``, how the residual is measured on real FIRE pairs) and
+the best quadratic transform on dense correspondences (``best_quadratic_error_px``).
+``manifest.csv`` lists those per pair (one row each) for a quick look.
 
 Command line: ``python -m superretina.fire.synth OUT --from IMAGE_OR_FOLDER ...`` (see --help).
 """
@@ -45,10 +57,12 @@ import cv2
 import numpy as np
 
 from .fov import fov_mask
+from .eye_model import EyeModel, EyePairGeometry, Visit
 from ..homography import transform_points
 from .protocol import SYNTH_MARKER, PairSpec, list_pairs
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2     # 2: eye-model geometry (default), manifest.csv, floors per pair
+GEOMETRIES = ("eye", "homography")
 FIRE_SIZE = 2912
 CANVAS_FILL = 0.97        # fundus extent / canvas side
 APERTURE_FILL = 0.985     # camera aperture diameter / image side
@@ -69,6 +83,23 @@ CATEGORY_PARAMS = {
               overlap=(0.20, 0.50), overlap_target=(0.25, 0.45)),
     "A": dict(rot_deg=8.0, scale=(0.94, 1.06), shift=0.06, persp=0.02, field_px=(3.0, 6.0),
               overlap=(0.75, 1.0)),
+}
+
+# Eye model (geometry "eye"). nodal_offset: nodal point in front of the sphere's centre, in globe
+# radii (anatomy: ~5-6 mm of a ~12 mm radius; 0.4 puts the best-homography residual of the
+# gaze changes below on FIRE's measured values: S ~1.3 px, P ~8 px at 2912 px); fov_deg: FIRE's
+# 45-degree camera, spanning the fundus disc (CANVAS_FILL of the canvas).
+EYE_MODEL = dict(nodal_offset=0.4, fov_deg=45.0)
+# Visits. gaze: range of the eye's turn (degrees) or None = bisected to hit overlap_target;
+# roll_deg: +- camera roll; zoom: range; shift: +- camera shift per axis (fraction of the size).
+# S/A gaze 2-5 deg: overlap ~0.9-0.97, best homography ~1-2 px; P: the gaze (~30-40 deg) that
+# gives 25-45 % overlap, best homography ~8 px (docs/registration-models.md, calibration table).
+EYE_REFERENCE = dict(gaze=(0.0, 1.5), roll_deg=3.0, zoom=(0.97, 1.03), shift=0.02)
+EYE_CATEGORY = {
+    "S": dict(gaze=(2.0, 5.0), roll_deg=10.0, zoom=(0.92, 1.08), shift=0.04, overlap=(0.75, 1.0)),
+    "P": dict(gaze=None, roll_deg=10.0, zoom=(0.92, 1.08), shift=0.02, overlap=(0.20, 0.50),
+              overlap_target=(0.25, 0.45), max_gaze=60.0),
+    "A": dict(gaze=(2.0, 5.0), roll_deg=8.0, zoom=(0.94, 1.06), shift=0.03, overlap=(0.75, 1.0)),
 }
 
 
@@ -194,6 +225,10 @@ class PairGeometry:
                 break
         return y
 
+    def query_to_reference(self, pts: np.ndarray) -> np.ndarray:
+        """The true correspondence: query pixels (N, 2) -> reference pixels (N, 2)."""
+        return self.canvas_to_reference(self.query_to_canvas(pts))
+
     def true_homography(self) -> np.ndarray:
         """Query -> reference homography without the field: ``A B^-1`` (normalised)."""
         H = self.A @ np.linalg.inv(self.B)
@@ -235,13 +270,18 @@ class PairGeometry:
         return out
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "A_canvas_to_reference": self.A.tolist(),
+        return {"model": "homography", "size": self.size, "A_canvas_to_reference": self.A.tolist(),
                 "B_canvas_to_query": self.B.tolist(), "field": self.field.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PairGeometry":
         return cls(int(d["size"]), np.asarray(d["A_canvas_to_reference"], np.float64),
                    np.asarray(d["B_canvas_to_query"], np.float64), SmoothField.from_dict(d["field"]))
+
+
+def geometry_from_dict(d: dict):
+    """A pair geometry read back from synthetic.json (``EyePairGeometry`` or ``PairGeometry``)."""
+    return EyePairGeometry.from_dict(d) if d.get("model") == "eye" else PairGeometry.from_dict(d)
 
 
 def random_homography(rng: np.random.Generator, size: int, rot_deg: float, scale: tuple,
@@ -336,9 +376,52 @@ def overlap_fraction(geom: PairGeometry, placement: Placement, n: int = 128) -> 
     return float(in_both.sum() / max(1, in_ref.sum()))
 
 
+def _random_visit(rng: np.random.Generator, size: int, prm: dict, gaze_deg: Optional[float] = None) -> Visit:
+    """A visit drawn from ``prm`` (an ``EYE_REFERENCE`` / ``EYE_CATEGORY`` entry)."""
+    gaze = rng.uniform(*prm["gaze"]) if gaze_deg is None else gaze_deg
+    return Visit(float(gaze), float(rng.uniform(0.0, 360.0)), float(rng.uniform(-prm["roll_deg"], prm["roll_deg"])),
+                 float(rng.uniform(*prm["zoom"])), tuple(float(v) for v in rng.uniform(-1, 1, 2) * prm["shift"] * size))
+
+
+def sample_eye_geometry(rng: np.random.Generator, category: str, size: int, placement: Placement,
+                        max_tries: int = 50) -> tuple[EyePairGeometry, float]:
+    """Draw an eye-model pair of the category whose overlap is in the category's range.
+
+    P pairs: the query's roll/zoom/shift and gaze direction are drawn, then the gaze angle is
+    bisected to hit a target overlap. Returns the geometry and its overlap fraction.
+    """
+    prm = EYE_CATEGORY[category]
+    lo, hi = prm["overlap"]
+    eye = EyeModel(int(size), EYE_MODEL["nodal_offset"], EYE_MODEL["fov_deg"], CANVAS_FILL * size)
+    for _ in range(max_tries):
+        ref = _random_visit(rng, size, EYE_REFERENCE)
+        if prm["gaze"] is not None:
+            geom = EyePairGeometry(eye, ref, _random_visit(rng, size, prm))
+        else:
+            target = rng.uniform(*prm["overlap_target"])
+            qv = _random_visit(rng, size, {**prm, "gaze": (0.0, 0.0)})
+
+            def make(g: float) -> EyePairGeometry:
+                return EyePairGeometry(eye, ref, Visit(g, qv.gaze_direction_deg, qv.roll_deg, qv.zoom, qv.shift))
+
+            a, b = 0.0, prm["max_gaze"]
+            for _ in range(20):
+                mid = (a + b) / 2
+                if overlap_fraction(make(mid), placement, n=64) > target:
+                    a = mid
+                else:
+                    b = mid
+            geom = make((a + b) / 2)
+        ov = overlap_fraction(geom, placement)
+        if lo <= ov <= hi:
+            return geom, ov
+    raise RuntimeError(f"could not draw a category-{category} geometry with overlap in "
+                       f"[{lo}, {hi}] after {max_tries} tries (is the source's fundus tiny?)")
+
+
 def sample_geometry(rng: np.random.Generator, category: str, size: int, placement: Placement,
                     max_tries: int = 50) -> tuple[PairGeometry, float]:
-    """Draw a pair geometry of the category whose overlap is in the category's range.
+    """Draw a homography-geometry pair of the category whose overlap is in the category's range.
 
     Returns the geometry and its overlap fraction.
     """
@@ -447,21 +530,39 @@ def ground_truth(geom: PairGeometry, ref_pts: np.ndarray) -> tuple[np.ndarray, n
     return canvas, query
 
 
-def homography_floors(geom: PairGeometry, placement: Placement, ref_pts: np.ndarray,
-                      query_pts: np.ndarray) -> dict:
-    """Control-point error (mean px) of the true homography ``A B^-1`` and of the best
-    homography fitted to dense overlap correspondences: the error a perfect homography method
-    still makes because of the non-rigid field."""
+def homography_floors(geom, placement: Placement, ref_pts: np.ndarray, query_pts: np.ndarray) -> dict:
+    """Error floors of a pair (mean control-point error, px) from its exact correspondences.
+
+    ``best_homography_error_px``: the least-squares homography through dense correspondences of
+    the overlap (its matrix: ``H_query_to_reference_best``), i.e. what a perfect homography
+    method still makes; ``cp_homography_error_px``: the least-squares homography through the ten
+    control points themselves (how real FIRE pairs are measured); ``best_quadratic_error_px``:
+    the least-squares quadratic on the dense correspondences; ``true_homography_error_px``: the
+    generating homography ``A B^-1`` (homography geometry only, else None).
+    """
+    from ..transform import fit_quadratic   # the registration's own quadratic
+
     canvas = _canvas_grid(geom.size, 48)
     _, both = visibility(geom, placement, canvas)
     c = canvas[both]
-    H_fit, _ = cv2.findHomography(geom.canvas_to_query(c), geom.canvas_to_reference(c), 0)
+    dq, dr = geom.canvas_to_query(c), geom.canvas_to_reference(c)
+    H_fit, _ = cv2.findHomography(dq, dr, 0)
+    H_cp, _ = cv2.findHomography(query_pts, ref_pts, 0)
 
-    def mean_err(H):
-        return float(np.mean(np.hypot(*(_h(H, query_pts) - ref_pts).T)))
+    def mean_err(mapped):
+        return float(np.mean(np.hypot(*(mapped - ref_pts).T)))
 
-    return {"true_homography_error_px": mean_err(geom.true_homography()),
-            "best_homography_error_px": mean_err(H_fit) if H_fit is not None else None}
+    try:
+        Q, _ = fit_quadratic(dq, dr)
+        quad = mean_err(Q.apply(query_pts))
+    except np.linalg.LinAlgError:
+        quad = None
+    return {"true_homography_error_px": (mean_err(_h(geom.true_homography(), query_pts))
+                                         if isinstance(geom, PairGeometry) else None),
+            "best_homography_error_px": mean_err(_h(H_fit, query_pts)) if H_fit is not None else None,
+            "cp_homography_error_px": mean_err(_h(H_cp, query_pts)) if H_cp is not None else None,
+            "best_quadratic_error_px": quad,
+            "H_query_to_reference_best": None if H_fit is None else (H_fit / H_fit[2, 2]).tolist()}
 
 
 # --------------------------------------------------------------------------- appearance
@@ -594,16 +695,23 @@ def _write_jpeg(path: Path, img: np.ndarray, quality: int) -> None:
 
 
 # --------------------------------------------------------------------------- one pair / set
-def make_pair(rng: np.random.Generator, placement: Placement, category: str, size: int) -> dict:
+def make_pair(rng: np.random.Generator, placement: Placement, category: str, size: int,
+              geometry: str = "eye") -> dict:
     """Render one pair. Returns dict with 'reference', 'query' (uint8 BGR), 'ref_pts',
     'query_pts' (10, 2) and 'record' (JSON-ready parameters)."""
-    geom, overlap = sample_geometry(rng, category, size, placement)
+    if geometry == "eye":
+        geom, overlap = sample_eye_geometry(rng, category, size, placement)
+    elif geometry == "homography":
+        geom, overlap = sample_geometry(rng, category, size, placement)
+    else:
+        raise ValueError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
     S = placement.image_to_canvas
     aperture = aperture_mask(size)
     fov_u8 = placement.fov.astype(np.uint8) * 255
+    # Visit by visit: the eye geometry caches one visit's remap maps at a time.
     ref_clean = geom.render_reference(placement.image, S, cv2.INTER_CUBIC)
-    qry_clean = geom.render_query(placement.image, S, cv2.INTER_CUBIC)
     ref_vis = (geom.render_reference(fov_u8, S) >= 128).astype(np.float32) * aperture
+    qry_clean = geom.render_query(placement.image, S, cv2.INTER_CUBIC)
     qry_vis = (geom.render_query(fov_u8, S) >= 128).astype(np.float32) * aperture
 
     ref_pts = choose_control_points(rng, geom, placement, ref_clean)
@@ -617,13 +725,17 @@ def make_pair(rng: np.random.Generator, placement: Placement, category: str, siz
         "category": category,
         "overlap": overlap,
         "geometry": geom.to_dict(),
-        "H_query_to_reference_true": geom.true_homography().tolist(),
-        "field_peak_px": float(np.abs(geom.field.coeffs).sum(axis=1).max()),
         "canvas_points": canvas_pts.tolist(),
         **homography_floors(geom, placement, ref_pts, query_pts),
         "reference_appearance": {**ref_prm, "lesions": ref_lesions},
         "query_appearance": {**qry_prm, "lesions": qry_lesions},
     }
+    if isinstance(geom, PairGeometry):
+        record["H_query_to_reference_true"] = geom.true_homography().tolist()
+        record["field_peak_px"] = float(np.abs(geom.field.coeffs).sum(axis=1).max())
+    else:
+        rel = geom.query.rotation @ geom.reference.rotation.T     # eye turn between the visits
+        record["gaze_change_deg"] = float(np.degrees(np.arccos(np.clip((np.trace(rel) - 1) / 2, -1, 1))))
     return {"reference": reference, "query": query, "ref_pts": ref_pts, "query_pts": query_pts,
             "record": record}
 
@@ -659,7 +771,8 @@ def load_source(src: SourceLike) -> tuple[str, np.ndarray]:
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    parts = [out_dir / "Images", out_dir / "Ground Truth", out_dir / "Masks", out_dir / SYNTH_MARKER]
+    parts = [out_dir / "Images", out_dir / "Ground Truth", out_dir / "Masks", out_dir / SYNTH_MARKER,
+             out_dir / "manifest.csv"]
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out_dir}: not empty (pass overwrite=True / --overwrite to replace "
@@ -675,7 +788,7 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 def make_synthetic_set(out_dir: Union[str, Path], sources: Sequence[SourceLike], pairs_per_image: int = 3,
                        size: int = FIRE_SIZE, seed: int = 0, categories: Sequence[str] = ("S", "P", "A"),
-                       overwrite: bool = False, progress: bool = True) -> list[PairSpec]:
+                       overwrite: bool = False, progress: bool = True, geometry: str = "eye") -> list[PairSpec]:
     """Write a FIRE-layout synthetic set.
 
     Parameters
@@ -695,6 +808,9 @@ def make_synthetic_set(out_dir: Union[str, Path], sources: Sequence[SourceLike],
         Categories cycled over the global pair index (source-major); repeat a letter to
         weight it, e.g. ``('S', 'S', 'P', 'A')``.
     overwrite, progress : bool
+    geometry : str
+        ``eye`` (default: the eye model) or ``homography`` (version-1 geometry), see the module
+        docstring.
 
     Returns
     -------
@@ -703,7 +819,8 @@ def make_synthetic_set(out_dir: Union[str, Path], sources: Sequence[SourceLike],
 
     Files: ``Images/<C><NN>_1.jpg`` (reference), ``Images/<C><NN>_2.jpg`` (query),
     ``Ground Truth/control_points_<C><NN>_1_2.txt`` (10 rows ``x_ref y_ref x_query y_query``),
-    ``Masks/mask.png`` (aperture) and ``synthetic.json`` (written first with
+    ``Masks/mask.png`` (aperture), ``manifest.csv`` (per pair: category, overlap, gaze change,
+    error floors) and ``synthetic.json`` (written first with
     ``"complete": false``, rewritten at the end; it also marks the set as synthetic, so that
     ``list_pairs`` keeps a pair named P37).
     """
@@ -718,8 +835,13 @@ def make_synthetic_set(out_dir: Union[str, Path], sources: Sequence[SourceLike],
         raise ValueError("size must be at least 128 px")
     if not sources:
         raise ValueError("no source images given")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
     _prepare_out_dir(out_dir, overwrite)
     meta = {"generator": "superretina.fire.synth", "version": GENERATOR_VERSION, "complete": False,
+            "geometry": geometry,
+            **({"eye_model": EYE_MODEL, "eye_reference_visit": EYE_REFERENCE, "eye_categories": EYE_CATEGORY}
+               if geometry == "eye" else {}),
             "seed": int(seed), "size": int(size), "pairs_per_image": int(pairs_per_image),
             "categories": list(categories), "sources": [], "pairs": {}}
     marker = out_dir / SYNTH_MARKER
@@ -749,7 +871,7 @@ def make_synthetic_set(out_dir: Union[str, Path], sources: Sequence[SourceLike],
             counters[cat] += 1
             pair_name = f"{cat}{counters[cat]:02d}"
             rng = np.random.default_rng([int(seed), si, j])
-            pair = make_pair(rng, placement, cat, size)
+            pair = make_pair(rng, placement, cat, size, geometry)
             q1 = pair["record"]["reference_appearance"]["jpeg_quality"]
             q2 = pair["record"]["query_appearance"]["jpeg_quality"]
             _write_jpeg(out_dir / "Images" / f"{pair_name}_1.jpg", pair["reference"], q1)
@@ -764,7 +886,25 @@ def make_synthetic_set(out_dir: Union[str, Path], sources: Sequence[SourceLike],
         bar.close()
     meta["complete"] = True
     write_meta()
+    write_manifest(out_dir / MANIFEST, meta)
     return list_pairs(out_dir)
+
+
+MANIFEST = "manifest.csv"
+MANIFEST_COLUMNS = ("pair", "category", "source", "overlap", "gaze_change_deg", "best_homography_error_px",
+                    "cp_homography_error_px", "best_quadratic_error_px")
+
+
+def write_manifest(path: Path, meta: dict) -> None:
+    """One row per pair: what a perfect homography / quadratic method would still miss."""
+    def fmt(v):
+        return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+    lines = [",".join(MANIFEST_COLUMNS)]
+    for name in sorted(meta["pairs"]):
+        rec = meta["pairs"][name]
+        lines.append(",".join([name] + [fmt(rec.get(c)) for c in MANIFEST_COLUMNS[1:]]))
+    path.write_text("\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------- command line
@@ -792,11 +932,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(
         prog="bash run.sh synth",
         description="Generate a synthetic FIRE-format registration set (Images/, Ground Truth/, "
-                    "Masks/, synthetic.json) from fundus photographs. Each pair: a known homography "
-                    "plus a smooth non-rigid distortion, photometric change, a lower-resolution "
-                    "second visit; category S = large overlap, P = small overlap (20-50%), "
+                    "Masks/, synthetic.json, manifest.csv) from fundus photographs. Each pair: two "
+                    "visits of an eye model (curved retina, gaze change; or --geometry homography), "
+                    "photometric change, a lower-resolution second visit; category S = large "
+                    "overlap, P = small overlap (20-50%), "
                     "A = large overlap with lesion-like blobs, blur and illumination change. "
-                    "Ground-truth control points are exact under the distortion.",
+                    "Ground-truth control points are exact under the geometry.",
         epilog="Example: python -m superretina.fire.synth out/synth --from ../shared/data/fundus "
                "--pairs-per-image 3 --size 2912 --seed 0")
     ap.add_argument("out", type=Path, help="output folder (created; must be empty unless --overwrite)")
@@ -813,6 +954,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--held-out", action="store_true",
                     help="keep only the photographs held out of training (superretina/data_split.py), "
                          "for sets that evaluate the shipped model fairly")
+    ap.add_argument("--geometry", choices=GEOMETRIES, default="eye",
+                    help="eye (default): visits rendered from an eye model (spherical retina, nodal point "
+                         "inside the globe, gaze change), FIRE-like homography residuals; homography: "
+                         "the version-1 geometry (two homographies plus a smooth field)")
     ap.add_argument("--overwrite", action="store_true", help="replace a previously generated set")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -826,17 +971,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         pairs = make_synthetic_set(args.out, sources, args.pairs_per_image, args.size, args.seed,
                                    tuple(args.categories), overwrite=args.overwrite,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, geometry=args.geometry)
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     meta = json.loads((args.out / SYNTH_MARKER).read_text())
     counts = {c: sum(p.category == c for p in pairs) for c in CATEGORY_PARAMS}
-    floors = [v["best_homography_error_px"] for v in meta["pairs"].values()
-              if v["best_homography_error_px"] is not None]
+    floors = {c: [v["best_homography_error_px"] for v in meta["pairs"].values()
+                  if v["category"] == c and v["best_homography_error_px"] is not None] for c in CATEGORY_PARAMS}
     print(f"{args.out}: {len(pairs)} pairs (" + ", ".join(f"{c} {n}" for c, n in counts.items() if n)
-          + f") from {len(sources)} source image(s), {args.size} px, seed {args.seed}; "
-          f"best-homography floor {np.mean(floors):.2f} px mean")
+          + f") from {len(sources)} source image(s), {args.size} px, seed {args.seed}, {args.geometry} geometry; "
+          "best-homography floor (mean px) " + ", ".join(f"{c} {np.mean(v):.2f}" for c, v in floors.items() if v)
+          + f"; per pair in {args.out / MANIFEST}")
     return 0
 
 

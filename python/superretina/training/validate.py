@@ -1,12 +1,14 @@
 """Validation during training: FIRE-protocol mAUC on a synthetic set of held-out photographs.
 
-The set is made once with the synthetic-set generator (``fire/synth.py``) from the images that
-``split.py`` holds out of training, and cached.  Each pair is registered by the application's
+The set is made once with the synthetic-set generator (``fire/synth.py``, eye-model geometry
+unless ``validation.geometry`` says ``homography``) from the images that ``split.py`` holds out
+of training, and cached; a cached set of another geometry is rebuilt.  Each pair is registered by the application's
 own registration code (``Registrar``: NMS, descriptors, matching, homography, matching trick)
 with the network being trained behind it, and scored exactly as ``bash run.sh fire`` does.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from superretina.config import load_config
@@ -24,9 +26,12 @@ class Validator:
 
     def __init__(self, held_out: list[Path], cfg: dict):
         set_dir = Path(cfg.get("set_dir", ".cache/valset"))
-        if not (set_dir / SYNTH_MARKER).exists():
+        geometry = str(cfg.get("geometry", "eye"))
+        marker = set_dir / SYNTH_MARKER
+        # sets written before the geometry was recorded used the homography geometry
+        if not marker.exists() or json.loads(marker.read_text()).get("geometry", "homography") != geometry:
             make_synthetic_set(set_dir, held_out, int(cfg.get("pairs_per_image", 1)), int(cfg.get("size", 1024)),
-                               int(cfg.get("seed", 1234)), overwrite=True, progress=False)
+                               int(cfg.get("seed", 1234)), overwrite=True, progress=False, geometry=geometry)
         self.pairs = list_pairs(set_dir)
         self.bf16 = bool(cfg.get("bf16", False))
         self.reg_cfg = load_config()
