@@ -26,8 +26,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   pip_install --upgrade pip
 fi
 stamp="$VENV/.installed${extras//[\[\],]/_}"
-full="$VENV/.installed_train_dev_"   # the test set-up's install holds everything the others need
-if [ -z "$extras" ] && [ -f "$full" ] && [ ! "$ROOT/pyproject.toml" -nt "$full" ]; then
+full="$VENV/.installed_train_dev_cluster_"   # the test set-up's install holds what every command needs
+if [ -f "$full" ] && [ ! "$ROOT/pyproject.toml" -nt "$full" ]; then
   stamp="$full"
 fi
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
