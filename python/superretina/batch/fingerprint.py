@@ -49,15 +49,6 @@ def inputs_sha(*paths) -> str:
     return _sha("\n".join(parts).encode())
 
 
-def model_files(model: Path) -> list[Path]:
-    """The files a model consists of (an OpenVINO .xml has its weights in the .bin beside it)."""
-    model = Path(model)
-    files = [model]
-    if model.suffix.lower() == ".xml":
-        files.append(model.with_suffix(".bin"))
-    return files
-
-
 def app_setup(app, method: str = "superretina", config_file=None, **extra) -> dict:
     """Setup description of an opened ``superretina.app.App``: one sha per component.
 
@@ -72,7 +63,7 @@ def app_setup(app, method: str = "superretina", config_file=None, **extra) -> di
     from .. import __version__
 
     config = json.dumps(app.config, sort_keys=True).encode()
-    model_sha = "+".join(file_sha(str(p)) for p in model_files(app.model))
+    model_sha = app.provenance["model_sha256"][:16]   # the model's bytes (.xml with its .bin)
     return {"method": method, "config": str(config_file) if config_file else "default", "config_sha": _sha(config), "pipeline": str(app.pipeline),
             "pipeline_sha": file_sha(str(app.pipeline)), "model": str(app.model), "model_sha": model_sha,
             "runtime": app.runtime, "package_version": __version__, **extra}

@@ -24,9 +24,13 @@ PICTURE_MODES = ("full", "thumbnails", "none")
 THUMB_SIDE = 240            # px, longest side of the report's thumbnails
 THUMBNAILS = {"checkerboard.jpg": "thumb_checkerboard.jpg", "result.jpg": "thumb_result.jpg"}
 H_COLUMNS = [f"h{i}{j}" for i in range(3) for j in range(3)]
-ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "transform", *H_COLUMNS,
+# The quadratic transform (superretina.transform.QuadraticTransform): coefficients of the basis
+# 1, x, y, x², xy, y² for the normalised reference x (qx_*) and y (qy_*), and the normalisation.
+QUADRATIC_COLUMNS = ([f"q{axis}_{term}" for axis in "xy" for term in ("1", "x", "y", "xx", "xy", "yy")]
+                     + ["q_query_cx", "q_query_cy", "q_query_scale", "q_refer_cx", "q_refer_cy", "q_refer_scale"])
+ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "transform", *H_COLUMNS, *QUADRATIC_COLUMNS,
                 "keypoints_query", "keypoints_refer", "matches", "inliers", "inlier_rate_pct",
-                "inlier_residual_px", "seconds"])
+                "residual_median_px", "within_3px_pct", "within_5px_pct", "within_10px_pct", "seconds"])
 
 
 @dataclass
@@ -48,32 +52,37 @@ def _row(job: PairJob, status: str, reason: str, seconds: float) -> dict:
     return row
 
 
-def inlier_residual_px(info: dict) -> float | None:
-    """Mean distance (reference px) between H·query and refer over the final inlier matches."""
-    H = info.get("homography")
-    m = info["matches"]
-    inl = np.asarray(m["inlier"], bool)
-    if H is None or not inl.any():
-        return None
-    q = np.asarray(m["query_xy"], np.float64)[inl].reshape(-1, 1, 2)
-    r = np.asarray(m["refer_xy"], np.float64)[inl]
-    mapped = cv2.perspectiveTransform(q, np.asarray(H, np.float64)).reshape(-1, 2)
-    return float(np.linalg.norm(mapped - r, axis=1).mean())
-
-
 def row_from_info(job: PairJob, info: dict, seconds: float) -> dict:
-    """Summary row of a registered or failed pair from its result.json content."""
-    row = _row(job, info["status"], info["reason"] or "", seconds)
-    H = info.get("homography")
-    if H is not None:
-        row["transform"] = "homography"
-        for name, v in zip(H_COLUMNS, np.asarray(H, np.float64).ravel()):
-            row[name] = repr(float(v))
-    res = inlier_residual_px(info)
-    row.update(keypoints_query=info["num_keypoints"]["query"], keypoints_refer=info["num_keypoints"]["refer"],
-               matches=info["num_matches"], inliers=info["num_inliers"],
-               inlier_rate_pct=f"{100 * info['inlier_rate']:.3f}",
-               inlier_residual_px="" if res is None else f"{res:.4f}")
+    """Summary row of a registered or failed pair from its result.json content.
+
+    ``transform`` is the returned model, ``h00``…``h22`` the homography (always, when registered),
+    the ``q*`` columns the quadratic when that is what was returned; the residual columns are the
+    final matches' distances under the returned transform (``api.Registration.quality``).
+    """
+    from ..api import Registration
+
+    reg = Registration(info)
+    row = _row(job, reg.status, reg.reason or "", seconds)
+    if reg.homography is not None:
+        row.update(zip(H_COLUMNS, (repr(float(v)) for v in reg.homography.ravel())))
+    if reg.transform is not None:
+        row["transform"] = reg.transform.model
+        t = reg.transform.to_json()
+        if t["model"] == "quadratic":
+            n = t["normalisation"]
+            values = [*np.ravel(t["parameters"]), *n["query"]["centre"], n["query"]["scale"],
+                      *n["reference"]["centre"], n["reference"]["scale"]]
+            row.update(zip(QUADRATIC_COLUMNS, (repr(float(v)) for v in values)))
+    q = reg.quality
+
+    def pct(x):
+        return "" if x is None else f"{100 * x:.3f}"
+
+    row.update(keypoints_query=q["num_keypoints_query"], keypoints_refer=q["num_keypoints_refer"],
+               matches=q["num_matches"], inliers=q["num_inliers"], inlier_rate_pct=pct(q["inlier_rate"]),
+               residual_median_px="" if q["residual_median_px"] is None else f"{q['residual_median_px']:.4f}",
+               within_3px_pct=pct(q["within_3px"]), within_5px_pct=pct(q["within_5px"]),
+               within_10px_pct=pct(q["within_10px"]))
     return row
 
 
