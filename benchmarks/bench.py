@@ -69,6 +69,7 @@ ROWS = [
     ("trick.warp", "  warp + model input"),
     ("trick.inference", "  inference (1 image)"),
     ("trick.post", "  NMS..homography"),
+    ("transform", "transform (quadratic fit, choice)"),
     ("outputs", "outputs (pictures + json)"),
     ("total", "end to end"),
     ("cpu", "CPU seconds (process)"),
@@ -240,7 +241,8 @@ class PipelineSide:
             "nms": s.get("keypoints", 0.0), "descriptors": s.get("descriptors", 0.0),
             "matching": s.get("matching", 0.0), "homography": s.get("homography", 0.0),
             "trick.warp": s.get("trick_warp", 0.0), "trick.inference": s.get("trick_inference", 0.0),
-            "trick.post": trick_post, "outputs": s.get("outputs", 0.0), "total": wall, "cpu": cpu,
+            "trick.post": trick_post, "transform": s.get("transform", 0.0), "outputs": s.get("outputs", 0.0),
+            "total": wall, "cpu": cpu,
         }
         stages["matching trick"] = stages["trick.warp"] + stages["trick.inference"] + trick_post
         stages["post_per_image"] = (stages["nms"] + stages["descriptors"] + stages["matching"] + stages["homography"]) / 2
@@ -379,7 +381,7 @@ class TorchSide:
             "nms": c.take("nms", 0) + c.take("nms", 1), "descriptors": c.take("descriptors", 0) + c.take("descriptors", 1),
             "matching": c.take("matching", 0), "homography": c.take("homography", 0),
             "matching trick": trick, "trick.warp": max(trick - trick_inf - trick_post, 0.0) if trick else 0.0,
-            "trick.inference": trick_inf, "trick.post": trick_post, "outputs": T["outputs"],
+            "trick.inference": trick_inf, "trick.post": trick_post, "transform": 0.0, "outputs": T["outputs"],
             "total": wall, "cpu": cpu,
         }
         stages["post_per_image"] = (stages["nms"] + stages["descriptors"] + stages["matching"] + stages["homography"]) / 2
