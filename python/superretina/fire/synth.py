@@ -404,19 +404,24 @@ def sample_eye_geometry(rng: np.random.Generator, category: str, size: int, plac
             def make(g: float) -> EyePairGeometry:
                 return EyePairGeometry(eye, ref, Visit(g, qv.gaze_direction_deg, qv.roll_deg, qv.zoom, qv.shift))
 
-            a, b = 0.0, prm["max_gaze"]
-            for _ in range(20):
-                mid = (a + b) / 2
-                if overlap_fraction(make(mid), placement, n=64) > target:
-                    a = mid
-                else:
-                    b = mid
-            geom = make((a + b) / 2)
+            geom = _bisect_overlap(make, placement, target, prm["max_gaze"], 20)
         ov = overlap_fraction(geom, placement)
         if lo <= ov <= hi:
             return geom, ov
     raise RuntimeError(f"could not draw a category-{category} geometry with overlap in "
                        f"[{lo}, {hi}] after {max_tries} tries (is the source's fundus tiny?)")
+
+
+def _bisect_overlap(make, placement: Placement, target: float, upper: float, steps: int):
+    """``make(m)`` for the m in [0, upper] whose overlap is ``target`` (overlap falls as m grows)."""
+    a, b = 0.0, upper
+    for _ in range(steps):
+        mid = (a + b) / 2
+        if overlap_fraction(make(mid), placement, n=64) > target:
+            a = mid
+        else:
+            b = mid
+    return make((a + b) / 2)
 
 
 def sample_geometry(rng: np.random.Generator, category: str, size: int, placement: Placement,
@@ -448,14 +453,7 @@ def sample_geometry(rng: np.random.Generator, category: str, size: int, placemen
                                        translation=u * m * size)
                 return PairGeometry(size, A, B_, field)
 
-            a, b = 0.0, 1.2
-            for _ in range(24):
-                mid = (a + b) / 2
-                if overlap_fraction(make(mid), placement, n=64) > target:
-                    a = mid
-                else:
-                    b = mid
-            geom = make((a + b) / 2)
+            geom = _bisect_overlap(make, placement, target, 1.2, 24)
         ov = overlap_fraction(geom, placement)
         if lo <= ov <= hi:
             return geom, ov
