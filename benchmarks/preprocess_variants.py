@@ -1,6 +1,6 @@
 """Cheaper pre-processing for large photographs: cost and accuracy impact (issue 5, item 2).
 
-Variants of the pre-processing of register.py, measured on FIRE-size (2912x2912) pairs:
+Variants of the pre-processing of registrar.py, measured on FIRE-size (2912x2912) pairs:
 
   V0 current   enhance the full photograph (z-score, CLAHE, gamma), then resize to 768x768;
                matching trick: warp the full-size enhanced query with H1, then resize to 768.

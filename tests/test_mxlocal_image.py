@@ -114,14 +114,14 @@ def test_png_with_image_format(api, image):
     np.testing.assert_array_equal(np.frombuffer(vision.visionData.dataStr, np.uint8).reshape(61, 77, 3), image)
 
 
-def test_superretina_decode_flow(api, image):
-    """The application's decode stream: appsrc0 -> decoder (opencv, BGR) -> appsink0, GetProtobuf."""
-    _decoder(api, "superretina_decode", cvProcessor="opencv", outputDataFormat="BGR")
+def test_decode_stream_flow(api, image):
+    """A decode stream as the SDK samples build it: appsrc0 -> decoder (opencv, BGR) -> appsink0, GetProtobuf."""
+    _decoder(api, "decode", cvProcessor="opencv", outputDataFormat="BGR")
     jpeg = _jpeg(image)
     for _ in range(3):
-        assert api.SendData(b"superretina_decode", 0, data_input(jpeg)) == 0
+        assert api.SendData(b"decode", 0, data_input(jpeg)) == 0
     for _ in range(3):
-        out = call_with_timeout(api.GetProtobuf, b"superretina_decode", 0, keys(b"mxpi_imagedecoder0"))
+        out = call_with_timeout(api.GetProtobuf, b"decode", 0, keys(b"mxpi_imagedecoder0"))
         vl = pb.MxpiVisionList()
         vl.ParseFromString(out[0].messageBuf)
         info = vl.visionVec[0].visionInfo
