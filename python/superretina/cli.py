@@ -4,7 +4,7 @@
                                       register a pair (default --out: QUERY_to_REFER)
     bash run.sh                       self-checking demo on the bundled example
     bash run.sh fire DIR [...]        FIRE-protocol batch evaluation (resumable)
-    bash run.sh compare DIR [...]     SuperRetina and SIFT on one set, one table
+    bash run.sh compare DIR [...]     SuperRetina (homography, quadratic, auto) and SIFT on one set, one table
     bash run.sh synth OUT --from ...  synthetic FIRE-format set with known ground truth
     bash run.sh batch PAIRS.csv --out DIR   register a list of pairs (resumable; --engine ray)
     bash run.sh report DIR            rebuild DIR/index.html, the browsable report of a run
