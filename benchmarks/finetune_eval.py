@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("set", type=Path, help="FIRE-format set (e.g. out/eye_heldout)")
     ap.add_argument("out", type=Path, help="output folder (one sub-folder per model and transform)")
     ap.add_argument("models", nargs="+", metavar="NAME=CKPT", help="checkpoints ({'net': ...}) to compare")
+    ap.add_argument("--jobs", type=int, default=2, help="pairs in flight per fire run (2)")
     ap.add_argument("--no-real-pair", action="store_true", help="skip benchmarks/real_pair.py")
     args = ap.parse_args(argv)
     pipelines = {"shipped": FP32}
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     for name, pipe in pipelines.items():
         for t in TRANSFORMS:
             run(["-m", "superretina.cli", "fire", args.set, "--pipeline", pipe, "--transform", t,
-                 "--runtime", "local", "--no-progress", "--out", args.out / name / t])
+                 "--runtime", "local", "--no-progress", "--jobs", args.jobs, "--out", args.out / name / t])
     print(f"\n{args.set}: fp32 ONNX Runtime, default post-processing")
     print("| weights | transform | Failed | Acceptable | S | P | A | mAUC |\n|---|---|---|---|---|---|---|---|")
     for t in TRANSFORMS:
