@@ -6,6 +6,7 @@ so training crops show vessels at the scale the network sees when registering.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ import numpy as np
 from superretina.enhance import equalise, model_input
 
 from .augment import random_view, revisit, warp_points
+from .eye_view import EyeView, random_eye_view
 from .labels import junctions, vessel_mask_from_image
 
 
@@ -70,6 +72,7 @@ class PairSample:
     valid_b: np.ndarray        # (crop, crop) float32: 1 where view B shows the photograph
     points_a: np.ndarray       # (P, 2) float32 corresponding points, view A
     points_b: np.ndarray       # (P, 2) float32, view B
+    eye: EyeView | None = None  # set when view B is an eye-model visit (augment.eye_model)
 
 
 class PairSampler:
@@ -98,15 +101,30 @@ class PairSampler:
         H_a = random_view(rng, self.frame, c, g["rot_a"], tuple(g["scale_a"]), 0.0, 0.0, centre)
         rel = random_view(rng, c, c, g["rot_rel"], tuple(g["scale_rel"]), g["shift_rel"], g["perspective"])
         H_b = rel @ H_a
+        eye = None
+        p_eye = float(g.get("eye_model", 0.0))
+        # No draw at 0, so runs without the option replay exactly.
+        if p_eye > 0 and rng.random() < p_eye:
+            mid = warp_points(np.linalg.inv(H_a), np.array([[c / 2, c / 2]]))[0]  # A's centre on the frame
+            eye = random_eye_view(rng, self.frame, c, H_b, mid, float(g.get("eye_max_gaze", 40.0)))
         img_a = cv2.warpPerspective(self._enhanced(photo), H_a, (c, c), flags=cv2.INTER_LINEAR)
-        img_b = cv2.warpPerspective(self._enhanced(photo), H_b, (c, c), flags=cv2.INTER_LINEAR)
-        valid_b = cv2.warpPerspective(np.ones((self.frame, self.frame), np.float32), H_b, (c, c))
-        kp_a, kp_b = warp_points(H_a, photo.keypoints), warp_points(H_b, photo.keypoints)
+        ones = np.ones((self.frame, self.frame), np.float32)
+        if eye is None:
+            img_b = cv2.warpPerspective(self._enhanced(photo), H_b, (c, c), flags=cv2.INTER_LINEAR)
+            valid_b = cv2.warpPerspective(ones, H_b, (c, c))
+            to_b = partial(warp_points, H_b)
+        else:  # exact correspondences through the eye model; NaN where B cannot see a point
+            maps = eye.maps()
+            img_b = eye.render(self._enhanced(photo), maps)
+            valid_b = eye.render(ones, maps)
+            to_b = eye.points
+        kp_a, kp_b = warp_points(H_a, photo.keypoints), to_b(photo.keypoints)
+        kp_b = kp_b[np.all(np.isfinite(kp_b), axis=1)]
         # Correspondences for the descriptor loss: junctions plus random vessel pixels.
         n_extra = 8 * int(g["desc_points"])  # most fall outside the crop
         pick = rng.choice(len(xs), size=min(n_extra, len(xs)), replace=False) if len(xs) else []
         pts = np.concatenate([photo.keypoints, np.stack([xs[pick], ys[pick]], 1).astype(np.float32)])
-        pa, pb = warp_points(H_a, pts), warp_points(H_b, pts)
+        pa, pb = warp_points(H_a, pts), to_b(pts)
         m = 8
         inside = np.all((pa >= m) & (pa < c - m) & (pb >= m) & (pb < c - m), axis=1)
         pa, pb = pa[inside], pb[inside]
@@ -114,4 +132,4 @@ class PairSampler:
             sel = rng.choice(len(pa), size=int(g["desc_points"]), replace=False)
             pa, pb = pa[sel], pb[sel]
         return PairSample(img_a, img_b, gaussian_heatmap(kp_a, c), gaussian_heatmap(kp_b, c),
-                          valid_b, pa, pb)
+                          valid_b, pa, pb, eye)
