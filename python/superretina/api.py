@@ -101,7 +101,8 @@ class Registration:
     transform : PairTransform or None
         The returned transform (homography, or a model that fits the curved retina better).
     matches : Matches
-        Final matches in original pixels, with the inlier flag of the final estimate.
+        Final matches in original pixels (to 0.01 px, as result.json holds them), with the inlier
+        flag of the final estimate.
     quality : dict
         Counts and rates (``num_matches``, ``num_inliers``, ``inlier_rate``, keypoint counts, and
         residuals under the returned transform where recorded).
