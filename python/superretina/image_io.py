@@ -20,6 +20,7 @@ from mxlocal.image_header import HeaderError, image_size
 
 # OpenCV refuses images above 2^30 pixels by default; fundus photographs are far below.
 _FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH   # 3 channels, keeps 16 bit, applies EXIF orientation
+MIN_SIDE = 16                    # pixels; smaller photographs cannot be registered
 DEFAULT_MAX_PIXELS = 64_000_000  # configs/default.yaml input.max_pixels
 # Encoded bytes per pixel above which a file cannot be an image of at most max_pixels (an
 # uncompressed 16-bit RGBA TIFF holds 8), plus room for metadata: files beyond are refused unread.
@@ -73,9 +74,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise ImageReadError(f"{path}: not a readable image (expected JPEG, PNG, TIFF or BMP)")
     if image.dtype not in (np.uint8, np.uint16):
         image = cv2.normalize(image, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
-    if min(image.shape[:2]) < 16:
-        raise ImageReadError(f"{path}: image is {image.shape[1]}x{image.shape[0]} px, too small to register")
-    return image
+    return _check_size(image, path)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -130,6 +129,11 @@ def check_image_array(image, name: str = "image") -> np.ndarray:
         image = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
         raise ImageReadError(f"{name}: array of shape {image.shape}, expected (H, W) gray or (H, W, 3) BGR")
-    if min(image.shape[:2]) < 16:
+    return np.ascontiguousarray(_check_size(image, name))
+
+
+def _check_size(image: np.ndarray, name) -> np.ndarray:
+    """``image`` if both sides reach MIN_SIDE pixels, else an ``ImageReadError`` naming ``name``."""
+    if min(image.shape[:2]) < MIN_SIDE:
         raise ImageReadError(f"{name}: image is {image.shape[1]}x{image.shape[0]} px, too small to register")
-    return np.ascontiguousarray(image)
+    return image

@@ -173,9 +173,9 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         status = "registered" if res.status == "registered" else f"FAILED: {res.reason}"
         lines = [f"{status}", f"keypoints {len(res.query.xy)} / {len(res.refer.xy)}   "
                  f"matches {len(inl)}   inliers {int(inl.sum())} ({100 * inl.mean() if len(inl) else 0:.0f}%)"]
-        dots = inl
-        if quality_line(info):
-            lines.append(quality_line(info))
+        dots, quality = inl, quality_line(info)
+        if quality:
+            lines.append(quality)
             if res.transform.model != "homography" and len(q):
                 # green = within 3 px of the returned transform, so that a well-registered
                 # small-overlap pair does not look failed by the homography's 3-px inliers

@@ -11,17 +11,22 @@ from pathlib import Path
 from . import __version__
 
 
-def model_sha256(model: Path) -> str:
-    """sha256 of the model's bytes: the file, and for an OpenVINO ``.xml`` its ``.bin`` weights after it."""
+def files_sha256(*files) -> str:
+    """sha256 (hex) of the files' bytes, one after the other, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    files = [Path(model)]
-    if files[0].suffix.lower() == ".xml" and files[0].with_suffix(".bin").is_file():
-        files.append(files[0].with_suffix(".bin"))
     for f in files:
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def model_sha256(model: Path) -> str:
+    """sha256 of the model's bytes: the file, and for an OpenVINO ``.xml`` its ``.bin`` weights after it."""
+    files = [Path(model)]
+    if files[0].suffix.lower() == ".xml" and files[0].with_suffix(".bin").is_file():
+        files.append(files[0].with_suffix(".bin"))
+    return files_sha256(*files)
 
 
 def describe(model: Path, pipeline: Path, runtime: str, config: dict) -> dict:

@@ -15,6 +15,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from ..provenance import files_sha256
 
 PATH_KEYS = ("config", "pipeline", "model")   # where things are, for people; their bytes are keyed
 
@@ -26,14 +27,10 @@ def _sha(data: bytes) -> str:
 @lru_cache(maxsize=32)
 def file_sha(path: str) -> str:
     """16-hex-digit SHA-256 of a file's bytes ('missing' when it does not exist)."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return files_sha256(path)[:16]
     except OSError:
         return "missing"
-    return h.hexdigest()[:16]
 
 
 def inputs_sha(*paths) -> str:
