@@ -204,3 +204,28 @@ def test_screenshot_of_the_pair_view(browser, pages):
     shot = PROJECT_ROOT / "out" / "test-artifacts" / "viewer.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.screenshot(shot).stat().st_size > 20_000
+
+
+@needs_browser
+def test_one_aligned_layer_opens_on_start_with_nothing_to_compare(browser, pages):
+    page = write_viewer(pages["dir"] / "one.html", [Layer("reference", "pics/ref.png"),
+                                                     Layer("query photograph", "pics/query.png", aligned=False)],
+                        "failed pair", start=1)
+    _open(browser, page)
+    assert browser.evaluate(VISIBLE) == ["pics/query.png"]
+    disabled = browser.evaluate("[...document.querySelectorAll('#modes button')].map(b => b.disabled)")
+    assert disabled == [False, True, True, True]
+    assert browser.evaluate("document.getElementById('g-play').hidden") is True
+    # the 500x400 photograph is fitted on its own; going back to the 600x600 reference fits that
+    browser.evaluate("document.getElementById('stage').dispatchEvent(new WheelEvent('wheel', {deltaY: -400, clientX: 300, clientY: 300}))")
+    assert browser.evaluate("SR_VIEWER.state.size") == "500x400"
+    browser.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowRight'}))")
+    assert browser.evaluate(VISIBLE) == ["pics/ref.png"]
+    assert browser.evaluate("SR_VIEWER.state.size") == "600x600"
+    stage = browser.evaluate("document.getElementById('stage').getBoundingClientRect().toJSON()")
+    assert browser.evaluate("SR_VIEWER.state.scale") == pytest.approx(min(stage["width"], stage["height"]) / 600)
+
+
+def test_start_must_be_a_layer():
+    with pytest.raises(ViewerError, match="start"):
+        render_viewer([Layer("a", "a.png")], "t", start=3)
