@@ -2,7 +2,8 @@
 
 Rows and thumbnails load from the file system with no server, no image is broken, failures come
 first, filtering, sorting and paging work, a 10,000-row run stays a small page, and a FIRE run
-shows its success curve. A screenshot is saved to out/test-artifacts/report.png. Skipped with the
+shows its success curve. Each row opens its pair view (full-resolution photographs and warped
+query, flicker), and the distributions are drawn at the top as inline SVG. A screenshot is saved to out/test-artifacts/report.png. Skipped with the
 reason when /usr/bin/chromium is absent, except on CI (CI=true), where .ci/run installs it.
 """
 import csv
@@ -75,6 +76,45 @@ def test_rows_and_thumbnails_load_with_no_broken_image(run_dir, browser):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     browser.screenshot(SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 20_000
+
+
+def test_row_opens_its_pair_view_which_flickers_with_no_broken_image(run_dir, browser):
+    _open(browser, run_dir / "index.html")
+    links = dict(browser.evaluate("[...document.querySelectorAll('#body tr')].filter(tr => tr.querySelector('a.view'))"
+                                  ".map(tr => [tr.children[0].textContent.trim(), tr.querySelector('a.view').href])"))
+    assert {"p1", "p2"} <= set(links) and not {"missing", "corrupt"} & set(links)   # error rows have no view
+    browser.open(links["p1"])
+    browser.wait_for("document.body.dataset.ready === '1'")
+    assert browser.evaluate("document.title") == "p1: registered"
+    images = dict(browser.evaluate(IMAGES_SETTLED))
+    assert [src for src, w in images.items() if w == 0] == [] and browser.evaluate("SR_VIEWER.broken") == []
+    # full resolution: the reference and the warped query at the reference's size (570 x 600 here)
+    assert images["view_reference.jpg"] == images["view_warped.jpg"] == 570
+    visible = ("[...document.querySelectorAll('#world img')].filter(i => getComputedStyle(i).display !== 'none')"
+               ".map(i => i.getAttribute('src'))[0]")
+    browser.evaluate("document.getElementById('play').click()")
+    seen = browser.evaluate("new Promise(r => { const s = []; const t = setInterval(() => {"
+                            f" s.push({visible}); if (s.length === 30) {{ clearInterval(t); r(s); }} }}, 50); }})")
+    browser.evaluate("SR_VIEWER.pause()")
+    assert set(seen) == {"view_reference.jpg", "view_warped.jpg"} and sum(a != b for a, b in zip(seen, seen[1:])) >= 2
+    numbers = dict(browser.evaluate("[...document.querySelectorAll('#info tr')].map(r => [...r.cells].map(c => c.textContent))"))
+    assert numbers["status"] == "registered" and int(numbers["inliers"]) >= 8
+    assert browser.failed_requests == [] and not [c for c in browser.console if c.startswith("exception")]
+
+
+def test_distributions_at_the_top_are_inline_svg(run_dir, browser):
+    _open(browser, run_dir / "index.html")
+    plots = browser.evaluate("[...document.querySelectorAll('#plots svg')].map(s => [s.getAttribute('aria-label'),"
+                             " s.querySelectorAll('rect').length, s.textContent])")
+    with open(run_dir / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = [p[0] for p in plots]
+    assert labels[-2:] == ["median residual, registered pairs (px)", "seconds per pair"]
+    assert ("confidence (all pairs)" in labels) == ("confidence" in rows[0])   # when the run records one
+    registered = sum(r["status"] == "registered" for r in rows)
+    assert f"n = {registered}," in plots[-2][2] and f"n = {len(rows)}," in plots[-1][2]
+    assert all(p[1] >= 1 for p in plots)
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 1280     # readable at 1280 px
 
 
 def test_filter_sort_and_search(run_dir, browser):

@@ -23,6 +23,8 @@ from .pairs import PairJob
 PICTURE_MODES = ("full", "thumbnails", "none")
 THUMB_SIDE = 240            # px, longest side of the report's thumbnails
 THUMBNAILS = {"checkerboard.jpg": "thumb_checkerboard.jpg", "result.jpg": "thumb_result.jpg"}
+FAILED_THUMBNAIL = {"match_result.jpg": "thumb_match_result.jpg"}   # what a failed pair's report row shows
+VIEW_SIDE_THUMBNAILS = 1024  # px, longest side of the pair view's pictures with --thumbnails (full size otherwise)
 H_COLUMNS = [f"h{i}{j}" for i in range(3) for j in range(3)]
 # The quadratic transform (superretina.transform.QuadraticTransform): coefficients of the basis
 # 1, x, y, x², xy, y² for the normalised reference x (qx_*) and y (qy_*), and the normalisation.
@@ -95,8 +97,8 @@ def _pictures_config(cfg: dict, pictures: str) -> dict:
     return cfg
 
 
-def _thumbnails(folder: Path, keep_full: bool) -> None:
-    for full, thumb in THUMBNAILS.items():
+def _thumbnails(folder: Path, keep_full: bool, registered: bool = True) -> None:
+    for full, thumb in {**THUMBNAILS, **({} if registered else FAILED_THUMBNAIL)}.items():
         p = folder / full
         img = cv2.imread(str(p)) if p.is_file() else None
         if img is None:
@@ -120,7 +122,9 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
         Opened once per worker; thread-safe, so several pairs may be in flight.
     job : PairJob
     pictures : {'full', 'thumbnails', 'none'}
-        Full-size pictures plus thumbnails, thumbnails only, or result.json only.
+        Full-size pictures plus thumbnails, thumbnails only, or result.json only. With pictures,
+        the pair's view page too (``report.pair_view``: full resolution, or scaled to
+        ``VIEW_SIDE_THUMBNAILS`` with thumbnails).
     dest : Path, optional
         Folder to write into (emptied first). None: a scratch folder whose files come back as
         bytes in ``PairOutput.files`` (for workers on other machines).
@@ -133,6 +137,7 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
     """
     from ..image_io import ImageReadError, read_pair
     from ..outputs import result_json, write_outputs
+    from ..report.pair_view import write_pair_view
 
     t0 = time.perf_counter()
     scratch = None
@@ -154,7 +159,10 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
             info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
             write_outputs(res, query, refer, folder, info, _pictures_config(app.config, pictures))
             if pictures != "none":
-                _thumbnails(folder, keep_full=pictures == "full")
+                # before the thumbnails: with --thumbnails the view keeps a scaled matches picture
+                write_pair_view(folder, info, query, refer, None if pictures == "full" else VIEW_SIDE_THUMBNAILS,
+                                title=f"{job.id}: {info['status']}")
+                _thumbnails(folder, keep_full=pictures == "full", registered=info["status"] == "registered")
         except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
             shutil.rmtree(folder, ignore_errors=True)
             return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))

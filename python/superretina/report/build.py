@@ -1,10 +1,12 @@
 """Build ``OUT/index.html`` for a batch run (summary.csv) or a FIRE run (pairs.csv).
 
-The page itself is small (~10 KB); the rows go into ``OUT/report/rows-NNN.js`` files of
+The page itself is small (~15 KB with its inline SVG plots); the rows go into ``OUT/report/rows-NNN.js`` files of
 ``CHUNK`` rows each, loaded as plain scripts (browsers refuse ``fetch`` of ``file://`` URLs),
 and the table shows one page of rows at a time, so only that page's thumbnails load. At 10,000
 rows the data is about 1 MB in ten files. Works on finished and interrupted runs alike: all it
 reads is the rows file (and summary.json, run.json, success_curve.png when present).
+Each row links its pair's view page (``pairs/<id>/view.html``, written by the batch worker:
+``report.pair_view``) when the pair has one.
 """
 from __future__ import annotations
 
@@ -16,7 +18,12 @@ import os
 import shutil
 from pathlib import Path
 
+from .pair_view import VIEW_PAGE
+from .plots import report_plots
+
 CHUNK = 2000
+# Thumbnails a row can have (thumb_<name>): registered pairs the first two, failed ones the matches
+PICTURES = ("checkerboard.jpg", "result.jpg", "match_result.jpg")
 STATUS_RANK = {"error": 0, "failed": 1, "inaccurate": 2, "registered": 3, "acceptable": 3}
 _TEMPLATE = Path(__file__).with_name("template.html")
 
@@ -78,9 +85,9 @@ def build_report(out: str | Path) -> Path:
     else:
         raise ReportError(f"{out}: no summary.csv (batch) or pairs.csv (fire) here; expected the --out folder of a run")
     rows = _read_rows(rows_path)
+    with open(rows_path, encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
     if kind == "batch":  # the pair list's own columns (carried through after setup_sha), after the id
-        with open(rows_path, encoding="utf-8", errors="replace") as f:
-            header = next(csv.reader(f), [])
         extra = header[header.index("setup_sha") + 1:] if "setup_sha" in header else []
         columns = columns[:1] + [(c, c, False) for c in extra] + columns[1:]
     key = columns[0][0]
@@ -91,9 +98,10 @@ def build_report(out: str | Path) -> Path:
         folder = out / "pairs" / pid
         # [thumbnail, what it links to: the full-size picture when there is one]
         thumbs = [[f"pairs/{pid}/thumb_{name}", f"pairs/{pid}/{name if (folder / name).is_file() else 'thumb_' + name}"]
-                  for name in ("checkerboard.jpg", "result.jpg") if (folder / f"thumb_{name}").is_file()]
+                  for name in PICTURES if (folder / f"thumb_{name}").is_file()]
         data.append([_cell(r.get(c, ""), num) for c, _, num in columns]
-                    + [thumbs, f"pairs/{pid}/" if folder.is_dir() else ""])
+                    + [thumbs, f"pairs/{pid}/" if folder.is_dir() else "",
+                       f"pairs/{pid}/{VIEW_PAGE}" if (folder / VIEW_PAGE).is_file() else ""])
     rep = out / "report"
     shutil.rmtree(rep, ignore_errors=True)
     rep.mkdir()
@@ -126,6 +134,7 @@ def build_report(out: str | Path) -> Path:
             "complete": bool(summary)}
     page = _TEMPLATE.read_text()
     page = page.replace("__TITLE__", html.escape(meta["title"]))
+    page = page.replace("__PLOTS__", report_plots(rows, kind, header))   # inline SVG, its text escaped
     page = page.replace("__META__", json.dumps(meta).replace("</", "<\\/"))
     page = page.replace("__CHUNKS__", "\n".join(f'<script src="report/{c}"></script>' for c in chunks))
     tmp = out / "index.html.tmp"
