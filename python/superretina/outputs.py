@@ -204,9 +204,9 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
     return written
 
 
-def save_jpeg(path: Path, image: np.ndarray) -> Path:
+def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
     """Encode ``image`` as JPEG (scaled down to JPEG's 65535-pixel side limit when wider) and write it."""
-    ok, data = cv2.imencode(".jpg", viz.fit_jpeg(image), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    ok, data = cv2.imencode(".jpg", viz.fit_jpeg(image), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise OSError(f"{path}: could not encode the picture")
     return write_file(path, data.tobytes())

@@ -20,7 +20,8 @@ def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
         "Register every pair of a list, resumably. Writes OUT/pairs/<id>/ (result.json and pictures), "
         "OUT/summary.csv (one row per pair as it finishes: status, reason, homography h00..h22, "
         "quality, seconds), OUT/summary.json (counts, rates, timing) and OUT/index.html (a report "
-        "to open in a browser)."))
+        "to open in a browser; each row opens OUT/pairs/<id>/view.html, the pair's full-resolution "
+        "flicker/fade/checkerboard/difference view)."))
     ap.add_argument("pairs", type=Path, help="CSV file of pairs (columns query, refer[, id, ...])")
     ap.add_argument("--out", type=Path, required=True, help="output folder")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
@@ -33,7 +34,8 @@ def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
     ap.add_argument("--address", help="Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
     pics = ap.add_mutually_exclusive_group()
     pics.add_argument("--no-pictures", action="store_true", help="result.json only, no pictures")
-    pics.add_argument("--thumbnails", action="store_true", help="small pictures only (for the report)")
+    pics.add_argument("--thumbnails", action="store_true",
+                      help="small pictures only: the report's thumbnails and pair views scaled to 1024 px")
     ap.add_argument("--restart", action="store_true", help="discard earlier results in OUT and start again")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap

@@ -1,7 +1,7 @@
 """Build ``OUT/index.html`` for a batch run (summary.csv) or a FIRE run (pairs.csv).
 
-The page itself is small (~15 KB with its inline SVG plots); the rows go into ``OUT/report/rows-NNN.js`` files of
-``CHUNK`` rows each, loaded as plain scripts (browsers refuse ``fetch`` of ``file://`` URLs),
+The page itself is small (~10 KB with its inline SVG plots); the rows go into
+``OUT/report/rows-NNN.js`` files of ``CHUNK`` rows each, loaded as plain scripts (browsers refuse ``fetch`` of ``file://`` URLs),
 and the table shows one page of rows at a time, so only that page's thumbnails load. At 10,000
 rows the data is about 1 MB in ten files. Works on finished and interrupted runs alike: all it
 reads is the rows file (and summary.json, run.json, success_curve.png when present).

@@ -27,7 +27,10 @@ from ..viewer import Layer, write_viewer
 VIEW_PAGE = "view.html"
 REFERENCE, WARPED, QUERY, MATCHES = "view_reference.jpg", "view_warped.jpg", "view_query.jpg", "view_matches.jpg"
 VIEW_FILES = (VIEW_PAGE, REFERENCE, WARPED, QUERY, MATCHES)
-MATCHES_MIN_SIDE = 1600   # px: two photographs side by side stay legible even with --thumbnails
+MATCHES_MIN_SIDE = 1280   # px: two photographs side by side stay legible even with --thumbnails
+# JPEG quality: 90 at full resolution (as the other pictures); 80 when scaled (--thumbnails), which
+# keeps a pair's view near 0.25 MB at 1736x1824 (benchmarks/pair_view_cost.py)
+QUALITY_FULL, QUALITY_SCALED = 90, 80
 
 
 def _scaled(image: np.ndarray, max_side: int | None) -> np.ndarray:
@@ -96,11 +99,15 @@ def write_pair_view(folder: str | Path, info: dict, query: np.ndarray, refer: np
     folder = Path(folder)
     reg = Registration(info)
     refer8, query8 = to_uint8(refer), to_uint8(query)
+    quality = QUALITY_FULL if max_side is None else QUALITY_SCALED
+
+    def save(name: str, image: np.ndarray) -> Path:
+        return save_jpeg(folder / name, _scaled(image, max_side), quality)
+
     warped = reg.registered and reg.transform is not None
-    jobs = [lambda: save_jpeg(folder / REFERENCE, _scaled(refer8, max_side)),
-            lambda: save_jpeg(folder / QUERY, _scaled(query8, max_side))]
+    jobs = [lambda: save(REFERENCE, refer8), lambda: save(QUERY, query8)]
     if warped:  # the longest job first: run_all runs it in this thread
-        jobs.insert(0, lambda: save_jpeg(folder / WARPED, _scaled(reg.transform.warp(query8), max_side)))
+        jobs.insert(0, lambda: save(WARPED, reg.transform.warp(query8)))
     # side by side (OpenCV releases the GIL) within the bound write_outputs uses for its pictures
     small = refer.shape[0] * refer.shape[1] <= PARALLEL_MAX_PIXELS
     written = run_all(*jobs) if small else [job() for job in jobs]
@@ -113,15 +120,14 @@ def write_pair_view(folder: str | Path, info: dict, query: np.ndarray, refer: np
         if max_side is not None:          # the full-size picture goes with --thumbnails
             pic = cv2.imread(str(folder / matches))
             if pic is not None:
-                written.append(save_jpeg(folder / MATCHES, _scaled(pic, max(max_side, MATCHES_MIN_SIDE))))
+                written.append(save_jpeg(folder / MATCHES, _scaled(pic, max(max_side, MATCHES_MIN_SIDE)), quality))
                 matches = MATCHES
-    if matches:
-        layers.append(Layer("matches", matches, aligned=False))
     extra = []
     if matches:
+        layers.append(Layer("matches", matches, aligned=False))
         extra.append(f'<p><a href="{matches}"><img id="matches" src="{matches}" alt="matches"></a><br>'
                      f'matches &mdash; <a href="{matches}">open</a></p>')
-    scale_note = (f"pictures scaled to at most {max_side} px (run with --thumbnails)" if max_side
+    scale_note = (f"pictures scaled to at most {max_side} px" if max_side
                   else "pictures at full resolution")
     extra.append(f'<p>{html.escape(scale_note)}; <a href="result.json">result.json</a> &middot; '
                  '<a href="../../index.html">report</a></p>')

@@ -15,7 +15,7 @@ _PAD_L, _PAD_R, _PAD_T, _PAD_B = 34, 10, 20, 34
 
 
 def _num(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.0f}"
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
 
 def histogram_svg(values, title: str, fixed_range: tuple[float, float] | None = None, colour: str = "#2a5db0") -> str:
