@@ -74,6 +74,16 @@ def test_full_resolution_view_holds_the_photographs_and_the_api_warp(registratio
     assert "full resolution" in (tmp_path / VIEW_PAGE).read_text()
 
 
+def test_grey_16_bit_photographs_make_an_8_bit_view(registrations, tmp_path):
+    reg, query, refer = registrations["ok"]
+    grey16 = [cv2.cvtColor(x, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257 for x in (query, refer)]
+    write_pair_view(tmp_path, reg.to_json(), *grey16)
+    ref = cv2.imread(str(tmp_path / REFERENCE), cv2.IMREAD_UNCHANGED)
+    warped = cv2.imread(str(tmp_path / WARPED), cv2.IMREAD_UNCHANGED)
+    assert ref.dtype == np.uint8 and ref.shape == refer.shape[:2] and warped.shape == refer.shape[:2]
+    assert np.abs(ref.astype(int) - cv2.cvtColor(refer, cv2.COLOR_BGR2GRAY)).mean() < 3
+
+
 def test_scaled_view_keeps_every_picture_within_max_side(registrations, tmp_path):
     reg, query, refer = registrations["ok"]
     reg.save(tmp_path)

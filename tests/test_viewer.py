@@ -144,6 +144,10 @@ def test_arrows_step_through_all_layers_of_a_series(browser, pages):
     assert order == ["pics/ref.png", "pics/shifted.png", "pics/same%20copy.png", "pics/ref.png"]
     browser.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowLeft'}))")
     assert browser.evaluate(VISIBLE) == ["pics/ref.png"]
+    assert browser.evaluate("document.getElementById('layer').value") == "0"
+    browser.evaluate("(() => { const s = document.getElementById('layer'); s.value = 2;"
+                     " s.dispatchEvent(new Event('input')); })()")          # the layer slider
+    assert browser.evaluate(VISIBLE) == ["pics/same%20copy.png"]
 
 
 @needs_browser
