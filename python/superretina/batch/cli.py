@@ -73,8 +73,9 @@ def main(argv=None) -> int:
 def report_main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bash run.sh report", description=(
         "Rebuild OUT/index.html, the browsable report of a batch or fire run (finished or interrupted): "
-        "counts, success curve (fire), one row per pair with thumbnails, failures first, sortable and "
-        "filterable. Opens from the file system, no server needed."))
+        "counts, success curve (fire), residual and time distributions, one row per pair with thumbnails "
+        "and a link to its pair view (batch), failures first, sortable and filterable. Opens from the "
+        "file system, no server needed."))
     ap.add_argument("out", type=Path, help="the --out folder of a batch or fire run")
     args = ap.parse_args(argv)
     from ..report import build_report
