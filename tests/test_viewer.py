@@ -30,6 +30,12 @@ def test_labels_and_info_are_data_not_markup():
     assert '"1.235"' in page and '"yes"' in page            # 4 significant digits, booleans in words
 
 
+def test_placeholder_names_in_the_caller_text_stay_text():
+    page = render_viewer([Layer("__DATA__", "a.png")], title="__EXTRA__ __DATA__", extra_html="<p>__TITLE__</p>")
+    assert "<title>__EXTRA__ __DATA__</title>" in page and "<p>__TITLE__</p>" in page
+    assert page.count("const SR_VIEW = {") == 1
+
+
 @pytest.mark.parametrize("src", ["/etc/passwd", "../up.png", "file:///x.png", "http://x/y.png", "a\\b.png", ""])
 def test_a_path_outside_the_page_folder_is_refused(src, tmp_path):
     with pytest.raises(ViewerError, match="relative to the page's folder"):

@@ -64,7 +64,7 @@ def _numbers(info: dict, reg) -> dict:
         "reference size (w × h)": f"{reg.refer_size[1]} × {reg.refer_size[0]}",
     })
     if reg.seconds:
-        numbers["registration seconds"] = round(sum(reg.seconds.values()), 3)
+        numbers["registration seconds (sum of stages)"] = round(sum(reg.seconds.values()), 3)
     numbers["package version"] = info.get("package_version")
     return numbers
 

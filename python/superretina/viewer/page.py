@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
@@ -81,10 +82,9 @@ def render_viewer(layers: Sequence[Layer], title: str, info: Mapping | None = No
             "info": [[str(k), _fmt(v)] for k, v in (info or {}).items()]}
     # '<' as \u003c: no '</script>' or '<!--' can end or change the script element
     blob = json.dumps(data).replace("<", "\\u003c")
-    page = _TEMPLATE.read_text(encoding="utf-8")
-    return (page.replace("__TITLE__", html.escape(str(title)))
-                .replace("__EXTRA__", extra_html)
-                .replace("__DATA__", blob))
+    parts = {"__TITLE__": html.escape(str(title)), "__EXTRA__": extra_html, "__DATA__": blob}
+    # one pass: a placeholder's name inside a title or the extra HTML is not filled in again
+    return re.sub("__(TITLE|EXTRA|DATA)__", lambda m: parts[m.group(0)], _TEMPLATE.read_text(encoding="utf-8"))
 
 
 def write_viewer(path: str | Path, layers: Sequence[Layer], title: str, info: Mapping | None = None,
