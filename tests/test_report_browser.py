@@ -3,7 +3,8 @@
 Rows and thumbnails load from the file system with no server, no image is broken, failures come
 first, filtering, sorting and paging work, a 10,000-row run stays a small page, and a FIRE run
 shows its success curve. Each row opens its pair view (full-resolution photographs and warped
-query, flicker), and the distributions are drawn at the top as inline SVG. A screenshot is saved to out/test-artifacts/report.png. Skipped with the
+query, flicker; screenshot out/test-artifacts/pair_view.png), and the distributions are drawn
+at the top as inline SVG. A screenshot is saved to out/test-artifacts/report.png. Skipped with the
 reason when /usr/bin/chromium is absent, except on CI (CI=true), where .ci/run installs it.
 """
 import csv
@@ -100,6 +101,11 @@ def test_row_opens_its_pair_view_which_flickers_with_no_broken_image(run_dir, br
     numbers = dict(browser.evaluate("[...document.querySelectorAll('#info tr')].map(r => [...r.cells].map(c => c.textContent))"))
     assert numbers["status"] == "registered" and int(numbers["inliers"]) >= 8
     assert browser.failed_requests == [] and not [c for c in browser.console if c.startswith("exception")]
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 1280     # fits 1280 px
+    browser.evaluate("SR_VIEWER.setMode('checker')")
+    shot = SCREENSHOT.with_name("pair_view.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.screenshot(shot).stat().st_size > 20_000
 
 
 def test_distributions_at_the_top_are_inline_svg(run_dir, browser):
