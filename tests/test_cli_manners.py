@@ -94,6 +94,11 @@ def test_unknown_model_and_model_with_pipeline_are_one_line(pair, tmp_path):
         assert name in line
     assert_one_line_error(run_cli(q, r, "--model", "fp32", "--pipeline", DEFAULT_PIPELINE, "--out", tmp_path / "b"),
                           "--model fp32", "--pipeline")
+    # batch and fire take the same names.
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"query,refer\n{q},{r}\n")
+    assert_one_line_error(run_cli("batch", pairs, "--out", tmp_path / "c", "--model", "int4"), "unknown model 'int4'")
+    assert_one_line_error(run_cli("fire", tmp_path, "--model", "int4"), "unknown model 'int4'")
 
 
 def test_model_and_device_cpu_register_with_info_log(pair, tmp_path):

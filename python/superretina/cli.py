@@ -301,6 +301,7 @@ def main(argv=None) -> int:
     from .batch.store import StoreError
     from .export_transform import ExportError
     from .image_io import ImageReadError
+    from .models import ModelChoiceError
     from .outputs import OutputError
     from .report.build import ReportError
     from .sdk import RuntimeUnavailable
@@ -311,7 +312,7 @@ def main(argv=None) -> int:
         with quiet or contextlib.nullcontext(), contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
             return HANDLERS[cmd](rest)
     except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable, BatchInputError,
-            StoreError, ReportError, ExportError, ResultFileError) as exc:
+            StoreError, ReportError, ExportError, ResultFileError, ModelChoiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. an output folder that cannot be written

@@ -62,6 +62,17 @@ def choose_pipeline(model: str | None, pipeline: str | Path | None) -> Path | No
     return names[model]
 
 
+def add_model_option(ap) -> None:
+    """``--model NAME`` on a command's argparse parser (beside its ``--pipeline``)."""
+    ap.add_argument("--model", help="a shipped model by name instead of --pipeline: "
+                    + ", ".join(shipped_models()) + " (default bf16)")
+
+
+def apply_model_option(args) -> None:
+    """Replace ``args.pipeline`` by the pipeline of ``args.model`` (see :func:`choose_pipeline`)."""
+    args.pipeline = choose_pipeline(args.model, args.pipeline)
+
+
 def check_device(device: str | None, model_file: Path, runtime: str) -> str:
     """``device`` (default auto) if the runtime and the model's engine can give it, else one clear line."""
     device = (device or "auto").lower()

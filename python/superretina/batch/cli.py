@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..models import add_model_option, apply_model_option
 from ..progname import prog_name
 
 EPILOG = """PAIRS.csv: a header line with columns query,refer (image paths, relative to the CSV's folder or
@@ -27,6 +28,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, required=True, help="output folder")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
     ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline)")
+    add_model_option(ap)
     ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (default auto)")
     ap.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local (default): pairs in flight through one stream on this machine; "
@@ -43,6 +45,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    apply_model_option(args)
     from .engines import make_engine
     from .pairs import BatchInputError, read_pairs
     from .runner import run_batch
