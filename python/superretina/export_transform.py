@@ -15,7 +15,7 @@ with origin 0, spacing 1, identity direction):
     at each reference pixel, for ``cv2.remap(query, map_x, map_y, cv2.INTER_LINEAR)``.
 ``displacement``
     A dense displacement field on the reference grid, ``.mha`` (MetaImage, written here with
-    numpy and zlib) or ``.nii.gz`` (through SimpleITK, where installed): at reference point p the
+    numpy) or ``.nii.gz`` (through SimpleITK, where installed): at reference point p the
     vector ``q(p) - p`` to the query point it shows, which is ITK's convention for a
     ``DisplacementFieldTransform`` resampling the query (moving) onto the reference (fixed).
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import zlib
 from pathlib import Path
 from typing import Union
 
@@ -132,13 +131,14 @@ def displacement_field(result) -> np.ndarray:
 
 def mha_bytes(field: np.ndarray) -> bytes:
     """A MetaImage (.mha) of a (H, W, 2) float32 vector field: origin 0, spacing 1, identity
-    direction (ITK physical coordinates = pixel coordinates), zlib-compressed data."""
+    direction (ITK physical coordinates = pixel coordinates). Not compressed: float maps hardly
+    compress and compressing is slow (measured in docs/clinic-and-tools.md)."""
     field = np.ascontiguousarray(field, dtype="<f4")
     h, w, c = field.shape
-    data = zlib.compress(field.tobytes(), 6)   # x fastest, the components interleaved: ITK's order
+    data = field.tobytes()   # x fastest, the components interleaved: ITK's order
     header = "\n".join([
         "ObjectType = Image", "NDims = 2", "BinaryData = True", "BinaryDataByteOrderMSB = False",
-        "CompressedData = True", f"CompressedDataSize = {len(data)}", "TransformMatrix = 1 0 0 1",
+        "CompressedData = False", "TransformMatrix = 1 0 0 1",
         "Offset = 0 0", "CenterOfRotation = 0 0", "AnatomicalOrientation = ??", "ElementSpacing = 1 1",
         f"DimSize = {w} {h}", f"ElementNumberOfChannels = {c}", "ElementType = MET_FLOAT",
         "ElementDataFile = LOCAL"]) + "\n"
@@ -187,7 +187,7 @@ def export_transform(result, fmt: str, out: Union[str, Path, None] = None) -> Pa
 
         mx, my = opencv_maps(reg)
         buf = io.BytesIO()
-        np.savez_compressed(buf, map_x=mx, map_y=my, direction=np.array(COORDINATES),
+        np.savez(buf, map_x=mx, map_y=my, direction=np.array(COORDINATES),
                             usage=np.array("cv2.remap(query, map_x, map_y, cv2.INTER_LINEAR) -> query in the "
                                            "reference frame"))
         return write_file(out, buf.getvalue())
