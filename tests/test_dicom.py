@@ -84,6 +84,39 @@ def test_jpeg_baseline_reads_like_the_jpeg_itself(tmp_path, photo):
     assert np.abs(image.astype(int) - photo.astype(int)).mean() < 3.0
 
 
+def test_jpeg2000_and_rle_lossless_read_exactly(tmp_path, photo):
+    """Fundus cameras often export JPEG 2000; Pillow's decoder reads it (no extra package)."""
+    import io
+
+    from PIL import Image
+    from pydicom.uid import JPEG2000Lossless
+
+    buf = io.BytesIO()
+    Image.fromarray(photo[:, :, ::-1]).save(buf, format="JPEG2000", irreversible=False, no_jp2=True)
+    path = write_dicom(tmp_path / "j2k.dcm", photo[:, :, ::-1], "YBR_RCT", syntax=JPEG2000Lossless,
+                       encoded=buf.getvalue())
+    np.testing.assert_array_equal(read_image(path), photo)
+    # RLE Lossless, compressed by pydicom's own encoder.
+    from pydicom.uid import RLELossless
+
+    rle = write_dicom(tmp_path / "rle.dcm", photo[:, :, ::-1], "RGB")
+    ds = pydicom.dcmread(rle)
+    ds.compress(RLELossless)
+    ds.save_as(rle)
+    np.testing.assert_array_equal(read_image(rle), photo)
+
+
+def test_unreadable_transfer_syntax_is_one_line(tmp_path, photo):
+    from pydicom.uid import RLELossless
+
+    path = write_dicom(tmp_path / "rle.dcm", photo[:, :, ::-1], "RGB", syntax=RLELossless, encoded=b"\0" * 64)
+    with pytest.raises(ImageReadError) as err:
+        read_image(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot decode the DICOM pixel data (transfer syntax RLE Lossless")
+    assert "\n" not in message
+
+
 def test_monochrome_16bit_is_scaled_to_the_full_range(tmp_path, photo):
     grey12 = (cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 16)  # 12 bits stored
     image = read_image(write_dicom(tmp_path / "mono16.dcm", grey12, "MONOCHROME2", bits_stored=12))

@@ -2,7 +2,8 @@
 
 Clinics export fundus photographs as DICOM; :func:`superretina.image_io.read_image` hands any
 file that starts like one (``DICM`` after the 128-byte preamble) to :func:`decode_dicom`.
-Uncompressed and JPEG baseline pixel data are decoded (pydicom, with Pillow for JPEG), colour
+Uncompressed, RLE, JPEG baseline and JPEG 2000 pixel data are decoded (pydicom, with Pillow
+for JPEG and JPEG 2000; JPEG lossless and JPEG-LS would need pylibjpeg), colour
 (RGB, YBR) and monochrome (MONOCHROME1 is inverted so that vessels stay dark); one photograph
 per file: a multi-frame file is refused in one line, as is anything larger than ``max_pixels``,
 checked from ``Rows`` x ``Columns`` before the pixel data is decoded.
@@ -99,7 +100,7 @@ def decode_dicom(data: bytes, max_pixels: int) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise many types; all mean "cannot decode"
         name = getattr(syntax, "name", None) or syntax or "unknown"
         raise DicomError(f"cannot decode the DICOM pixel data (transfer syntax {name}: {str(exc).splitlines()[0]});"
-                         " uncompressed and JPEG baseline photographs are read") from None
+                         " uncompressed, RLE, JPEG baseline and JPEG 2000 photographs are read") from None
     if pixels.dtype.kind not in "ui" or pixels.dtype.itemsize > 2:
         raise DicomError(f"DICOM pixels of type {pixels.dtype}; expected 8- or 16-bit unsigned")
     pixels = pixels.astype(np.uint8 if pixels.dtype.itemsize == 1 else np.uint16, copy=False)
