@@ -308,8 +308,9 @@ def main(argv=None) -> int:
     from .stream_client import PipelineError
     try:
         configure_logging(opts)
-        quiet = open(os.devnull, "w") if opts.quiet else None   # -q: errors only, no report on stdout
-        with quiet or contextlib.nullcontext(), contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            if opts.quiet:   # -q: errors only, no report on stdout
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             return HANDLERS[cmd](rest)
     except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable, BatchInputError,
             StoreError, ReportError, ExportError, ResultFileError, ModelChoiceError) as exc:
