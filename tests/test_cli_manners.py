@@ -139,8 +139,12 @@ def test_bad_global_options_are_one_line(pair, tmp_path):
 def test_device_gpu_without_one_is_one_line(pair, tmp_path, model, engine):
     q, r = pair
     assert_one_line_error(run_cli(q, r, "--model", model, "--device", "gpu", "--out", tmp_path / "o"),
-                          "--device gpu", "no GPU", engine, "--device cpu")
+                          "--device gpu", "no GPU", engine, "use cpu")
     assert not (tmp_path / "o" / "result.json").exists()
+    # The same check where the environment asks for the GPU (batch and fire have no --device).
+    env = {**cli_env(), ENV_DEVICE: "gpu"}
+    assert_one_line_error(run_cli(q, r, "--model", model, "--out", tmp_path / "e", env=env),
+                          f"${ENV_DEVICE} gpu", "no GPU", engine)
 
 
 def test_device_rules_and_environment(pair, monkeypatch):

@@ -1,6 +1,7 @@
 """Opening the application: configuration, runtime, pipeline and model, with clear errors."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,13 +75,18 @@ def open_app(config=None, pipeline: Path | None = None, runtime: str | None = No
     if sdk.name == "local" and model.suffix.lower() == ".om":
         raise AppError(f"{pipeline}: {model.name} is an Ascend .om model; the local runtime runs .onnx, .xml and .pt models — "
                        "use pipeline/superretina.pipeline or run on an Ascend machine with the MindX SDK")
+    from mxlocal.model_runtime import ENV_DEVICE
+
+    try:   # a device that cannot be had is one line here, not a failed stream creation
+        if device is not None:
+            device = check_device(device, model, sdk.name)
+        elif sdk.name == "local" and os.environ.get(ENV_DEVICE, "").strip():
+            check_device(os.environ[ENV_DEVICE], model, sdk.name, f"${ENV_DEVICE}")
+    except ModelChoiceError as exc:
+        raise AppError(str(exc)) from None
     if device is None:
         stream = SuperRetinaStream(pipeline, sdk)
     else:
-        try:
-            device = check_device(device, model, sdk.name)
-        except ModelChoiceError as exc:
-            raise AppError(str(exc)) from None
         with device_setting(device):
             stream = SuperRetinaStream(pipeline, sdk)
     return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name,

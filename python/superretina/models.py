@@ -73,22 +73,23 @@ def apply_model_option(args) -> None:
     args.pipeline = choose_pipeline(args.model, args.pipeline)
 
 
-def check_device(device: str | None, model_file: Path, runtime: str) -> str:
-    """``device`` (default auto) if the runtime and the model's engine can give it, else one clear line."""
-    device = (device or "auto").lower()
+def check_device(device: str | None, model_file: Path, runtime: str, source: str = "--device") -> str:
+    """``device`` (default auto) if the runtime and the model's engine can give it, else one clear
+    line naming ``source`` (the option, or the environment variable it came from)."""
+    device = (device or "auto").strip().lower()
     if device not in DEVICES:
-        raise ModelChoiceError(f"--device: expected one of {', '.join(DEVICES)}, got {device!r}")
+        raise ModelChoiceError(f"{source}: expected one of {', '.join(DEVICES)}, got {device!r}")
     if runtime != "local":
         if device != "auto":
-            raise ModelChoiceError(f"--device {device}: the MindX SDK runs the model on the Ascend device that the "
-                                   "pipeline's deviceId names; --device applies to the local runtime")
+            raise ModelChoiceError(f"{source} {device}: the MindX SDK runs the model on the Ascend device that the "
+                                   "pipeline's deviceId names; the device choice applies to the local runtime")
         return device
     if device == "gpu":
         from mxlocal.model_runtime import gpu_missing
 
         why = gpu_missing(Path(model_file).suffix)
         if why:
-            raise ModelChoiceError(f"--device gpu: no GPU for {Path(model_file).name}: {why}; use --device cpu or auto")
+            raise ModelChoiceError(f"{source} gpu: no GPU for {Path(model_file).name}: {why}; use cpu or auto")
     return device
 
 
