@@ -13,7 +13,7 @@ import pytest
 
 from superretina.api import Session, load_result
 from superretina.demo import make_pair
-from superretina.export_transform import export_transform, polynomial_params
+from superretina.export_transform import export_transform, polynomial_params, skimage_params
 from superretina.transform import HomographyTransform, fit_quadratic
 from tests.model_fixtures import assert_one_line_error, run_cli
 
@@ -76,13 +76,17 @@ def test_skimage_parameters_map_as_the_result(saved, tmp_path, model):
     np.testing.assert_allclose(tform(pts), reg.transform.apply(pts), atol=1e-6)
 
 
-def test_polynomial_params_are_the_expanded_normalised_quadratic(saved):
+def test_polynomial_params_are_the_expanded_normalised_quadratic(saved, tmp_path):
     from superretina.transform import transform_from_json
 
-    t = transform_from_json(load_result(saved["quadratic"]).transform.to_json())
+    reg = load_result(saved["quadratic"])
+    t = transform_from_json(reg.transform.to_json())
     x, y = 123.4, 56.7
     basis = np.array([1, x, y, x * x, x * y, y * y])
     np.testing.assert_allclose(polynomial_params(t) @ basis, t.apply([[x, y]])[0], atol=1e-9)
+    # The Python API takes the in-memory Registration as well as a path.
+    assert skimage_params(reg)["params"] == json.loads(
+        export_transform(saved["quadratic"], "skimage", tmp_path / "p.json").read_text())["params"]
 
 
 @pytest.mark.parametrize("model", ["homography", "quadratic", "registered"])
