@@ -1,7 +1,8 @@
 """Reading fundus photographs as users have them.
 
 JPEG (EXIF orientation applied), PNG (8 or 16 bit), TIFF, BMP (also WebP, PNM), DICOM
-(uncompressed, JPEG baseline or JPEG 2000, one frame: :mod:`superretina.dicom`); grayscale or colour; any size up to ``max_pixels`` (``input.max_pixels`` in configs/default.yaml, default
+(uncompressed, JPEG baseline or JPEG 2000, one frame: :mod:`superretina.dicom`); grayscale or
+colour; any size up to ``max_pixels`` (``input.max_pixels`` in configs/default.yaml, default
 64 million: about 8000x8000). The size is read from the file's header and checked *before*
 decoding, since a decoder allocates whatever the header announces (an 878 KB PNG can announce
 30000x30000 pixels). Every failure is an ``ImageReadError`` whose message starts with the file name.

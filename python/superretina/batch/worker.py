@@ -29,7 +29,8 @@ H_COLUMNS = [f"h{i}{j}" for i in range(3) for j in range(3)]
 QUADRATIC_COLUMNS = ([f"q{axis}_{term}" for axis in "xy" for term in ("1", "x", "y", "xx", "xy", "yy")]
                      + ["q_query_cx", "q_query_cy", "q_query_scale", "q_refer_cx", "q_refer_cy", "q_refer_scale"])
 # Header entries of DICOM photographs (result.json ``dicom``), empty for other files.
-DICOM_COLUMNS = [f"{side}_{key}" for side in ("query", "refer") for key in ("sop_instance_uid", "study_date", "laterality")]
+DICOM_COLUMNS = [f"{side}_{key}" for side in ("query", "refer")
+                 for key in ("sop_instance_uid", "study_date", "laterality")]
 ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "transform", *H_COLUMNS, *QUADRATIC_COLUMNS,
                 "keypoints_query", "keypoints_refer", "matches", "inliers", "inlier_rate_pct",
                 "residual_median_px", "within_3px_pct", "within_5px_pct", "within_10px_pct", "seconds",
