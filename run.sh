@@ -57,4 +57,8 @@ if [ "${1:-}" = "bench" ]; then  # the benchmark harness lives in the checkout, 
 fi
 # The console script, not `python -m`: a folder named like the package in the caller's
 # working directory must not shadow the installed one.
+export SUPERRETINA_PROG="bash run.sh"   # help and usage name the command as typed here
+if [ "$#" -eq 0 ]; then
+  set -- demo                                  # `bash run.sh` alone: the self-checking demo
+fi
 exec "$VENV/bin/superretina" "$@"

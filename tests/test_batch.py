@@ -223,4 +223,4 @@ def test_help(command, fragments):
     for fragment in fragments:
         assert fragment in proc.stdout, fragment
     top = run_cli("--help").stdout
-    assert f"bash run.sh {command}" in top
+    assert f"superretina {command}" in top

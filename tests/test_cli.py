@@ -16,7 +16,8 @@ def test_top_level_help():
     proc = run_cli("--help")
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    for fragment in ("bash run.sh QUERY REFER", "--out", "--pipeline", "--runtime",
+    for fragment in ("superretina QUERY REFER", "--out", "--pipeline", "--runtime", "--model", "--device",
+                     "export-transform",
                      "fire", "compare", "synth", "demo", "--help"):
         assert fragment in text, fragment
     assert proc.stderr == ""

@@ -8,6 +8,7 @@ environment, as a user's would.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -82,11 +83,16 @@ def test_installed_package_carries_its_data(installed, user_folder):
     for path in (pipeline, config, plugins):
         assert path.exists() and str(path).startswith(str(site)), path
     assert (pipeline.parent.parent / "model" / "superretina_bf16.bin").is_file()
+    assert (site / "superretina" / "py.typed").is_file()     # type checkers read the package's annotations
 
 
 def test_console_script_registers_with_relative_paths(installed, user_folder):
-    _, script, env, _ = installed
-    assert "superretina" in _run([script, "--help"], user_folder, env).stdout
+    _, script, env, site = installed
+    assert "superretina QUERY REFER" in _run([script, "--help"], user_folder, env).stdout
+    assert _run([script, "--version"], user_folder, env).stdout.startswith("superretina ")
+    # A pip user names a shipped model, with no path into the package.
+    _run([script, "query.jpg", "refer.jpg", "--model", "fp32", "--device", "cpu", "--out", "fp32"], user_folder, env)
+    assert json.loads((user_folder / "fp32" / "result.json").read_text())["model"].startswith(str(site))
     proc = _run([script, "query.jpg", "refer.jpg", "--out", "o"], user_folder, env)
     assert "status: registered" in proc.stdout
     assert {"result.json", "result.jpg", "match_result.jpg", "checkerboard.jpg"} <= {p.name for p in (user_folder / "o").iterdir()}

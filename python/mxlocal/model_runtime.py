@@ -14,6 +14,13 @@ The suffix of ``modelPath`` picks the engine, the way the SDK's element takes an
   by itself on CPUs that have it, and a model file should compute what it says. ``bf16`` runs
   on AMX / AVX-512 BF16 hardware; where the CPU has neither it falls back to f32 with a warning.
 
+``$MXLOCAL_DEVICE`` (``cpu``, ``gpu`` or ``auto``, the default; the application's ``--device``)
+picks the device: ``cpu`` keeps every engine on the CPU, ``gpu`` asks for ONNX Runtime's CUDA
+provider, OpenVINO's GPU plugin or PyTorch's CUDA device and fails with one line naming what is
+missing, ``auto`` is what is described above (OpenVINO stays on the CPU: the shipped bf16 model
+is made for CPU instructions). :func:`gpu_missing` says, before anything is loaded, why a GPU
+cannot be had.
+
 The CPU engines use one compute thread per physical core (``$MXLOCAL_INFER_THREADS`` overrides)
 and hand back arrays the caller owns.
 
@@ -41,6 +48,8 @@ log = logging.getLogger("mxlocal")
 ENV_THREADS = "MXLOCAL_INFER_THREADS"
 ENV_SPIN = "MXLOCAL_ORT_SPIN"
 ENV_TORCH_DEVICE = "MXLOCAL_TORCH_DEVICE"
+ENV_DEVICE = "MXLOCAL_DEVICE"
+DEVICES = ("auto", "cpu", "gpu")
 PRECISION_KEY = ["runtime_options", "INFERENCE_PRECISION_HINT"]
 
 # numpy dtype -> MxBase::TensorDataType code
@@ -109,6 +118,44 @@ def first_line(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def requested_device() -> str:
+    """``$MXLOCAL_DEVICE`` (auto, cpu or gpu); auto when unset, a :class:`ModelLoadError` when invalid."""
+    device = os.environ.get(ENV_DEVICE, "").strip().lower() or "auto"
+    if device not in DEVICES:
+        raise ModelLoadError(f"${ENV_DEVICE}={device!r}: expected one of {', '.join(DEVICES)}")
+    return device
+
+
+def gpu_missing(suffix: str) -> str | None:
+    """Why the engine of a ``suffix`` model (.onnx, .xml, .pt) has no GPU here, or None when it has one."""
+    suffix = suffix.lower()
+    try:
+        if suffix == ".onnx":
+            import onnxruntime as ort
+
+            providers = ort.get_available_providers()
+            if "CUDAExecutionProvider" not in providers:
+                return (f"ONNX Runtime {ort.__version__} here has no CUDA provider (it offers {', '.join(providers)});"
+                        " install onnxruntime-gpu on a machine with an NVIDIA GPU and CUDA")
+        elif suffix == ".xml":
+            import openvino as ov
+
+            devices = ov.Core().available_devices
+            if not any(d.startswith("GPU") for d in devices):
+                return (f"OpenVINO sees no GPU here (devices: {', '.join(devices)}); its GPU plugin needs an Intel"
+                        " GPU and its driver")
+        elif suffix == ".pt":
+            import torch
+
+            if not torch.cuda.is_available():
+                return f"PyTorch {torch.__version__} sees no CUDA GPU here"
+        else:
+            return f"the local runtime runs {suffix or 'such'} models on no GPU"
+    except ImportError as exc:
+        return f"the engine for {suffix} models is not installed ({exc})"
+    return None
+
+
 def _engine_module(name: str, path: Path, needs: str):
     """Import an optional engine (only streams with such a model need it), or say what is missing."""
     try:
@@ -123,9 +170,12 @@ class OnnxRuntimeModel:
     def __init__(self, path: Path):
         import onnxruntime as ort  # imported here: only streams with a model need it
 
+        device = requested_device()
         providers = ["CPUExecutionProvider"]
-        if "CUDAExecutionProvider" in ort.get_available_providers():
+        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
+        elif device == "gpu":
+            raise ModelLoadError(f"{path}: no GPU: {gpu_missing('.onnx')}")
         try:
             self.session = ort.InferenceSession(str(path), sess_options=ort_session_options(ort), providers=providers)
         except Exception as exc:
@@ -154,22 +204,28 @@ class OpenVinoModel:
     def __init__(self, path: Path):
         ov = _engine_module("openvino", path, "OpenVINO IR models need the 'openvino' package (pip install openvino)")
         core = ov.Core()
+        self.device = "GPU" if requested_device() == "gpu" else "CPU"
+        if self.device == "GPU" and gpu_missing(".xml"):
+            raise ModelLoadError(f"{path}: no GPU: {gpu_missing('.xml')}")
         try:
             model = core.read_model(str(path))
         except Exception as exc:
             raise ModelLoadError(f"cannot load OpenVINO model {path}: {first_line(exc)}") from None
         self.precision = model_precision(model)
-        if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        if self.device == "GPU" and self.precision == "bf16":
+            self.precision = "f32"   # the GPU plugin computes f16 or f32; f32 keeps the model's accuracy
+        elif self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             log.warning("%s: this CPU has no bf16 instructions; running the model in f32", path.name)
             self.precision = "f32"
         self._core, self._model, self._path = core, model, path
-        self._config = {"INFERENCE_PRECISION_HINT": self.precision, "INFERENCE_NUM_THREADS": inference_threads(),
-                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        self._config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if self.device == "CPU":
+            self._config["INFERENCE_NUM_THREADS"] = inference_threads()
         self._compile()
         self.inputs = [self._tensor(p, path) for p in self.compiled.inputs]
         self.outputs = [self._tensor(p, path) for p in self.compiled.outputs]
-        self.on_cpu = True
-        self.engine = f"openvino {ov.__version__.split('-')[0]} CPU {self.precision}"
+        self.on_cpu = self.device == "CPU"
+        self.engine = f"openvino {ov.__version__.split('-')[0]} {self.device} {self.precision}"
 
     @staticmethod
     def _tensor(port, path: Path) -> ModelTensor:
@@ -181,7 +237,7 @@ class OpenVinoModel:
 
     def _compile(self) -> None:
         try:
-            self.compiled = self._core.compile_model(self._model, "CPU", self._config)
+            self.compiled = self._core.compile_model(self._model, self.device, self._config)
         except Exception as exc:
             raise ModelLoadError(f"cannot compile OpenVINO model {self._path}: {first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
@@ -207,7 +263,11 @@ class TorchScriptModel:
 
     def __init__(self, path: Path):
         torch = _engine_module("torch", path, "TorchScript models need PyTorch (pip install torch)")
-        device = os.environ.get(ENV_TORCH_DEVICE, "").strip() or ("cuda" if torch.cuda.is_available() else "cpu")
+        wanted = requested_device()
+        if wanted == "gpu" and not torch.cuda.is_available():
+            raise ModelLoadError(f"{path}: no GPU: {gpu_missing('.pt')}")
+        device = {"cpu": "cpu", "gpu": "cuda"}.get(wanted) or os.environ.get(ENV_TORCH_DEVICE, "").strip() \
+            or ("cuda" if torch.cuda.is_available() else "cpu")
         extra = {"mxlocal.json": ""}
         try:
             self.device = torch.device(device)

@@ -199,13 +199,19 @@ class Session:
         A ``.pipeline`` file (default: the shipped one, the bf16 model on OpenVINO).
     runtime : "auto" | "ascend" | "local", optional
         The MindX SDK or this project's local runtime (default auto: the SDK where installed).
+    model : str, optional
+        A shipped model by name instead of ``pipeline`` ("bf16", "fp32", ...:
+        ``superretina.models.shipped_models()``).
+    device : "auto" | "cpu" | "gpu", optional
+        Where the local runtime's engine runs the model (ONNX Runtime CUDA, OpenVINO GPU,
+        PyTorch CUDA); "gpu" without one is an ``AppError`` saying what is missing.
 
     Thread-safe: several threads may call :meth:`register` at once (pairs in flight together).
     """
 
     def __init__(self, config: str | Path | Mapping | None = None, pipeline: str | Path | None = None,
-                 runtime: str | None = None):
-        self._app = open_app(config, None if pipeline is None else Path(pipeline), runtime)
+                 runtime: str | None = None, *, model: str | None = None, device: str | None = None):
+        self._app = open_app(config, None if pipeline is None else Path(pipeline), runtime, model=model, device=device)
 
     @property
     def config(self) -> dict:
@@ -241,12 +247,13 @@ class Session:
 
 
 def register(query: ImageLike, refer: ImageLike, *, config: str | Path | Mapping | None = None,
-             pipeline: str | Path | None = None, runtime: str | None = None) -> Registration:
+             pipeline: str | Path | None = None, runtime: str | None = None, model: str | None = None,
+             device: str | None = None) -> Registration:
     """Register one pair: ``query`` is mapped onto ``refer``. Options as :class:`Session`.
 
     Opens and closes the runtime (about a second); for many pairs use a :class:`Session`.
     """
-    with Session(config, pipeline, runtime) as session:
+    with Session(config, pipeline, runtime, model=model, device=device) as session:
         return session.register(query, refer)
 
 

@@ -1,6 +1,7 @@
 """Opening the application: configuration, runtime, pipeline and model, with clear errors."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,10 +48,20 @@ class App:
         self.close()
 
 
-def open_app(config=None, pipeline: Path | None = None, runtime: str | None = None) -> App:
-    """Open the runtime, the pipeline's streams and the model; ``config`` is a YAML path or a mapping of overrides."""
+def open_app(config=None, pipeline: Path | None = None, runtime: str | None = None, *,
+             model: str | None = None, device: str | None = None) -> App:
+    """Open the runtime, the pipeline's streams and the model; ``config`` is a YAML path or a mapping of overrides.
+
+    ``model``: a shipped model's name instead of ``pipeline`` (:mod:`superretina.models`);
+    ``device``: auto, cpu or gpu for the local runtime's engine (None: ``$MXLOCAL_DEVICE``, else auto).
+    """
+    from .models import ModelChoiceError, check_device, choose_pipeline, device_setting
+
     cfg = load_config(config)
-    pipeline = Path(pipeline or DEFAULT_PIPELINE)
+    try:
+        pipeline = Path(choose_pipeline(model, pipeline) or DEFAULT_PIPELINE)
+    except ModelChoiceError as exc:
+        raise AppError(str(exc)) from None
     if not pipeline.is_file():
         raise AppError(f"{pipeline}: pipeline file not found")
     layout = read_layout(pipeline)
@@ -64,6 +75,19 @@ def open_app(config=None, pipeline: Path | None = None, runtime: str | None = No
     if sdk.name == "local" and model.suffix.lower() == ".om":
         raise AppError(f"{pipeline}: {model.name} is an Ascend .om model; the local runtime runs .onnx, .xml and .pt models — "
                        "use pipeline/superretina.pipeline or run on an Ascend machine with the MindX SDK")
-    stream = SuperRetinaStream(pipeline, sdk)
+    from mxlocal.model_runtime import ENV_DEVICE
+
+    try:   # a device that cannot be had is one line here, not a failed stream creation
+        if device is not None:
+            device = check_device(device, model, sdk.name)
+        elif sdk.name == "local" and os.environ.get(ENV_DEVICE, "").strip():
+            check_device(os.environ[ENV_DEVICE], model, sdk.name, f"${ENV_DEVICE}")
+    except ModelChoiceError as exc:
+        raise AppError(str(exc)) from None
+    if device is None:
+        stream = SuperRetinaStream(pipeline, sdk)
+    else:
+        with device_setting(device):
+            stream = SuperRetinaStream(pipeline, sdk)
     return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name,
                describe(model, pipeline, sdk.name, cfg))

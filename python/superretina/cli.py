@@ -1,18 +1,24 @@
-"""Command line of the application (``bash run.sh ...``, or ``superretina ...`` once installed).
+"""Command line of the application: ``superretina ...`` once installed (``bash run.sh ...`` in a checkout).
 
-    bash run.sh QUERY REFER [--out DIR] [--config FILE] [--pipeline FILE] [--runtime R]
+    {prog} QUERY REFER [--out DIR] [--config FILE] [--model NAME | --pipeline FILE] [--device D] [--runtime R]
                                       register a pair (default --out: QUERY_to_REFER)
-    bash run.sh                       self-checking demo on the bundled example
-    bash run.sh fire DIR [...]        FIRE-protocol batch evaluation (resumable)
-    bash run.sh compare DIR [...]     SuperRetina (homography, quadratic, auto) and SIFT on one set, one table
-    bash run.sh synth OUT --from ...  synthetic FIRE-format set with known ground truth
-    bash run.sh batch PAIRS.csv --out DIR   register a list of pairs (resumable; --engine ray)
-    bash run.sh report DIR            rebuild DIR/index.html, the browsable report of a run
-    bash run.sh train [...]           train weights (needs the train extra)
-    bash run.sh export CKPT OUT.onnx  checkpoint → ONNX (pth2onnx); OUT.pt: TorchScript (GPU via PyTorch)
-    bash run.sh bench [...]           speed benchmark (source checkout only)
-    bash run.sh COMMAND --help        the options of one command (register, demo, fire, ...)
+    {prog} demo                  self-checking demo on the bundled example
+    {prog} fire DIR [...]        FIRE-protocol batch evaluation (resumable)
+    {prog} compare DIR [...]     SuperRetina (homography, quadratic, auto) and SIFT on one set, one table
+    {prog} synth OUT --from ...  synthetic FIRE-format set with known ground truth
+    {prog} batch PAIRS.csv --out DIR
+                                      register a list of pairs (resumable; --engine ray)
+    {prog} report DIR            rebuild DIR/index.html, the browsable report of a run
+    {prog} export-transform RESULT --format skimage|opencv-maps|displacement
+                                      a result's transform for scikit-image, cv2.remap, ITK/SimpleITK
+    {prog} train [...]           train weights (needs the train extra)
+    {prog} export CKPT OUT.onnx  checkpoint → ONNX (pth2onnx); OUT.pt: TorchScript (GPU via PyTorch)
+    {prog} bench [...]           speed benchmark (source checkout only)
+    {prog} COMMAND --help        the options of one command (register, demo, fire, ...)
 
+Options for every command: --version, -v (info; -vv debug) / -q (errors only), --log-file FILE
+(the log, info and above, appended to FILE). Images: JPEG, PNG 8/16 bit, TIFF, BMP, DICOM.
+Models: --model {models} (shipped; --pipeline FILE for another), --device auto|cpu|gpu.
 Paths are relative to the current folder. Exit codes: 0 registered (or done), 1 the pair could
 not be registered, 2 bad input (one line on stderr names the file or setting), 130 interrupted.
 Python: ``import superretina; superretina.register(query, refer)`` (see superretina.api).
@@ -20,24 +26,44 @@ Python: ``import superretina; superretina.register(query, refer)`` (see superret
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 
 from .config import ConfigError
+from .models import DEVICES
+from .progname import prog_name
 from .sdk import CHOICES
 
-SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "batch", "report", "train", "export", "bench")
+SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "batch", "report", "export-transform", "train",
+               "export", "bench")
 EXIT_OK, EXIT_FAILED_PAIR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def usage() -> str:
+    """The top-level help, with this invocation's command name and the shipped model names."""
+    from .models import shipped_models
+
+    from . import __version__
+
+    text = __doc__.split("\n\n", 1)[1]     # the first line is for developers reading the source
+    return (f"SuperRetina fundus image registration {__version__}\n\n"
+            + text.replace("{prog}", prog_name()).replace("{models}", "|".join(shipped_models()) or "NAME"))
 
 
 def _common(ap: argparse.ArgumentParser, default_out: str) -> None:
     ap.add_argument("--out", type=Path, help=f"output folder (default {default_out}, in the current folder)")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
-    ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline: the bf16 "
-                    "model, OpenVINO on the CPU, f32 where the CPU lacks AMX/AVX-512 BF16; "
-                    "pipeline/superretina_fp32.pipeline: the fp32 ONNX model, ONNX Runtime, CUDA when installed; "
-                    "pipeline/superretina_ascend.pipeline on Ascend)")
+    ap.add_argument("--model", help="a shipped model by name: bf16 (the default: OpenVINO, bf16 on CPUs with "
+                    "AMX/AVX-512 BF16, f32 elsewhere), fp32 (the ONNX model on ONNX Runtime), ascend (.om, MindX SDK)"
+                    "; every pipeline/superretina_NAME.pipeline is a name")
+    ap.add_argument("--pipeline", type=Path, help="a pipeline file instead of --model (default: the shipped "
+                    "pipeline/superretina.pipeline)")
+    ap.add_argument("--device", choices=DEVICES, help="where the local runtime runs the model: gpu (ONNX Runtime "
+                    "CUDA, OpenVINO GPU, PyTorch CUDA; one line if there is none), cpu, or auto (default: CUDA "
+                    "where ONNX Runtime or PyTorch has it, OpenVINO on the CPU; also $MXLOCAL_DEVICE)")
     ap.add_argument("--runtime", choices=CHOICES,
                     help="MindX runtime: the real SDK (ascend), this project's stand-in "
                          "(local) or auto (SDK if installed in $MX_SDK_HOME; also $SUPERRETINA_RUNTIME)")
@@ -54,6 +80,13 @@ def _effective_config(args) -> dict:
     if args.transform:
         cfg["transform"]["model"] = args.transform
     return cfg
+
+
+def _session(args, cfg):
+    """The Session of a register/demo command line: --model or --pipeline, --runtime, --device."""
+    from .api import Session
+
+    return Session(cfg, args.pipeline, args.runtime, model=args.model, device=args.device)
 
 
 def pair_folder(query: Path, refer: Path) -> Path:
@@ -78,8 +111,8 @@ def _print_result(reg, written: list[Path]) -> None:
 
 
 def cmd_register(argv) -> int:
-    ap = argparse.ArgumentParser(prog="bash run.sh QUERY REFER", description=(
-        "Register QUERY onto REFER (fundus photographs: JPEG, PNG 8/16 bit, TIFF, BMP; any sizes). "
+    ap = argparse.ArgumentParser(prog=prog_name("QUERY REFER"), description=(
+        "Register QUERY onto REFER (fundus photographs: JPEG, PNG 8/16 bit, TIFF, BMP, DICOM; any sizes). "
         "Writes OUT/match_result.jpg (matches), OUT/result.jpg (warped query red, reference green: "
         "aligned vessels look yellow), OUT/checkerboard.jpg and OUT/result.json (homography query → "
         "reference in original pixels, keypoints, matches, inliers, timings). Exit code 0 registered, "
@@ -89,13 +122,12 @@ def cmd_register(argv) -> int:
     _common(ap, "QUERY_to_REFER (file stems)")
     args = ap.parse_args(argv)
     out = args.out or pair_folder(args.query, args.refer)
-    from .api import Session
     from .image_io import decoder_messages_silenced, read_pair
     from .outputs import prepare_out
 
     cfg = _effective_config(args)  # settings first: a bad value is reported before any work
     prepare_out(out)
-    with Session(cfg, args.pipeline, args.runtime) as session:
+    with _session(args, cfg) as session:
         with decoder_messages_silenced():  # a corrupt file gets our one error line, not libjpeg's as well
             query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
         reg = session.register(query, refer, paths=(args.query, args.refer))
@@ -105,14 +137,13 @@ def cmd_register(argv) -> int:
 
 
 def cmd_demo(argv) -> int:
-    ap = argparse.ArgumentParser(prog="bash run.sh", description=(
+    ap = argparse.ArgumentParser(prog=prog_name("demo"), description=(
         "Self-checking demo: warps scikit-image's CC0 retina photograph with a known homography and "
         "an illumination change, registers it with the default model and prints the mean "
         "control-point error against the known truth."))
     _common(ap, "superretina_demo")
     args = ap.parse_args(argv)
     out = args.out or Path("superretina_demo")
-    from .api import Session
     from .demo import control_point_error, make_pair, retina_bgr
     from .outputs import prepare_out, save_jpeg
 
@@ -122,7 +153,7 @@ def cmd_demo(argv) -> int:
     query, G, pts = make_pair(refer)
     save_jpeg(out / "demo_query.jpg", query)
     save_jpeg(out / "demo_refer.jpg", refer)
-    with Session(cfg, args.pipeline, args.runtime) as session:
+    with _session(args, cfg) as session:
         reg = session.register(query, refer, paths=(out / "demo_query.jpg", out / "demo_refer.jpg"))
         err = control_point_error(reg.homography, G, pts)
         reg.annotate("demo", {"known_homography_refer_to_query": G.tolist(), "mean_control_point_error_px": err})
@@ -136,7 +167,7 @@ def cmd_demo(argv) -> int:
 
 def cmd_fire(argv, compare_all=False) -> int:
     from .fire.evaluate import main
-    return main(argv, compare_all=compare_all, prog=f"bash run.sh {'compare' if compare_all else 'fire'}")
+    return main(argv, compare_all=compare_all, prog=prog_name("compare" if compare_all else "fire"))
 
 
 def cmd_synth(argv) -> int:
@@ -152,6 +183,11 @@ def cmd_batch(argv) -> int:
 def cmd_report(argv) -> int:
     from .batch.cli import report_main
     return report_main(argv)
+
+
+def cmd_export_transform(argv) -> int:
+    from .export_transform import main
+    return main(argv, prog=prog_name("export-transform"))
 
 
 def _torch_command(module: str, what: str, argv) -> int:
@@ -186,34 +222,98 @@ def cmd_bench(argv) -> int:
     return subprocess.call([sys.executable, str(bench), *argv])
 
 
+def split_global_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Take the options every command has (-v/-q, --log-file, --version) out of ``argv``, wherever they are
+    (up to a ``--``); returns them and the rest. A usage error exits 2 as argparse does."""
+    ap = argparse.ArgumentParser(prog=prog_name(), add_help=False)
+    ap.add_argument("-v", "--verbose", action="count", default=0)
+    ap.add_argument("-q", "--quiet", action="store_true")
+    ap.add_argument("--log-file", type=Path)
+    ap.add_argument("--version", action="store_true")
+    cut = argv.index("--") if "--" in argv else len(argv)
+    mine, rest, i = [], [], 0
+    while i < cut:
+        a = argv[i]
+        if a in ("-q", "--quiet", "--version") or (a.startswith("-v") and set(a[1:]) == {"v"}) or a == "--verbose":
+            mine.append(a)
+        elif a == "--log-file" and i + 1 < cut:
+            mine += argv[i:i + 2]
+            i += 1
+        elif a.startswith("--log-file="):
+            mine.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    opts = ap.parse_args(mine)
+    if opts.verbose and opts.quiet:
+        ap.error("-v and -q: give one of them")
+    return opts, rest + argv[cut:]
+
+
+def configure_logging(opts: argparse.Namespace) -> None:
+    """Warnings on stderr (-v info, -vv debug, -q errors only); with --log-file, info and above
+    (debug with -vv) appended to that file as well, with the time."""
+    level = logging.ERROR if opts.quiet else {0: logging.WARNING, 1: logging.INFO}.get(opts.verbose, logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handlers = [console]
+    if opts.log_file is not None:
+        from .outputs import OutputError
+        try:
+            log_file = logging.FileHandler(opts.log_file, mode="a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"{opts.log_file}: --log-file cannot be opened for writing ({exc.strerror or exc})") from None
+        log_file.setLevel(min(level, logging.DEBUG if opts.verbose > 1 else logging.INFO))
+        log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(log_file)
+    logging.basicConfig(level=min(h.level for h in handlers), handlers=handlers, force=True)
+
+
+HANDLERS = {"register": cmd_register, "demo": cmd_demo, "fire": cmd_fire,
+            "compare": lambda a: cmd_fire(a, compare_all=True), "synth": cmd_synth,
+            "batch": cmd_batch, "report": cmd_report, "export-transform": cmd_export_transform,
+            "train": cmd_train, "export": cmd_export, "bench": cmd_bench}
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
+    try:
+        opts, argv = split_global_options(argv)
+    except SystemExit as exc:   # argparse's usage error (exit 2)
+        return int(exc.code or 0)
+    if opts.version:
+        from . import __version__
+        print(f"superretina {__version__}")
         return EXIT_OK
-    if not argv or argv[0].startswith("-"):
-        cmd, rest = "demo", argv
+    if not argv or argv[:1] in (["-h"], ["--help"]):
+        print(usage())    # bare `superretina` prints help; the demo is `superretina demo`
+        return EXIT_OK
+    if argv[0].startswith("-"):
+        cmd, rest = "demo", argv     # `bash run.sh --out DIR`: the demo's options
     elif argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], argv[1:]
     else:
         cmd, rest = "register", argv
-    handlers = {"register": cmd_register, "demo": cmd_demo, "fire": cmd_fire,
-                "compare": lambda a: cmd_fire(a, compare_all=True), "synth": cmd_synth,
-                "batch": cmd_batch, "report": cmd_report,
-                "train": cmd_train, "export": cmd_export, "bench": cmd_bench}
+    from .api import ResultFileError
     from .app import AppError
     from .batch.pairs import BatchInputError
     from .batch.store import StoreError
+    from .export_transform import ExportError
     from .image_io import ImageReadError
+    from .models import ModelChoiceError
     from .outputs import OutputError
     from .report.build import ReportError
     from .sdk import RuntimeUnavailable
     from .stream_client import PipelineError
     try:
-        return handlers[cmd](rest)
+        configure_logging(opts)
+        with contextlib.ExitStack() as stack:
+            if opts.quiet:   # -q: errors only, no report on stdout
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            return HANDLERS[cmd](rest)
     except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable, BatchInputError,
-            StoreError, ReportError) as exc:
+            StoreError, ReportError, ExportError, ResultFileError, ModelChoiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. an output folder that cannot be written

@@ -1,6 +1,7 @@
 """Reading fundus photographs as users have them.
 
-JPEG (EXIF orientation applied), PNG (8 or 16 bit), TIFF, BMP (also WebP, PNM); grayscale or
+JPEG (EXIF orientation applied), PNG (8 or 16 bit), TIFF, BMP (also WebP, PNM), DICOM
+(uncompressed, JPEG baseline or JPEG 2000, one frame: :mod:`superretina.dicom`); grayscale or
 colour; any size up to ``max_pixels`` (``input.max_pixels`` in configs/default.yaml, default
 64 million: about 8000x8000). The size is read from the file's header and checked *before*
 decoding, since a decoder allocates whatever the header announces (an 878 KB PNG can announce
@@ -17,6 +18,8 @@ import cv2
 import numpy as np
 
 from mxlocal.image_header import HeaderError, image_size
+
+from .dicom import PREAMBLE, DicomError, decode_dicom, is_dicom
 
 # OpenCV refuses images above 2^30 pixels by default; fundus photographs are far below.
 _FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH   # 3 channels, keeps 16 bit, applies EXIF orientation
@@ -62,6 +65,11 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from None
     if raw.size == 0:
         raise ImageReadError(f"{path}: empty file, expected an image (JPEG, PNG, TIFF or BMP)")
+    if is_dicom(raw[:PREAMBLE + 4].tobytes()):
+        try:
+            return _check_size(decode_dicom(raw.tobytes(), max_pixels), path)
+        except DicomError as exc:
+            raise ImageReadError(f"{path}: {exc}") from None
     try:
         fmt, width, height = image_size(raw.tobytes())
     except HeaderError as exc:

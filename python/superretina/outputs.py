@@ -121,6 +121,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "refer": None if refer_path is None else str(refer_path),
         "query_size": {"height": res.query_size[0], "width": res.query_size[1]},
         "refer_size": {"height": res.refer_size[0], "width": res.refer_size[1]},
+        "dicom": dicom_json(query_path, refer_path),
         "homography": None if res.H is None else res.H.tolist(),
         "homography_direction": "query -> reference, original pixels",
         **transform_json(res, q, r),
@@ -133,6 +134,15 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
         **provenance,
     }
+
+
+def dicom_json(query_path, refer_path) -> dict | None:
+    """``dicom`` of result.json: each DICOM photograph's SOP Instance UID, study date and
+    laterality where its header has them (``dicom.dicom_fields``); None when neither file is DICOM."""
+    from .dicom import dicom_fields
+
+    q, r = (None if p is None else dicom_fields(p) for p in (query_path, refer_path))
+    return None if q is None and r is None else {"query": q, "refer": r}
 
 
 def transform_json(res: RegistrationResult, q: np.ndarray, r: np.ndarray) -> dict:

@@ -5,6 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..models import add_model_option, apply_model_option
+from ..progname import prog_name
+
 EPILOG = """PAIRS.csv: a header line with columns query,refer (image paths, relative to the CSV's folder or
 absolute), optionally id (default: the row number; it names OUT/pairs/<id>/) and any other columns
 (carried through to summary.csv). A rerun skips the pairs already finished with the same input files,
@@ -14,8 +17,8 @@ Ray: pip install -e '.[cluster]'; --engine ray starts a local Ray instance, or j
 every node. Exit 0 when every pair was processed (registered or not), 2 for bad input, 130 on Ctrl-C."""
 
 
-def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog or prog_name("batch"), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  description=(
         "Register every pair of a list, resumably. Writes OUT/pairs/<id>/ (result.json and pictures), "
         "OUT/summary.csv (one row per pair as it finishes: status, reason, homography h00..h22, "
@@ -26,6 +29,7 @@ def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, required=True, help="output folder")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
     ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline)")
+    add_model_option(ap)
     ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (default auto)")
     ap.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local (default): pairs in flight through one stream on this machine; "
@@ -43,6 +47,7 @@ def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    apply_model_option(args)
     from .engines import make_engine
     from .pairs import BatchInputError, read_pairs
     from .runner import run_batch
@@ -71,7 +76,7 @@ def main(argv=None) -> int:
 
 
 def report_main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bash run.sh report", description=(
+    ap = argparse.ArgumentParser(prog=prog_name("report"), description=(
         "Rebuild OUT/index.html, the browsable report of a batch or fire run (finished or interrupted): "
         "counts, success curve (fire), residual and time distributions, one row per pair with thumbnails "
         "and a link to its pair view (batch), failures first, sortable and filterable. Opens from the "

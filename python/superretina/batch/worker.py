@@ -30,9 +30,13 @@ H_COLUMNS = [f"h{i}{j}" for i in range(3) for j in range(3)]
 # 1, x, y, x², xy, y² for the normalised reference x (qx_*) and y (qy_*), and the normalisation.
 QUADRATIC_COLUMNS = ([f"q{axis}_{term}" for axis in "xy" for term in ("1", "x", "y", "xx", "xy", "yy")]
                      + ["q_query_cx", "q_query_cy", "q_query_scale", "q_refer_cx", "q_refer_cy", "q_refer_scale"])
+# Header entries of DICOM photographs (result.json ``dicom``), empty for other files.
+DICOM_COLUMNS = [f"{side}_{key}" for side in ("query", "refer")
+                 for key in ("sop_instance_uid", "study_date", "laterality")]
 ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "transform", *H_COLUMNS, *QUADRATIC_COLUMNS,
                 "keypoints_query", "keypoints_refer", "matches", "inliers", "inlier_rate_pct",
-                "residual_median_px", "within_3px_pct", "within_5px_pct", "within_10px_pct", "seconds"])
+                "residual_median_px", "within_3px_pct", "within_5px_pct", "within_10px_pct", "seconds",
+                *DICOM_COLUMNS])
 
 
 @dataclass
@@ -85,6 +89,8 @@ def row_from_info(job: PairJob, info: dict, seconds: float) -> dict:
                residual_median_px="" if q["residual_median_px"] is None else f"{q['residual_median_px']:.4f}",
                within_3px_pct=pct(q["within_3px"]), within_5px_pct=pct(q["within_5px"]),
                within_10px_pct=pct(q["within_10px"]))
+    for side, fields in (info.get("dicom") or {}).items():
+        row.update({f"{side}_{k}": v for k, v in (fields or {}).items() if f"{side}_{k}" in DICOM_COLUMNS})
     return row
 
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..batch.fingerprint import inputs_sha, setup_sha
 from ..batch.store import ResultStore, check_setup
+from ..models import add_model_option, apply_model_option
 from .outcome import RegistrationOutcome
 from .protocol import (AUC_THRESHOLDS, FAILED_ERROR, PairSpec, Summary, list_pairs,
                        load_control_points, pair_error, success_curve, summarise)
@@ -435,6 +436,7 @@ def build_parser(prog: str, compare_all: bool) -> argparse.ArgumentParser:
                         help="SuperRetina: transform scored (default: transform.model of the config)")
     ap.add_argument("--config", type=Path, help="registration parameters YAML (default configs/default.yaml)")
     ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline)")
+    add_model_option(ap)
     ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (default auto)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
@@ -443,6 +445,11 @@ def build_parser(prog: str, compare_all: bool) -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
          prog: str = "python -m superretina.fire.evaluate") -> int:
     args = build_parser(prog, compare_all).parse_args(argv)
+    try:
+        apply_model_option(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.jobs < 1:
         print("error: --jobs must be at least 1", file=sys.stderr)
         return 2

@@ -60,6 +60,7 @@ from .fov import fov_mask
 from .eye_model import EyeModel, EyePairGeometry, Visit
 from ..homography import transform_points
 from .protocol import SYNTH_MARKER, PairSpec, list_pairs
+from ..progname import prog_name
 
 GENERATOR_VERSION = 2     # 2: eye-model geometry (default), manifest.csv, floors per pair
 GEOMETRIES = ("eye", "homography")
@@ -928,7 +929,7 @@ def _collect_sources(items: Sequence[str]) -> list:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="bash run.sh synth",
+        prog=prog_name("synth"),
         description="Generate a synthetic FIRE-format registration set (Images/, Ground Truth/, "
                     "Masks/, synthetic.json, manifest.csv) from fundus photographs. Each pair: two "
                     "visits of an eye model (curved retina, gaze change; or --geometry homography), "

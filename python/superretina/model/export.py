@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .network import CheckpointError, load_checkpoint
+from ..progname import prog_name
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("detector", "descriptor")
@@ -66,7 +67,7 @@ def export_onnx(checkpoint: Path, out: Path, static: bool = False, batch: int = 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bash run.sh export", description=__doc__,
+    ap = argparse.ArgumentParser(prog=prog_name("export"), description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, help="{'net': state_dict} checkpoint (official or this project's)")
     ap.add_argument("out", type=Path, help="output .onnx path (.pt: TorchScript, dynamic batch and size)")

@@ -23,6 +23,7 @@ from .dataset import PairSampler, load_photo
 from .losses import dice_loss, info_nce, sample_descriptors
 from ..data_split import split
 from .validate import Validator
+from ..progname import prog_name
 
 
 def load_config(path: Path, overrides: list[str]) -> dict:
@@ -60,7 +61,7 @@ def batch_loss(net, samples, cfg) -> tuple[torch.Tensor, dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="bash run.sh train", description=__doc__,
+    ap = argparse.ArgumentParser(prog=prog_name("train"), description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=Path("configs/train.yaml"), help="training YAML")
     ap.add_argument("--data", type=Path, help="folder of fundus photographs (+ <name>_vessels.png masks)")
