@@ -159,6 +159,15 @@ class StreamManagerApi:
             return self._not_initialized()
         return self._manager.destroy_all()
 
+    def GetModelEngine(self, streamName: bytes, elementName: bytes) -> dict | None:
+        """Local runtime only (the SDK has no such call): where the model of a stream's
+        ``mxpi_tensorinfer`` element runs, as its engine reports it
+        (``mxlocal.model_runtime.engine_report``: device, name, version, providers); None when
+        there is no such element or model."""
+        if self._manager is None:
+            return None
+        return self._manager.model_engine(_text(streamName), _text(elementName))
+
     # ---- sending -------------------------------------------------------------------------------
     def SendData(self, *args, **kwargs) -> int:
         """Push bytes into an appsrc; returns 0 or an error code (never an id).

@@ -79,6 +79,14 @@ class StreamManager:
         stream.stop()
         return E.APP_ERR_OK
 
+    def model_engine(self, name: str, element: str) -> dict | None:
+        """The ``report()`` of the engine running an element's model (where it runs, asked of the
+        engine); None when the stream, the element or its model is not there."""
+        stream = self.get(name)
+        runner = stream.runners.get(element) if stream is not None else None
+        model = getattr(runner.plugin, "model", None) if runner is not None else None
+        return model.report() if model is not None and hasattr(model, "report") else None
+
     def destroy_all(self) -> int:
         with self._lock:
             streams = list(self._streams.values())

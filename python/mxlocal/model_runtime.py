@@ -19,7 +19,9 @@ picks the device: ``cpu`` keeps every engine on the CPU, ``gpu`` asks for ONNX R
 provider, OpenVINO's GPU plugin or PyTorch's CUDA device and fails with one line naming what is
 missing, ``auto`` is what is described above (OpenVINO stays on the CPU: the shipped bf16 model
 is made for CPU instructions). :func:`gpu_missing` says, before anything is loaded, why a GPU
-cannot be had.
+cannot be had; once loaded, each engine's ``report()`` says where it runs, asked of the engine
+itself (ONNX Runtime's session providers, OpenVINO's compiled ``EXECUTION_DEVICES``, the device of
+the TorchScript module's weights), so that results record what ran rather than what was asked.
 
 The CPU engines use one compute thread per physical core (``$MXLOCAL_INFER_THREADS`` overrides)
 and hand back arrays the caller owns.
@@ -184,6 +186,12 @@ class OnnxRuntimeModel:
         self.outputs = [self._tensor(a, path) for a in self.session.get_outputs()]
         self.on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
         self.engine = f"onnxruntime {ort.__version__} {','.join(self.session.get_providers())}"
+        self._version = ort.__version__
+
+    def report(self) -> dict:
+        """Where the session runs: its providers as ONNX Runtime lists them (the first one preferred)."""
+        providers = list(self.session.get_providers())
+        return engine_report("onnxruntime", self._version, providers)
 
     @staticmethod
     def _tensor(arg, path: Path) -> ModelTensor:
@@ -226,6 +234,14 @@ class OpenVinoModel:
         self.outputs = [self._tensor(p, path) for p in self.compiled.outputs]
         self.on_cpu = self.device == "CPU"
         self.engine = f"openvino {ov.__version__.split('-')[0]} {self.device} {self.precision}"
+        self._version = ov.__version__.split('-')[0]
+
+    def report(self) -> dict:
+        """Where the compiled model runs (its ``EXECUTION_DEVICES``) and the precision it computes in."""
+        devices = [str(d) for d in self.compiled.get_property("EXECUTION_DEVICES")]
+        precision = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        precision = precision.get_type_name() if hasattr(precision, "get_type_name") else str(precision)
+        return {**engine_report("openvino", self._version, devices), "precision": precision}
 
     @staticmethod
     def _tensor(port, path: Path) -> ModelTensor:
@@ -291,6 +307,14 @@ class TorchScriptModel:
         card = f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""
         self.engine = f"torch {torch.__version__} {self.device}{card}"
 
+    def report(self) -> dict:
+        """The device the module's weights are on (that of ``map_location`` for a module without any)."""
+        weights = next(iter(self.module.parameters()), None)
+        if weights is None:
+            weights = next(iter(self.module.buffers()), None)
+        device = weights.device if weights is not None else self.device
+        return engine_report("torch", self.torch.__version__, [str(device)])
+
     def run(self, feeds: list) -> list:
         torch = self.torch
         with torch.inference_mode():
@@ -299,6 +323,15 @@ class TorchScriptModel:
             outputs = self.module(*inputs)
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         return [o.detach().cpu().numpy() for o in outputs]
+
+
+def engine_report(name: str, version: str, providers: list) -> dict:
+    """An engine's ``report()``: ``device`` ("gpu" when the first provider is a CUDA/GPU one, else
+    "cpu"), the engine's ``name``, ``version`` and ``providers`` (its own names, preferred first)."""
+    first = str(providers[0]).lower() if providers else "cpu"
+    # ONNX Runtime: CUDA/TensorRT/ROCm/DirectML providers; OpenVINO: GPU, GPU.0; PyTorch: cuda:0.
+    gpu = first.startswith(("cuda", "tensorrt", "rocm", "dml", "gpu"))
+    return {"device": "gpu" if gpu else "cpu", "name": name, "version": version, "providers": list(providers)}
 
 
 def _lead(spec: dict) -> str | None:

@@ -90,4 +90,4 @@ def open_app(config=None, pipeline: Path | None = None, runtime: str | None = No
         with device_setting(device):
             stream = SuperRetinaStream(pipeline, sdk)
     return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name,
-               describe(model, pipeline, sdk.name, cfg))
+               describe(model, pipeline, sdk.name, cfg, stream.engine_report()))

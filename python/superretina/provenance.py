@@ -29,7 +29,16 @@ def model_sha256(model: Path) -> str:
     return files_sha256(*files)
 
 
-def describe(model: Path, pipeline: Path, runtime: str, config: dict) -> dict:
-    """The provenance entries of result.json (``config`` is the effective configuration)."""
-    return {"package_version": __version__, "model": str(model), "model_sha256": model_sha256(model),
-            "pipeline": str(pipeline), "runtime": runtime, "config": config}
+def describe(model: Path, pipeline: Path, runtime: str, config: dict, engine: dict | None = None) -> dict:
+    """The provenance entries of result.json (``config`` is the effective configuration).
+
+    ``engine``: where the model ran as its engine reported it
+    (``SuperRetinaStream.engine_report``); gives ``device`` (cpu, gpu, ascend) and ``engine``
+    (name, version, providers, and OpenVINO's precision) — what ran, not what ``--device`` asked.
+    """
+    out = {"package_version": __version__, "model": str(model), "model_sha256": model_sha256(model),
+           "pipeline": str(pipeline), "runtime": runtime}
+    if engine is not None:
+        out["device"] = engine["device"]
+        out["engine"] = {k: v for k, v in engine.items() if k != "device"}
+    return {**out, "config": config}

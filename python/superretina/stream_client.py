@@ -218,6 +218,19 @@ class SuperRetinaStream:
                                 f" {b}x{DESCRIPTOR_DIM}x{dh}x{dw} for this input; is it a SuperRetina model?")
         return det.reshape(b, h, w)[:n], desc.reshape(b, DESCRIPTOR_DIM, dh, dw)[:n]
 
+    def engine_report(self) -> dict:
+        """Where the model runs, as the runtime's engine reports it: ``device`` (cpu, gpu; ascend for
+        the MindX SDK), the engine's ``name``, ``version`` and ``providers`` (e.g. ONNX Runtime's
+        ``CPUExecutionProvider``, OpenVINO's ``CPU``); see ``mxlocal.model_runtime.engine_report``."""
+        if self.sdk.name != "local":
+            # The MindX SDK runs .om models on an Ascend NPU only and has no call that says more.
+            return {"device": "ascend", "name": "mindx-sdk", "version": None, "providers": []}
+        report = self.api.GetModelEngine(self.layout.infer_stream, self.layout.infer_key)
+        if report is None:
+            raise PipelineError(f"{self.pipeline}: the local runtime reports no model engine for element "
+                                f"{self.layout.infer_key.decode()} of stream {self.layout.infer_stream.decode()}")
+        return report
+
     def close(self) -> None:
         with self._send_lock:
             if self._closed:

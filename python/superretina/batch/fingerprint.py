@@ -4,8 +4,9 @@ A row of a resumable run records two keys. ``inputs_sha`` identifies the input f
 path, size and modification time (reading 100,000 pairs' pixels again on every rerun would take
 longer than the rerun may). ``setup_sha`` identifies the method and everything that changes its
 numbers: the resolved configuration (so a YAML file repeating the defaults changes nothing), the
-pipeline file's bytes, the model files' bytes, the runtime, the package version and the
-picture mode. A rerun reuses a row only when both keys match.
+pipeline file's bytes, the model files' bytes, the runtime, the device and engine that ran the
+model (as the engine reported it: rows made on a GPU are not mixed with rows made on the CPU),
+the package version and the picture mode. A rerun reuses a row only when both keys match.
 """
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def app_setup(app, method: str = "superretina", config_file=None, **extra) -> di
     dict
         ``method``, ``config`` (the file named, for people; not keyed) and ``config_sha`` (of the
         resolved configuration), ``pipeline`` and
-        ``pipeline_sha``, ``model`` and ``model_sha``, ``runtime``, ``package_version`` (a new
+        ``pipeline_sha``, ``model`` and ``model_sha``, ``runtime``, ``device`` and ``engine``
+        (where the model ran, from ``app.provenance``: the engine's report, not the --device
+        asked for, so auto and cpu agree where auto runs on the CPU), ``package_version`` (a new
         version may compute differently) and ``extra``'s items.
     """
     from .. import __version__
@@ -63,7 +66,8 @@ def app_setup(app, method: str = "superretina", config_file=None, **extra) -> di
     model_sha = app.provenance["model_sha256"][:16]   # the model's bytes (.xml with its .bin)
     return {"method": method, "config": str(config_file) if config_file else "default", "config_sha": _sha(config), "pipeline": str(app.pipeline),
             "pipeline_sha": file_sha(str(app.pipeline)), "model": str(app.model), "model_sha": model_sha,
-            "runtime": app.runtime, "package_version": __version__, **extra}
+            "runtime": app.runtime, "device": app.provenance.get("device"), "engine": app.provenance.get("engine"),
+            "package_version": __version__, **extra}
 
 
 def setup_sha(setup: dict) -> str:
