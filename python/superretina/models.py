@@ -68,6 +68,13 @@ def add_model_option(ap) -> None:
                     + ", ".join(shipped_models()) + " (default bf16)")
 
 
+def add_device_option(ap) -> None:
+    """``--device auto|cpu|gpu`` on a command's argparse parser (checked when the application opens)."""
+    ap.add_argument("--device", choices=DEVICES, help="where the local runtime runs the model: gpu (ONNX Runtime "
+                    "CUDA, OpenVINO GPU, PyTorch CUDA; one line if there is none), cpu, or auto (default; also "
+                    "$MXLOCAL_DEVICE); results record the device the engine reports")
+
+
 def apply_model_option(args) -> None:
     """Replace ``args.pipeline`` by the pipeline of ``args.model`` (see :func:`choose_pipeline`)."""
     args.pipeline = choose_pipeline(args.model, args.pipeline)

@@ -5,13 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..models import add_model_option, apply_model_option
+from ..models import add_device_option, add_model_option, apply_model_option
 from ..progname import prog_name
 
 EPILOG = """PAIRS.csv: a header line with columns query,refer (image paths, relative to the CSV's folder or
 absolute), optionally id (default: the row number; it names OUT/pairs/<id>/) and any other columns
 (carried through to summary.csv). A rerun skips the pairs already finished with the same input files,
-method, config, pipeline and model; a changed setting is refused (--restart discards the old rows).
+method, config, pipeline, model and device (the one the engine reports); a changed setting is refused (--restart discards the old rows).
 Ray: pip install -e '.[cluster]'; --engine ray starts a local Ray instance, or joins a cluster with
 --address HOST:6379 (or $RAY_ADDRESS); images, config, pipeline and model must be at the same paths on
 every node. Exit 0 when every pair was processed (registered or not), 2 for bad input, 130 on Ctrl-C."""
@@ -30,6 +30,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
     ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline)")
     add_model_option(ap)
+    add_device_option(ap)
     ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (default auto)")
     ap.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local (default): pairs in flight through one stream on this machine; "
@@ -60,8 +61,9 @@ def main(argv=None) -> int:
     pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
     if args.engine == "ray":  # one-line errors for a bad config/pipeline/model, before any worker starts
         from ..app import open_app
-        open_app(args.config, args.pipeline, args.runtime).close()
-    engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address)
+        open_app(args.config, args.pipeline, args.runtime, device=args.device).close()
+    engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address,
+                         device=args.device)
     try:
         s = run_batch(jobs, extra, args.out, engine, pictures, args.restart, not args.no_progress)
     finally:

@@ -27,11 +27,12 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, config: Path | None, pipeline: Path | None, runtime: str | None, jobs: int = 2):
+    def __init__(self, config: Path | None, pipeline: Path | None, runtime: str | None, jobs: int = 2,
+                 device: str | None = None):
         from ..app import open_app
 
         self.jobs = max(1, int(jobs))
-        self.app = open_app(config, pipeline, runtime)
+        self.app = open_app(config, pipeline, runtime, device=device)
         self.config = config
         self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="superretina-batch")
         self._inflight: dict = {}
@@ -72,11 +73,13 @@ class LocalEngine:
         self.app.close()
 
 
-def make_engine(name: str, config, pipeline, runtime, jobs: int | None, address: str | None):
-    """The engine called ``name`` ('local' or 'ray'), opened."""
+def make_engine(name: str, config, pipeline, runtime, jobs: int | None, address: str | None,
+                device: str | None = None):
+    """The engine called ``name`` ('local' or 'ray'), opened; ``device``: --device (None: auto or
+    $MXLOCAL_DEVICE), for every worker."""
     if name == "local":
-        return LocalEngine(config, pipeline, runtime, jobs or 2)
+        return LocalEngine(config, pipeline, runtime, jobs or 2, device)
     if name == "ray":
         from .ray_engine import RayEngine
-        return RayEngine(config, pipeline, runtime, jobs, address)
+        return RayEngine(config, pipeline, runtime, jobs, address, device=device)
     raise ValueError(f"--engine must be local or ray, got {name!r}")

@@ -42,9 +42,9 @@ def _check_reachable(address: str) -> None:
 class _PairActor:
     """One worker: opens the application once and registers the pairs it is given."""
 
-    def __init__(self, config, pipeline, runtime):
+    def __init__(self, config, pipeline, runtime, device=None):
         from superretina.app import open_app
-        self.app = open_app(config, pipeline, runtime)
+        self.app = open_app(config, pipeline, runtime, device=device)
         self.config = config
 
     def setup(self, pictures: str) -> dict:
@@ -66,7 +66,7 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, config, pipeline, runtime, workers: int | None = None, address: str | None = None,
-                 num_cpus: int | None = None):
+                 num_cpus: int | None = None, device: str | None = None):
         ray = self._ray = _import_ray()
         address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = not ray.is_initialized()
@@ -94,7 +94,8 @@ class RayEngine:
         self.n = max(1, int(workers or cpus))
         abs_or_none = (lambda p: str(Path(p).resolve()) if p else None)
         actor = ray.remote(num_cpus=min(1, cpus / self.n))(_PairActor)
-        self.actors = [actor.remote(abs_or_none(config), abs_or_none(pipeline), runtime) for _ in range(self.n)]
+        self.actors = [actor.remote(abs_or_none(config), abs_or_none(pipeline), runtime, device)
+                       for _ in range(self.n)]
         self._inflight: dict = {}
 
     @property
@@ -102,13 +103,14 @@ class RayEngine:
         return self.n
 
     def setup(self, pictures: str) -> dict:
-        """The workers' setup; refuses a cluster whose nodes disagree (e.g. another model file)."""
+        """The workers' setup; refuses a cluster whose nodes disagree (e.g. another model file, or a
+        node whose engine runs on another device)."""
         setups = self._ray.get([a.setup.remote(pictures) for a in self.actors])
         from .fingerprint import setup_sha
         keys = {setup_sha(s) for s in setups}
         if len(keys) != 1:
-            raise AppError(f"the Ray workers run {len(keys)} different setups (model, pipeline or config files "
-                           "differ between nodes); make them identical")
+            raise AppError(f"the Ray workers run {len(keys)} different setups (model, pipeline or config files, "
+                           "or the device their engine runs on, differ between nodes); make them identical")
         return setups[0]
 
     def map(self, jobs: Iterable[PairJob], pictures: str, dest_for=None) -> Iterator[tuple[PairJob, PairOutput]]:

@@ -43,7 +43,7 @@ import numpy as np
 
 from ..batch.fingerprint import inputs_sha, setup_sha
 from ..batch.store import ResultStore, check_setup
-from ..models import add_model_option, apply_model_option
+from ..models import add_device_option, add_model_option, apply_model_option
 from .outcome import RegistrationOutcome
 from .protocol import (AUC_THRESHOLDS, FAILED_ERROR, PairSpec, Summary, list_pairs,
                        load_control_points, pair_error, success_curve, summarise)
@@ -382,7 +382,7 @@ def _superretina_factory(args) -> RegisterFn:
     from ..app import open_app
     from ..batch.fingerprint import app_setup
     from .superretina import make_register_fn
-    app = open_app(args.config, args.pipeline, args.runtime)
+    app = open_app(args.config, args.pipeline, args.runtime, device=args.device)
     if args.transform:
         app.config["transform"]["model"] = args.transform  # in the config, so the setup records it
     fn = make_register_fn(app)
@@ -400,7 +400,7 @@ def _compare_methods(args) -> dict:
     from ..app import open_app
     from ..batch.fingerprint import app_setup
     from .superretina import make_register_fns
-    app = open_app(args.config, args.pipeline, args.runtime)
+    app = open_app(args.config, args.pipeline, args.runtime, device=args.device)
     fns = {}
     for m, fn in make_register_fns(app, COMPARE_MODELS).items():
         fn.setup = app_setup(app, "superretina", config_file=args.config, transform_model=m)
@@ -418,7 +418,7 @@ def build_parser(prog: str, compare_all: bool) -> argparse.ArgumentParser:
                     "by the FIRE protocol: mean control-point error per pair, Failed/Inaccurate/"
                     "Acceptable, AUC over 1..25 px per category S/P/A and mAUC. Resumable: rerunning "
                     "skips the pairs already in OUT/pairs.csv made with the same files and setup, and refuses rows "
-                    "made with another method, config, pipeline or model (--restart discards them).",
+                    "made with another method, config, pipeline, model or device (--restart discards them).",
         epilog="Real FIRE: download it, unpack it so DIR has Images/ and 'Ground Truth/', then "
                "`bash run.sh fire DIR`. Synthetic sets: `bash run.sh synth OUT --from IMAGES`.")
     ap.add_argument("fire_dir", type=Path, help="folder with Images/ and Ground Truth/")
@@ -437,6 +437,7 @@ def build_parser(prog: str, compare_all: bool) -> argparse.ArgumentParser:
     ap.add_argument("--config", type=Path, help="registration parameters YAML (default configs/default.yaml)")
     ap.add_argument("--pipeline", type=Path, help="pipeline file (default pipeline/superretina.pipeline)")
     add_model_option(ap)
+    add_device_option(ap)
     ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (default auto)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
@@ -452,6 +453,10 @@ def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
         return 2
     if args.jobs < 1:
         print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    if not compare_all and args.method == "sift" and args.device == "gpu":
+        print("error: --device gpu: the SIFT baseline runs on the CPU (OpenCV); --device is for --method superretina",
+              file=sys.stderr)
         return 2
     label = "compare" if compare_all else args.method
     out = args.out or Path("out") / f"{args.fire_dir.resolve().name}_{label}"
