@@ -134,3 +134,18 @@ def test_fire_rerun_auto_cpu_accepted_rows_made_on_gpu_refused(fire_set, tmp_pat
     assert (out / "pairs.csv").read_text() == rows     # the row was reused (a rerun would have new seconds)
     _pretend_made_on_gpu(out, "pairs.csv")
     assert_one_line_error(run_cli(*common, "--device", "auto"), str(out), "device 'gpu' → 'cpu'", "--restart")
+
+
+@NO_GPU
+def test_ray_workers_open_the_model_on_the_device_asked(tmp_path):
+    """The driver's early check aside, every Ray actor opens its model with --device: asked for a GPU
+    that is absent, the actor fails with the same line (cpu works: the test above and test_batch_ray)."""
+    pytest.importorskip("ray", reason="the Ray engine needs the cluster extra: pip install -e '.[cluster]'")
+    from superretina.batch.ray_engine import RayEngine
+
+    engine = RayEngine(None, None, "local", workers=1, num_cpus=1, device="gpu")
+    try:
+        with pytest.raises(Exception, match="--device gpu: no GPU for superretina_bf16.xml"):
+            engine.setup("none")
+    finally:
+        engine.close()
