@@ -23,6 +23,8 @@ def test_torchscript_engine_computes_what_the_onnx_does(random_superretina, scri
     monkeypatch.setenv("MXLOCAL_TORCH_DEVICE", "cpu")
     model = open_model(scripted)
     assert isinstance(model, TorchScriptModel) and model.on_cpu and "cpu" in model.engine
+    # where the module's weights are, as PyTorch says: what result.json records
+    assert model.report() == {"device": "cpu", "name": "torch", "version": torch.__version__, "providers": ["cpu"]}
     assert [t.describe() for t in model.inputs] == ["input[-1, 1, -1, -1] FLOAT32"]
     assert [t.name for t in model.outputs] == ["detector", "descriptor"]
     x = np.random.default_rng(0).random((2, 1, 96, 128)).astype(np.float32)  # not the traced size
