@@ -141,7 +141,7 @@ def test_device_gpu_without_one_is_one_line(pair, tmp_path, model, engine):
     assert_one_line_error(run_cli(q, r, "--model", model, "--device", "gpu", "--out", tmp_path / "o"),
                           "--device gpu", "no GPU", engine, "use cpu")
     assert not (tmp_path / "o" / "result.json").exists()
-    # The same check where the environment asks for the GPU (batch and fire have no --device).
+    # The same check where the environment asks for the GPU (no --device given).
     env = {**cli_env(), ENV_DEVICE: "gpu"}
     assert_one_line_error(run_cli(q, r, "--model", model, "--out", tmp_path / "e", env=env),
                           f"${ENV_DEVICE} gpu", "no GPU", engine)

@@ -89,11 +89,15 @@ def test_device_gpu_without_one_is_one_line_before_any_work(command, batch_input
 
 
 def _pretend_made_on_gpu(out: Path, rows_csv: str) -> None:
-    """Rewrite the store as a GPU run would have left it: run.json's setup says gpu (CUDA provider)
-    and every row carries that setup's key."""
+    """Rewrite the store as a GPU run would have left it: run.json's setup says gpu (as OpenVINO's GPU
+    plugin or ONNX Runtime's CUDA provider would report it) and every row carries that setup's key."""
     record = json.loads((out / "run.json").read_text())
-    setup = {**record["setup"], "device": "gpu",
-             "engine": {**record["setup"]["engine"], "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}}
+    engine = dict(record["setup"]["engine"])
+    if engine["name"] == "openvino":   # the GPU plugin computes the bf16 model in f32 (model_runtime)
+        engine.update(providers=["GPU.0"], precision="f32")
+    else:
+        engine.update(providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    setup = {**record["setup"], "device": "gpu", "engine": engine}
     (out / "run.json").write_text(json.dumps({"setup": setup, "setup_sha": setup_sha(setup)}))
     with open(out / rows_csv, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -119,7 +123,7 @@ def test_batch_rerun_auto_cpu_accepted_rows_made_on_gpu_refused(batch_inputs, tm
     assert "0 processed now, 1 reused" in second.stdout
     _pretend_made_on_gpu(out, "summary.csv")
     assert_one_line_error(run_cli(*common, "--device", "cpu"), str(out), "1 finished row(s)",
-                          "device 'gpu' → 'cpu'", "CUDAExecutionProvider", "--restart")
+                          "device 'gpu' → 'cpu'", "'providers': ['GPU.0']", "--restart")
 
 
 def test_fire_rerun_auto_cpu_accepted_rows_made_on_gpu_refused(fire_set, tmp_path):
