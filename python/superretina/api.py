@@ -219,7 +219,8 @@ class Session:
 
     @property
     def provenance(self) -> dict:
-        """What this session's results say produced them (package version, model and sha256, ...)."""
+        """What this session's results say produced them (package version, model and sha256, the device
+        and engine that run the model, ...)."""
         return self._app.provenance
 
     def register(self, query: ImageLike, refer: ImageLike, *, paths: tuple | None = None) -> Registration:

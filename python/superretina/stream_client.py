@@ -222,14 +222,15 @@ class SuperRetinaStream:
         """Where the model runs, as the runtime's engine reports it: ``device`` (cpu, gpu; ascend for
         the MindX SDK), the engine's ``name``, ``version`` and ``providers`` (e.g. ONNX Runtime's
         ``CPUExecutionProvider``, OpenVINO's ``CPU``); see ``mxlocal.model_runtime.engine_report``."""
-        if self.sdk.name != "local":
-            # The MindX SDK runs .om models on an Ascend NPU only and has no call that says more.
-            return {"device": "ascend", "name": "mindx-sdk", "version": None, "providers": []}
-        report = self.api.GetModelEngine(self.layout.infer_stream, self.layout.infer_key)
-        if report is None:
+        ask = getattr(self.api, "GetModelEngine", None)   # the local runtime's call (stand-in SDKs too)
+        report = ask(self.layout.infer_stream, self.layout.infer_key) if ask is not None else None
+        if report is not None:
+            return report
+        if self.sdk.name == "local":
             raise PipelineError(f"{self.pipeline}: the local runtime reports no model engine for element "
                                 f"{self.layout.infer_key.decode()} of stream {self.layout.infer_stream.decode()}")
-        return report
+        # The MindX SDK runs .om models on an Ascend NPU only and has no call that says more.
+        return {"device": "ascend", "name": "mindx-sdk", "version": None, "providers": []}
 
     def close(self) -> None:
         with self._send_lock:
