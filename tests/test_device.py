@@ -153,3 +153,10 @@ def test_ray_workers_open_the_model_on_the_device_asked(tmp_path):
             engine.setup("none")
     finally:
         engine.close()
+
+
+def test_sift_with_device_gpu_is_refused_in_one_line(fire_set, tmp_path):
+    out = tmp_path / "sift"
+    assert_one_line_error(run_cli("fire", fire_set, "--method", "sift", "--device", "gpu", "--out", out),
+                          "--device gpu", "SIFT", "--method superretina")
+    assert not out.exists()
