@@ -91,11 +91,10 @@ def cmd_register(argv) -> int:
     out = args.out or pair_folder(args.query, args.refer)
     from .api import Session
     from .image_io import decoder_messages_silenced, read_pair
-    from .outputs import prepare_out
+    from .outputs import out_folder
 
     cfg = _effective_config(args)  # settings first: a bad value is reported before any work
-    prepare_out(out)
-    with Session(cfg, args.pipeline, args.runtime) as session:
+    with out_folder(out), Session(cfg, args.pipeline, args.runtime) as session:  # refused: no empty --out left
         with decoder_messages_silenced():  # a corrupt file gets our one error line, not libjpeg's as well
             query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
         reg = session.register(query, refer, paths=(args.query, args.refer))

@@ -29,7 +29,8 @@ def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
     ap.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local (default): pairs in flight through one stream on this machine; "
                          "ray: a pool of Ray workers (the cluster extra)")
-    ap.add_argument("--jobs", type=int, help="local: pairs in flight (default 2); ray: workers (default: one per CPU)")
+    ap.add_argument("--jobs", type=int, help="local: pairs in flight, 1-16 (default 2); ray: workers, "
+                                             "1-4096 (default: one per CPU)")
     ap.add_argument("--address", help="Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
     pics = ap.add_mutually_exclusive_group()
     pics.add_argument("--no-pictures", action="store_true", help="result.json only, no pictures")
@@ -41,15 +42,19 @@ def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .engines import make_engine
+    from .cells import carried_names
+    from .engines import JOBS_WHY, MAX_JOBS, make_engine
     from .pairs import BatchInputError, read_pairs
-    from .runner import run_batch
+    from .runner import STORE_COLUMNS, run_batch
 
-    if args.jobs is not None and args.jobs < 1:
-        raise BatchInputError(f"--jobs must be at least 1, got {args.jobs}")
+    top = MAX_JOBS[args.engine]
+    if args.jobs is not None and not 1 <= args.jobs <= top:
+        raise BatchInputError(f"--jobs must be 1 to {top} with --engine {args.engine} ({JOBS_WHY[args.engine]}), "
+                              f"got {args.jobs}")
     if args.out.exists() and not args.out.is_dir():
         raise BatchInputError(f"{args.out}: --out must be a folder, and this is a file")
     jobs, extra = read_pairs(args.pairs)
+    carried_names(extra, STORE_COLUMNS, where=str(args.pairs))   # before the model loads
     pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
     if args.engine == "ray":  # one-line errors for a bad config/pipeline/model, before any worker starts
         from ..app import open_app
