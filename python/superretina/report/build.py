@@ -60,10 +60,10 @@ def _json_object(path: Path) -> dict:
     return value
 
 
-def _script_json(value) -> str:
+def _script_json(value, separators=(",", ":")) -> str:
     """JSON for a <script>: every ``<`` as ``\\u003c``, so no text in it (``</script>``, ``<!--``) can
     end the script or switch the HTML parser into a comment state; JSON reads it back unchanged."""
-    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
+    return json.dumps(value, separators=separators).replace("<", "\\u003c")
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -144,7 +144,7 @@ def build_report(out: str | Path) -> Path:
             "complete": bool(summary)}
     page = _TEMPLATE.read_text()
     page = page.replace("__TITLE__", html.escape(meta["title"]))
-    page = page.replace("__META__", _script_json(meta))
+    page = page.replace("__META__", _script_json(meta, (", ", ": ")))
     page = page.replace("__CHUNKS__", "\n".join(f'<script src="report/{c}"></script>' for c in chunks))
     try:
         return write_file(out / "index.html", page.encode())
