@@ -42,13 +42,15 @@ def carried_names(extra_cols: Sequence[str], own: Sequence[str], where: str = "p
         Two columns would get one name (``status`` and ``in_status`` both carried).
     """
     names: dict[str, str] = {}
-    taken = {}
+    taken: dict[str, str] = {}
     for c in extra_cols:
         name = f"in_{c}" if c in own else c
-        if name in taken or name in own:
-            raise BatchInputError(f"{where}: column {c!r} would be carried as {name!r}, which "
-                                  f"{'column ' + repr(taken[name]) + ' also is' if name in taken else 'is a summary column'}"
-                                  "; rename one of them")
+        if name in taken:
+            first = taken[name]
+            ours = first if first in own else c
+            raise BatchInputError(f"{where}: columns {first!r} and {c!r} would both be {name!r} in summary.csv "
+                                  f"({ours!r} is a summary column, so a carried {ours!r} becomes {name!r}); "
+                                  "rename one of them")
         taken[name] = c
         names[c] = name
     return names

@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .cells import carried_names
     from .engines import JOBS_WHY, MAX_JOBS, make_engine
+    from .outfolder import claim_out
     from .pairs import BatchInputError, read_pairs
     from .runner import STORE_COLUMNS, run_batch
 
@@ -56,14 +57,17 @@ def main(argv=None) -> int:
     jobs, extra = read_pairs(args.pairs)
     carried_names(extra, STORE_COLUMNS, where=str(args.pairs))   # before the model loads
     pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
-    if args.engine == "ray":  # one-line errors for a bad config/pipeline/model, before any worker starts
-        from ..app import open_app
-        open_app(args.config, args.pipeline, args.runtime).close()
-    engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address)
-    try:
-        s = run_batch(jobs, extra, args.out, engine, pictures, args.restart, not args.no_progress)
-    finally:
-        engine.close()
+    # The folder is held before the model loads: a second run is refused at once, and a run
+    # refused later (a bad pipeline) removes the --out it created.
+    with claim_out(args.out):
+        if args.engine == "ray":  # one-line errors for a bad config/pipeline/model, before any worker starts
+            from ..app import open_app
+            open_app(args.config, args.pipeline, args.runtime).close()
+        engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address)
+        try:
+            s = run_batch(jobs, extra, args.out, engine, pictures, args.restart, not args.no_progress)
+        finally:
+            engine.close()
     c, r = s["counts"], s["this_run"]
     print(f"{s['pairs']} pairs: {c['registered']} registered, {c['failed']} failed, {c['error']} error; "
           f"{r['new_pairs']} processed now, {r['reused_pairs']} reused"

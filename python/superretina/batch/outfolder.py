@@ -16,6 +16,7 @@ import shutil
 import socket
 import stat
 import sys
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,9 @@ from ..files import kind_of
 from .pairs import BatchInputError
 
 LOCK_NAME = ".superretina.lock"
+# Folders held by this process, per thread: a claim by the thread holding the folder nests;
+# another thread's claim is a second flock on the file and is refused like another process's.
+_HELD: dict[tuple[int, int, int], int] = {}
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -41,6 +45,8 @@ def _holder_line() -> str:
 @contextmanager
 def claim_out(out: str | Path):
     """Create ``out`` if needed and hold it exclusively while the block runs.
+
+    A claim inside a claim of the same folder by the same thread nests (holds it once).
 
     Raises
     ------
@@ -61,11 +67,22 @@ def claim_out(out: str | Path):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BatchInputError(f"{out}: cannot create the --out folder ({exc.strerror or exc})") from None
-    try:
-        fd = _lock(out)
+    st = os.stat(out)
+    key = (st.st_dev, st.st_ino, threading.get_ident())
+    if key in _HELD:   # this thread holds it already (the CLI claims before opening the engine)
+        _HELD[key] += 1
         try:
             yield out
         finally:
+            _HELD[key] -= 1
+        return
+    try:
+        fd = _lock(out)
+        _HELD[key] = 1
+        try:
+            yield out
+        finally:
+            del _HELD[key]
             os.close(fd)   # releases the flock
     except BaseException:
         if created:

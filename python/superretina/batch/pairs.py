@@ -116,4 +116,4 @@ def _records(reader: csv.DictReader, path: Path):
         except StopIteration:
             return
         except csv.Error as exc:
-            raise BatchInputError(f"{path}: line {reader.line_num}: not CSV ({exc})") from None
+            raise BatchInputError(f"{path}: line {reader.line_num + 1}: not CSV ({exc})") from None

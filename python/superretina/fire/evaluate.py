@@ -461,13 +461,14 @@ def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
     fns: dict = {}
     try:
         pairs = list_pairs(args.fire_dir, exclude_p37=not args.keep_p37)
-        if compare_all:
-            fns = _compare_methods(args)
-            compare(pairs, fns, out, jobs=args.jobs, restart=args.restart, progress=not args.no_progress)
-        else:
-            fns[args.method] = METHODS[args.method](args)
-            evaluate(pairs, fns[args.method], out, jobs=args.jobs, restart=args.restart,
-                     progress=not args.no_progress, method=args.method)
+        with claim_out(out):   # before the model loads: a second run on --out is refused at once
+            if compare_all:
+                fns = _compare_methods(args)
+                compare(pairs, fns, out, jobs=args.jobs, restart=args.restart, progress=not args.no_progress)
+            else:
+                fns[args.method] = METHODS[args.method](args)
+                evaluate(pairs, fns[args.method], out, jobs=args.jobs, restart=args.restart,
+                         progress=not args.no_progress, method=args.method)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
