@@ -66,20 +66,31 @@ def out_folder(out: Path):
     when the block raises before anything was written into them (a refused run, e.g. a bad
     pipeline or an unreadable image, leaves no empty --out behind)."""
     out = Path(out)
-    created, p = [], out.absolute()
-    while not os.path.lexists(p) and p != p.parent:   # the folders mkdir(parents=True) will make
-        created.append(p)
-        p = p.parent
+    created = missing_folders(out)
     prepare_out(out)
     try:
         yield out
     except BaseException:
-        for folder in created:   # deepest first; rmdir refuses a folder that is not empty
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
+        remove_empty(created)
         raise
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """The folders ``folder.mkdir(parents=True)`` would create, deepest first."""
+    missing, p = [], Path(folder).absolute()
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
 
 
 def _open_new(path: Path) -> tuple[int, Path]:

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..files import kind_of
+from ..outputs import missing_folders, remove_empty
 from .pairs import BatchInputError
 
 LOCK_NAME = ".superretina.lock"
@@ -62,7 +63,7 @@ def claim_out(out: str | Path):
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BatchInputError(f"{out}: --out must be a folder, and this is a file")
-    created = not os.path.lexists(out)
+    created = missing_folders(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -87,6 +88,7 @@ def claim_out(out: str | Path):
     except BaseException:
         if created:
             remove_if_empty(out)
+            remove_empty(created[1:])
         raise
 
 
