@@ -16,7 +16,6 @@ import time
 import pytest
 
 from superretina.batch.engines import LocalEngine
-from superretina.batch.outfolder import FolderBusy
 from superretina.batch.pairs import BatchInputError, read_pairs
 from superretina.batch.runner import run_batch
 from tests.batch_fixtures import make_inputs, read_summary, write_pairs
@@ -63,7 +62,7 @@ def test_second_run_on_a_held_folder_is_refused_naming_the_holder(inputs, engine
     holder = _holder(out)
     try:
         jobs, extra = read_pairs(pairs)
-        with pytest.raises(FolderBusy, match=f"in use by another run \\(pid {holder.pid} on "):
+        with pytest.raises(BatchInputError, match=f"in use by another run \\(pid {holder.pid} on "):
             run_batch(jobs, extra, out, engine, pictures="none", progress=False)
         proc = run_cli("batch", pairs, "--out", out, "--config", inputs / "fast.yaml", "--no-progress")
         assert_one_line_error(proc, str(out), "in use by another run", f"pid {holder.pid}", "another --out")

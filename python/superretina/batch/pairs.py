@@ -15,7 +15,7 @@ from pathlib import Path
 from ..files import InputFileError, read_regular
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-MAX_PAIRS_BYTES = 1 << 30   # 1 GiB: millions of rows; anything larger is refused before reading
+MAX_PAIRS_BYTES = 256 << 20   # 2 million rows of ~130 bytes; anything larger is refused unread
 
 
 class BatchInputError(ValueError):
