@@ -58,6 +58,7 @@ def test_cli_fifo_query_refer_config_pairs_one_line(fifo, image, tmp_path):
     assert_one_line_error(run_cli(image, fifo, "--out", out, timeout=120), str(fifo), "FIFO")
     assert_one_line_error(run_cli(image, image, "--config", fifo, "--out", out, timeout=60), str(fifo), "FIFO")
     assert_one_line_error(run_cli("batch", fifo, "--out", out, timeout=60), str(fifo), "FIFO")
+    assert_one_line_error(run_cli(image, image, "--pipeline", fifo, "--out", out, timeout=60), str(fifo), "FIFO")
     assert not (tmp_path / "new").exists()
 
 

@@ -11,7 +11,10 @@ absolute), optionally id (default: the row number; it names OUT/pairs/<id>/) and
 method, config, pipeline and model; a changed setting is refused (--restart discards the old rows).
 Ray: pip install -e '.[cluster]'; --engine ray starts a local Ray instance, or joins a cluster with
 --address HOST:6379 (or $RAY_ADDRESS); images, config, pipeline and model must be at the same paths on
-every node. Exit 0 when every pair was processed (registered or not), 2 for bad input, 130 on Ctrl-C."""
+every node. One run at a time per OUT: a second run on it is refused with the first one's pid and host.
+Text cells of summary.csv that a spreadsheet would take as a formula (starting with = + - @) are
+written with a leading ' (numbers are left alone). Exit 0 when every pair was processed (registered
+or not), 2 for bad input, 130 on Ctrl-C."""
 
 
 def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
