@@ -51,7 +51,7 @@ def open_app(config=None, pipeline: Path | None = None, runtime: str | None = No
     """Open the runtime, the pipeline's streams and the model; ``config`` is a YAML path or a mapping of overrides."""
     cfg = load_config(config)
     pipeline = Path(pipeline or DEFAULT_PIPELINE)
-    if not pipeline.is_file():
+    if not pipeline.exists():   # a FIFO or a folder: read_layout says what it is
         raise AppError(f"{pipeline}: pipeline file not found")
     layout = read_layout(pipeline)
     model = model_file(pipeline, layout.model_path)
