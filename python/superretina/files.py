@@ -84,13 +84,17 @@ def read_regular(path: str | Path, max_bytes: int, what: str = "file") -> tuple[
         if st.st_size > max_bytes:
             raise FileTooLarge(f"{what} is {_size(st.st_size)}; at most {_size(max_bytes)} is read")
         chunks, left = [], max_bytes + 1
+        # First read: the whole file at once (one block, no copy when joined); procfs-like files
+        # that report size 0 are read in blocks up to the limit.
+        want = min(left, st.st_size + 1 if st.st_size else 1 << 16)
         while left > 0:
-            block = os.read(fd, min(left, 1 << 24))
+            block = os.read(fd, want)
             if not block:
                 break
             chunks.append(block)
             left -= len(block)
-        data = b"".join(chunks)
+            want = min(left, 1 << 24)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if len(data) > max_bytes:
             raise FileTooLarge(f"{what} grew beyond {_size(max_bytes)} while it was read")
         return data, st
