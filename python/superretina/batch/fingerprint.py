@@ -2,10 +2,11 @@
 
 A row of a resumable run records two keys. ``inputs_sha`` identifies the input files by resolved
 path, size and modification time, taken from the files the worker decoded (reading 100,000
-pairs' pixels again on every rerun would take longer than the rerun may). ``setup_sha`` identifies the method and everything that changes its
-numbers: the resolved configuration (so a YAML file repeating the defaults changes nothing), the
-pipeline file's bytes, the model files' bytes, the runtime, the package version and the
-picture mode. A rerun reuses a row only when both keys match.
+pairs' pixels again on every rerun would take longer than the rerun may). ``setup_sha``
+identifies the method and everything that changes its numbers: the resolved configuration (so
+a YAML file repeating the defaults changes nothing), the pipeline file's bytes, the model
+files' bytes, the runtime, the package version and the picture mode. A rerun reuses a row only
+when both keys match.
 """
 from __future__ import annotations
 
