@@ -45,9 +45,13 @@ def _pairs(path, rows, header=("id", "query", "refer")):
 
 
 def _holder(out):
-    """A second process holding ``out`` (as a running batch does) until its stdin closes."""
-    code = ("import sys; from superretina.batch.outfolder import claim_out\n"
-            "with claim_out(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()\n")
+    """A second process holding ``out`` as a running batch does (an exclusive flock on
+    OUT/.superretina.lock, its pid and host written in it) until its stdin closes."""
+    code = ("import fcntl, os, socket, sys\nos.makedirs(sys.argv[1], exist_ok=True)\n"
+            "fd = os.open(os.path.join(sys.argv[1], '.superretina.lock'), os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, f'pid {os.getpid()} on {socket.gethostname()}'.encode())\n"
+            "print('held', flush=True)\nsys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=PROJECT_ROOT, env=cli_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -90,6 +94,25 @@ def test_two_concurrent_cli_runs_one_refused_and_every_row_complete(inputs, tmp_
     assert "in use by another run" in refused and "Traceback" not in refused
     for r in read_summary(out / "summary.csv"):
         assert (out / "pairs" / r["id"] / "result.json").is_file(), r["id"]
+
+
+def test_fire_run_on_a_held_folder_is_refused(tmp_path, shared_data):
+    """`fire` and `compare` share the batch's store, and its lock: the API and the CLI."""
+    from superretina.fire.evaluate import evaluate
+    from superretina.fire.protocol import PairSpec
+
+    out = tmp_path / "fire_out"
+    holder = _holder(out)
+    try:
+        pairs = [PairSpec("S01", "S", tmp_path / "q.jpg", tmp_path / "r.jpg", tmp_path / "gt.txt")]
+        with pytest.raises(BatchInputError, match=f"in use by another run \\(pid {holder.pid} "):
+            evaluate(pairs, lambda q, r: None, out, progress=False, verbose=False)
+        proc = run_cli("fire", shared_data / "fire_dev", "--method", "sift", "--out", out, "--no-progress")
+        assert_one_line_error(proc, str(out), "in use by another run", f"pid {holder.pid}")
+        assert sorted(os.listdir(out)) == [".superretina.lock"]      # nothing written
+    finally:
+        holder.kill()
+        holder.wait(30)
 
 
 def test_rerun_redoes_a_reused_row_whose_result_json_is_gone(inputs, engine, tmp_path):
