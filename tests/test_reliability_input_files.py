@@ -64,9 +64,12 @@ def test_cli_fifo_query_refer_config_pairs_one_line(fifo, image, tmp_path):
 
 def _peak_rss_mib(*args) -> tuple[subprocess.CompletedProcess, float]:
     """Run the CLI in a child and return it with the child's peak resident memory (MiB)."""
-    code = ("import resource, runpy, sys; sys.argv = ['superretina'] + sys.argv[1:]\n"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over execve, so a child of a large pytest
+    # process would report the parent's peak.
+    code = ("import runpy, sys; sys.argv = ['superretina'] + sys.argv[1:]\n"
             "try:\n    runpy.run_module('superretina.cli', run_name='__main__')\n"
-            "finally:\n    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+            "finally:\n    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+            "    print('PEAK', hwm.split()[1], file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=PROJECT_ROOT, env=cli_env(),
                           capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
