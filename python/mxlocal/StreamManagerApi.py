@@ -46,6 +46,22 @@ DEFAULT_TIMEOUT_MS = 3000
 # on a stalled stream). Far above any one inference; $MXLOCAL_GET_PROTOBUF_TIMEOUT_MS overrides.
 ENV_GET_PROTOBUF_TIMEOUT = "MXLOCAL_GET_PROTOBUF_TIMEOUT_MS"
 DEFAULT_GET_PROTOBUF_TIMEOUT_MS = 300_000
+MAX_GET_PROTOBUF_TIMEOUT_MS = 86_400_000   # a day; a larger wait overflows the platform's timed wait
+
+
+def get_protobuf_timeout_ms() -> int:
+    """``$MXLOCAL_GET_PROTOBUF_TIMEOUT_MS``: 1 to a day; 0, negative or not an integer gives the
+    default (a zero wait would fail every request), larger gives a day (both with a warning)."""
+    value = env_int(ENV_GET_PROTOBUF_TIMEOUT, DEFAULT_GET_PROTOBUF_TIMEOUT_MS)
+    if value <= 0:
+        log.warning("$%s=%d must be a positive number of milliseconds; using %d",
+                    ENV_GET_PROTOBUF_TIMEOUT, value, DEFAULT_GET_PROTOBUF_TIMEOUT_MS)
+        return DEFAULT_GET_PROTOBUF_TIMEOUT_MS
+    if value > MAX_GET_PROTOBUF_TIMEOUT_MS:
+        log.warning("$%s=%d is more than a day; using %d", ENV_GET_PROTOBUF_TIMEOUT, value,
+                    MAX_GET_PROTOBUF_TIMEOUT_MS)
+        return MAX_GET_PROTOBUF_TIMEOUT_MS
+    return value
 NOT_INITIALIZED = b"The initialization is not performed, Call the InitManager method first."
 _BYTES_HINT = "; every string of this API is bytes, e.g. b'appsrc0'"
 
@@ -325,8 +341,8 @@ class StreamManagerApi:
         if problem:
             log.warning("GetProtobuf: %s; returning an empty vector", problem)
             return out
-        timeout_ms = env_int(ENV_GET_PROTOBUF_TIMEOUT, DEFAULT_GET_PROTOBUF_TIMEOUT_MS)
-        result = stream.results[index].pop(max(timeout_ms, 0) / 1000.0)
+        timeout_ms = get_protobuf_timeout_ms()
+        result = stream.results[index].pop(timeout_ms / 1000.0)
         if result is None:
             if stream.stopped:  # the stream was stopped while waiting
                 return out

@@ -184,7 +184,7 @@ def _residuals(info: dict) -> dict:
 def _image(x: ImageLike, name: str, max_pixels: int) -> tuple[np.ndarray, Path | None]:
     if isinstance(x, (str, Path)):
         return read_image(x, max_pixels), Path(x)
-    return check_image_array(x, name), None
+    return check_image_array(x, name, max_pixels), None
 
 
 class Session:
@@ -258,22 +258,39 @@ def register(query: ImageLike, refer: ImageLike, *, config: str | Path | Mapping
         return session.register(query, refer)
 
 
+MAX_RESULT_BYTES = 1 << 30   # a result.json of 100,000 keypoints per image is ~10 MB
+
+
 def load_result(path: str | Path) -> Registration:
-    """A saved result.json (or the folder holding it) as a :class:`Registration`."""
+    """A saved result.json (or the folder holding it) as a :class:`Registration`.
+
+    Raises
+    ------
+    ResultFileError
+        The only error it raises, one line naming the file: missing, not a regular file, too
+        large, not JSON (nested too deeply included), another schema_version, or content that
+        does not hold together (``result_check.check_result``: shapes, finite numbers, counts).
+    """
+    from .files import InputFileError, read_regular
+    from .result_check import check_result
+
     path = Path(path)
     if path.is_dir():
         path = path / "result.json"
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(read_regular(path, MAX_RESULT_BYTES, "result.json")[0])
     except OSError as exc:
         raise ResultFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultFileError(f"{path}: not a JSON file ({exc})") from None
+    except InputFileError as exc:
+        raise ResultFileError(f"{path}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise ResultFileError(f"{path}: not a JSON file ({type(exc).__name__}: {str(exc)[:200]})") from None
     version = info.get("schema_version") if isinstance(info, dict) else None
     if version != SCHEMA_VERSION:
-        raise ResultFileError(f"{path}: result.json schema_version {version!r}, this version reads {SCHEMA_VERSION}"
-                              " (register the pair again)")
+        raise ResultFileError(f"{path}: result.json schema_version {repr(version)[:40]}, this version reads "
+                              f"{SCHEMA_VERSION} (register the pair again)")
     try:
+        check_result(info)
         return Registration(info)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ResultFileError(f"{path}: malformed result.json ({exc!r})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever hostile content raises, the caller gets one type
+        raise ResultFileError(f"{path}: malformed result.json ({str(exc)[:300] or type(exc).__name__})") from None

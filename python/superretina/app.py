@@ -62,7 +62,7 @@ def open_app(config=None, pipeline: Path | None = None, runtime: str | None = No
         pipeline = Path(choose_pipeline(model, pipeline) or DEFAULT_PIPELINE)
     except ModelChoiceError as exc:
         raise AppError(str(exc)) from None
-    if not pipeline.is_file():
+    if not pipeline.exists():   # a FIFO or a folder: read_layout says what it is
         raise AppError(f"{pipeline}: pipeline file not found")
     layout = read_layout(pipeline)
     model = model_file(pipeline, layout.model_path)

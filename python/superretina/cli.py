@@ -123,11 +123,10 @@ def cmd_register(argv) -> int:
     args = ap.parse_args(argv)
     out = args.out or pair_folder(args.query, args.refer)
     from .image_io import decoder_messages_silenced, read_pair
-    from .outputs import prepare_out
+    from .outputs import out_folder
 
     cfg = _effective_config(args)  # settings first: a bad value is reported before any work
-    prepare_out(out)
-    with _session(args, cfg) as session:
+    with out_folder(out), _session(args, cfg) as session:  # refused: no empty --out left
         with decoder_messages_silenced():  # a corrupt file gets our one error line, not libjpeg's as well
             query, refer = read_pair(args.query, args.refer, cfg["input"]["max_pixels"])
         reg = session.register(query, refer, paths=(args.query, args.refer))

@@ -146,12 +146,14 @@ def _check_all(cfg: dict, where: str, prefix: str = "") -> None:
 
 
 def _read(path: Path) -> dict:
-    try:
-        raw = Path(path).read_bytes()
+    from .files import InputFileError, read_regular
+
+    try:  # a regular file, its size checked before reading (a FIFO or /dev/zero is refused unread)
+        raw, _ = read_regular(path, MAX_CONFIG_BYTES, "config")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: config is {len(raw)} bytes; a parameters file is at most {MAX_CONFIG_BYTES}")
+    except InputFileError as exc:
+        raise ConfigError(f"{path}: {exc} (a parameters file is a small YAML file)") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

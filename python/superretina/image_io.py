@@ -20,6 +20,7 @@ import numpy as np
 from mxlocal.image_header import HeaderError, image_size
 
 from .dicom import PREAMBLE, DicomError, decode_dicom, is_dicom
+from .files import FileTooLarge, InputFileError, read_regular
 
 # OpenCV refuses images above 2^30 pixels by default; fundus photographs are far below.
 _FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH   # 3 channels, keeps 16 bit, applies EXIF orientation
@@ -47,31 +48,44 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     Raises
     ------
     ImageReadError
-        One line starting with the file name: missing, unreadable, not an image, corrupt
-        header, larger than ``max_pixels``, or smaller than 16 pixels a side.
+        One line starting with the file name: missing, unreadable, not a regular file (a FIFO,
+        a device), not an image, corrupt header, larger than ``max_pixels``, or smaller than 16
+        pixels a side.
+    """
+    return read_image_file(path, max_pixels)[0]
+
+
+def read_image_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, os.stat_result]:
+    """:func:`read_image`, and the ``fstat`` of the bytes that were decoded (size, mtime, inode).
+
+    The stat is taken on the opened file, so it describes the bytes decoded even when the path
+    is replaced meanwhile: a batch keys its rows with it (``batch.fingerprint.inputs_sha``).
     """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: file not found")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, expected an image file")
-    try:
-        size = path.stat().st_size
-        if size > max_pixels * _MAX_BYTES_PER_PIXEL + _MAX_METADATA_BYTES:
-            raise ImageReadError(f"{path}: file is {size / 2**20:.0f} MiB, larger than an image of at most"
-                                 f" {max_pixels} pixels can be (input.max_pixels)")
-        raw = np.fromfile(path, dtype=np.uint8)
+    limit = max_pixels * _MAX_BYTES_PER_PIXEL + _MAX_METADATA_BYTES
+    try:  # a regular file only (a FIFO would block), its size checked before reading
+        data, st = read_regular(path, limit, "file")
+        raw = np.frombuffer(data, dtype=np.uint8)
+    except FileTooLarge as exc:  # the limit: what an image of input.max_pixels pixels can take
+        raise ImageReadError(f"{path}: {exc}, more than an image of input.max_pixels = {max_pixels} "
+                             "pixels can be") from None
+    except InputFileError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot be read ({exc.strerror})") from None
     if raw.size == 0:
         raise ImageReadError(f"{path}: empty file, expected an image (JPEG, PNG, TIFF or BMP)")
     if is_dicom(raw[:PREAMBLE + 4].tobytes()):
         try:
-            return _check_size(decode_dicom(raw.tobytes(), max_pixels), path)
+            return _check_size(decode_dicom(data, max_pixels), path), st
         except DicomError as exc:
             raise ImageReadError(f"{path}: {exc}") from None
     try:
-        fmt, width, height = image_size(raw.tobytes())
+        fmt, width, height = image_size(data)
     except HeaderError as exc:
         raise ImageReadError(f"{path}: not a readable image: {exc} (expected JPEG, PNG, TIFF or BMP)") from None
     if width * height > max_pixels:
@@ -82,7 +96,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise ImageReadError(f"{path}: not a readable image (expected JPEG, PNG, TIFF or BMP)")
     if image.dtype not in (np.uint8, np.uint16):
         image = cv2.normalize(image, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
-    return _check_size(image, path)
+    return _check_size(image, path), st
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -125,12 +139,16 @@ def decoder_messages_silenced():
         os.close(devnull)
 
 
-def check_image_array(image, name: str = "image") -> np.ndarray:
+def check_image_array(image, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A photograph given as an array: (H, W) gray or (H, W, 3) BGR (also (H, W, 1), (H, W, 4) BGRA),
-    uint8 or uint16. Returns it as (H, W) or (H, W, 3); anything else is an ``ImageReadError``
-    naming ``name`` and what was expected."""
+    uint8 or uint16, of at most ``max_pixels`` (``input.max_pixels``, as files are held to).
+    Returns it as (H, W) or (H, W, 3); anything else is an ``ImageReadError`` naming ``name`` and
+    what was expected."""
     if not isinstance(image, np.ndarray):
         raise ImageReadError(f"{name}: expected a file path or a numpy array, got {type(image).__name__}")
+    if image.ndim >= 2 and image.shape[0] * image.shape[1] > max_pixels:
+        raise ImageReadError(f"{name}: array of {image.shape[1]}x{image.shape[0]} = {image.shape[0] * image.shape[1]}"
+                             f" pixels; at most {max_pixels} are accepted (input.max_pixels)")
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f"{name}: array of {image.dtype}, expected uint8 or uint16 (8- or 16-bit pixels)")
     if image.ndim == 3 and image.shape[2] in (1, 4):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -59,19 +60,65 @@ def prepare_out(out: Path) -> Path:
     return out
 
 
+@contextmanager
+def out_folder(out: Path):
+    """:func:`prepare_out` for the block's work: the folders this call created are removed again
+    when the block raises before anything was written into them (a refused run, e.g. a bad
+    pipeline or an unreadable image, leaves no empty --out behind)."""
+    out = Path(out)
+    created = missing_folders(out)
+    prepare_out(out)
+    try:
+        yield out
+    except BaseException:
+        remove_empty(created)
+        raise
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """The folders ``folder.mkdir(parents=True)`` would create, deepest first."""
+    missing, p = [], Path(folder).absolute()
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; stop at the first that is not."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
+
+
 def _open_new(path: Path) -> tuple[int, Path]:
     # O_EXCL | O_NOFOLLOW: a new file of ours, never an existing file or the target of a link.
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644), path
 
 
-def write_file(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a new temporary file renamed over it (links are replaced, not followed)."""
+def write_file(path: Path, data: bytes, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a new temporary file renamed over it (links are replaced, not followed).
+
+    ``fsync``: flush the bytes to the disk before the rename (a record that must survive a power
+    cut). A failure (disk full, ...) is an OSError naming ``path``.
+    """
     path = Path(path)
-    fd, tmp = _open_new(path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"))
+    try:
+        fd, tmp = _open_new(path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # e.g. ENOSPC: name the file the user will look for, not the temporary one
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -44,12 +44,19 @@ class PipelineLayout:
         return 2 if self.model_path.lower().endswith(".om") else None
 
 
+MAX_PIPELINE_BYTES = 16 << 20   # a pipeline is a few KB of JSON
+
+
 def _load_json(path: Path):
     """The pipeline file's JSON; one-line :class:`PipelineError` for unreadable, non-UTF-8 or invalid files."""
-    try:
-        raw = Path(path).read_bytes()
+    from .files import InputFileError, read_regular
+
+    try:  # a regular file of bounded size (a FIFO would block, /dev/zero would fill the memory)
+        raw, _ = read_regular(path, MAX_PIPELINE_BYTES, "pipeline file")
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read the pipeline file ({exc.strerror or exc})") from None
+    except InputFileError as exc:
+        raise PipelineError(f"{path}: {exc} (a pipeline is a small JSON file)") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

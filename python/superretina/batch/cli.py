@@ -14,7 +14,10 @@ absolute), optionally id (default: the row number; it names OUT/pairs/<id>/) and
 method, config, pipeline, model and device (the one the engine reports); a changed setting is refused (--restart discards the old rows).
 Ray: pip install -e '.[cluster]'; --engine ray starts a local Ray instance, or joins a cluster with
 --address HOST:6379 (or $RAY_ADDRESS); images, config, pipeline and model must be at the same paths on
-every node. Exit 0 when every pair was processed (registered or not), 2 for bad input, 130 on Ctrl-C."""
+every node. One run at a time per OUT: a second run on it is refused with the first one's pid and host.
+Text cells of summary.csv that a spreadsheet would take as a formula (starting with = + - @) are
+written with a leading ' (numbers are left alone). Exit 0 when every pair was processed (registered
+or not), 2 for bad input, 130 on Ctrl-C."""
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -35,7 +38,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--engine", choices=("local", "ray"), default="local",
                     help="local (default): pairs in flight through one stream on this machine; "
                          "ray: a pool of Ray workers (the cluster extra)")
-    ap.add_argument("--jobs", type=int, help="local: pairs in flight (default 2); ray: workers (default: one per CPU)")
+    ap.add_argument("--jobs", type=int, help="local: pairs in flight, 1-16 (default 2); ray: workers, "
+                                             "1-4096 (default: one per CPU)")
     ap.add_argument("--address", help="Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
     pics = ap.add_mutually_exclusive_group()
     pics.add_argument("--no-pictures", action="store_true", help="result.json only, no pictures")
@@ -49,25 +53,33 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     apply_model_option(args)
-    from .engines import make_engine
+    from .cells import carried_names
+    from .engines import JOBS_WHY, MAX_JOBS, make_engine
+    from .outfolder import claim_out
     from .pairs import BatchInputError, read_pairs
-    from .runner import run_batch
+    from .runner import STORE_COLUMNS, run_batch
 
-    if args.jobs is not None and args.jobs < 1:
-        raise BatchInputError(f"--jobs must be at least 1, got {args.jobs}")
+    top = MAX_JOBS[args.engine]
+    if args.jobs is not None and not 1 <= args.jobs <= top:
+        raise BatchInputError(f"--jobs must be 1 to {top} with --engine {args.engine} ({JOBS_WHY[args.engine]}), "
+                              f"got {args.jobs}")
     if args.out.exists() and not args.out.is_dir():
         raise BatchInputError(f"{args.out}: --out must be a folder, and this is a file")
     jobs, extra = read_pairs(args.pairs)
+    carried_names(extra, STORE_COLUMNS, where=str(args.pairs))   # before the model loads
     pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
-    if args.engine == "ray":  # one-line errors for a bad config/pipeline/model, before any worker starts
-        from ..app import open_app
-        open_app(args.config, args.pipeline, args.runtime, device=args.device).close()
-    engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address,
-                         device=args.device)
-    try:
-        s = run_batch(jobs, extra, args.out, engine, pictures, args.restart, not args.no_progress)
-    finally:
-        engine.close()
+    # The folder is held before the model loads: a second run is refused at once, and a run
+    # refused later (a bad pipeline) removes the --out it created.
+    with claim_out(args.out):
+        if args.engine == "ray":  # one-line errors for a bad config/pipeline/model, before any worker starts
+            from ..app import open_app
+            open_app(args.config, args.pipeline, args.runtime, device=args.device).close()
+        engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address,
+                             device=args.device)
+        try:
+            s = run_batch(jobs, extra, args.out, engine, pictures, args.restart, not args.no_progress)
+        finally:
+            engine.close()
     c, r = s["counts"], s["this_run"]
     print(f"{s['pairs']} pairs: {c['registered']} registered, {c['failed']} failed, {c['error']} error; "
           f"{r['new_pairs']} processed now, {r['reused_pairs']} reused"

@@ -16,6 +16,11 @@ from .pairs import PairJob
 from .worker import PairOutput, process_pair
 
 DestFn = Callable[[PairJob], Optional[Path]]
+# Upper bounds of --jobs. Local: each pair in flight holds its photographs and pictures (32 jobs
+# took 2.8 GB in issue 20's reproduction, ~90 MB a job), on a machine's few cores.
+MAX_JOBS = {"local": 16, "ray": 4096}
+JOBS_WHY = {"local": "pairs in flight on this machine, each holding ~90 MB of images",
+            "ray": "Ray workers"}
 
 
 class LocalEngine:

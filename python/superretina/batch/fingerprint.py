@@ -1,12 +1,13 @@
 """What produced a result: fingerprints of a pair's inputs and of the run's setup.
 
 A row of a resumable run records two keys. ``inputs_sha`` identifies the input files by resolved
-path, size and modification time (reading 100,000 pairs' pixels again on every rerun would take
-longer than the rerun may). ``setup_sha`` identifies the method and everything that changes its
-numbers: the resolved configuration (so a YAML file repeating the defaults changes nothing), the
-pipeline file's bytes, the model files' bytes, the runtime, the device and engine that ran the
-model (as the engine reported it: rows made on a GPU are not mixed with rows made on the CPU),
-the package version and the picture mode. A rerun reuses a row only when both keys match.
+path, size and modification time, taken from the files the worker decoded (reading 100,000
+pairs' pixels again on every rerun would take longer than the rerun may). ``setup_sha``
+identifies the method and everything that changes its numbers: the resolved configuration (so
+a YAML file repeating the defaults changes nothing), the pipeline file's bytes, the model
+files' bytes, the runtime, the device and engine that ran the model (as the engine reported it:
+rows made on a GPU are not mixed with rows made on the CPU), the package version and the picture
+mode. A rerun reuses a row only when both keys match.
 """
 from __future__ import annotations
 
@@ -36,14 +37,23 @@ def file_sha(path: str) -> str:
 
 def inputs_sha(*paths) -> str:
     """Key of the input files: resolved path, size and mtime (ns) of each ('missing' when absent)."""
-    parts = []
+    stats = []
     for p in paths:
-        p = Path(p).resolve()
         try:
-            st = os.stat(p)
-            parts.append(f"{p}|{st.st_size}|{st.st_mtime_ns}")
+            stats.append((p, os.stat(Path(p).resolve())))
         except OSError:
-            parts.append(f"{p}|missing")
+            stats.append((p, None))
+    return read_inputs_sha(stats)
+
+
+def read_inputs_sha(stats) -> str:
+    """:func:`inputs_sha` of files as they were read: ``stats`` is ``[(path, os.stat_result or None), ...]``
+    with the ``fstat`` of the descriptor that was decoded (``image_io.read_image_file``), so a file
+    replaced while its pair was in flight keys the bytes that produced the row, not the new ones."""
+    parts = []
+    for p, st in stats:
+        p = Path(p).resolve()
+        parts.append(f"{p}|missing" if st is None else f"{p}|{st.st_size}|{st.st_mtime_ns}")
     return _sha("\n".join(parts).encode())
 
 

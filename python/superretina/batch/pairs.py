@@ -7,11 +7,15 @@ summary unchanged. An id names the pair's output folder, so it must be a plain f
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import InputFileError, read_regular
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+MAX_PAIRS_BYTES = 256 << 20   # 2 million rows of ~130 bytes; anything larger is refused unread
 
 
 class BatchInputError(ValueError):
@@ -52,18 +56,24 @@ def read_pairs(path: str | Path) -> tuple[list[PairJob], list[str]]:
         a duplicate or unsafe id; the message names the file, the line and what was expected.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
+    try:  # a regular file of bounded size: a FIFO would block, /dev/zero would fill the memory
+        raw, _ = read_regular(path, MAX_PAIRS_BYTES, "pair list")
+        text = raw.decode("utf-8-sig")
     except FileNotFoundError:
         raise BatchInputError(f"{path}: pair list not found") from None
-    except IsADirectoryError:
-        raise BatchInputError(f"{path}: is a folder, expected a CSV file with columns query,refer") from None
+    except InputFileError as exc:
+        raise BatchInputError(f"{path}: {exc} (a CSV file with columns query,refer)") from None
     except UnicodeDecodeError:
         raise BatchInputError(f"{path}: not UTF-8 text, expected a CSV file with columns query,refer") from None
     except OSError as exc:
         raise BatchInputError(f"{path}: cannot be read ({exc.strerror})") from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    # The csv module splits the records (newline=''): a quoted cell keeps its line breaks, and
+    # U+2028 or a form feed inside a cell does not start a row (str.splitlines split on both).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise BatchInputError(f"{path}: line 1: not CSV ({exc})") from None
     missing = [c for c in ("query", "refer") if c not in header]
     if missing:
         raise BatchInputError(f"{path}: missing column(s) {', '.join(missing)}; expected a header line with "
@@ -74,8 +84,8 @@ def read_pairs(path: str | Path) -> tuple[list[PairJob], list[str]]:
     extra_cols = [c for c in header if c not in ("id", "query", "refer")]
     base = path.resolve().parent
     jobs, seen = [], {}
-    for n, rec in enumerate(reader, start=1):
-        line = n + 1
+    for n, rec in enumerate(_records(reader, path), start=1):
+        line = reader.line_num   # where the record ends (a quoted cell may span lines)
         if None in rec:
             raise BatchInputError(f"{path}: line {line} has more fields than the header")
         rec = {k: (v or "").strip() for k, v in rec.items()}
@@ -96,3 +106,14 @@ def read_pairs(path: str | Path) -> tuple[list[PairJob], list[str]]:
     if not jobs:
         raise BatchInputError(f"{path}: no pairs (a header line and at least one row are expected)")
     return jobs, extra_cols
+
+
+def _records(reader: csv.DictReader, path: Path):
+    """The reader's records; a malformed one (a NUL byte, ...) is a BatchInputError naming the line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise BatchInputError(f"{path}: line {reader.line_num + 1}: not CSV ({exc})") from None

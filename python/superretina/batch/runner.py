@@ -3,12 +3,16 @@
 Each finished pair's folder is first written under ``OUT/pairs/.partial/`` and moved into place
 before its row is appended (fsynced) to summary.csv: a pair has a row only when its files are
 complete, a killed run loses at most the pairs in flight, and a rerun does each of those again.
+One run at a time holds the folder (``outfolder.claim_out``); a rerun reuses a row only while
+the pair's folder still holds its result.json. Every file is written through
+``outputs.write_file`` (new temporary file, renamed: links are replaced, never followed), and
+text cells are neutralised for spreadsheets (``cells``).
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import stat
 import statistics
 import sys
 import time
@@ -16,8 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from ..outputs import write_file
+from .cells import carried_names, neutralise, neutralise_row
 from .fingerprint import inputs_sha, setup_sha
-from .pairs import BatchInputError, PairJob
+from .outfolder import claim_out, real_folder, remove_tree
+from .pairs import PairJob
 from .store import ResultStore, check_setup
 from .worker import ROW_COLUMNS, PairOutput
 
@@ -28,24 +35,31 @@ STATUSES = ("registered", "failed", "error")
 def _commit(out: Path, job: PairJob, output: PairOutput, store: ResultStore, setup_key: str, extra: dict) -> None:
     pairs = out / "pairs"
     partial = pairs / ".partial" / job.id
-    if output.files:
-        partial.mkdir(parents=True, exist_ok=True)
+    if output.files:   # from a remote worker: written here the way single-pair outputs are
+        real_folder(partial)
         for name, data in output.files.items():
-            (partial / name).write_bytes(data)
+            write_file(partial / name, data)
     final = pairs / job.id
-    if final.is_symlink() or final.is_file():
-        final.unlink()
-    elif final.exists():
-        shutil.rmtree(final)
+    remove_tree(final)
     if partial.is_dir():
         os.replace(partial, final)
-    row = {**output.row, **extra, "inputs_sha": inputs_sha(job.query, job.refer), "setup_sha": setup_key}
-    store.write(row)
+    # inputs_sha of the bytes the worker decoded; an error row (never reused) keys the files as they are
+    key = output.row.get("inputs_sha") or inputs_sha(job.query, job.refer)
+    store.write(neutralise_row({**output.row, **extra, "inputs_sha": key, "setup_sha": setup_key}))
 
 
 def _carried(job: PairJob, extra_cols: Sequence[str]) -> dict:
     # A carried column whose name is one of ours keeps its value under "in_<name>".
-    return {(f"in_{c}" if c in STORE_COLUMNS else c): job.extra.get(c, "") for c in extra_cols}
+    names = carried_names(extra_cols, STORE_COLUMNS)
+    return {names[c]: neutralise(job.extra.get(c, "")) for c in extra_cols}
+
+
+def _has_result(out: Path, pid: str) -> bool:
+    """A finished pair's folder still holds its result.json (a row without it is done again)."""
+    try:
+        return stat.S_ISREG(os.lstat(out / "pairs" / pid / "result.json").st_mode)
+    except OSError:
+        return False
 
 
 def summarise(rows: Sequence[dict], setup: dict, run: dict) -> dict:
@@ -87,21 +101,29 @@ def run_batch(jobs: Sequence[PairJob], extra_cols: Sequence[str], out: Path, eng
     ------
     StoreError
         Earlier rows of another setup (or an unrecognised summary.csv) without ``restart``.
+    FolderBusy
+        Another run holds ``out`` (``outfolder.claim_out``); the message names it.
+    BatchInputError
+        Carried columns that would share a name; a link in the place of ``out/pairs``.
     KeyboardInterrupt
         After writing every pair that had finished, and summary.json marked interrupted.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BatchInputError(f"{out}: --out must be a folder, and this is a file")
-    out.mkdir(parents=True, exist_ok=True)
+    carried_names(extra_cols, STORE_COLUMNS)  # colliding carried columns: refused before any work
+    with claim_out(out) as out:   # one run at a time on a folder; the second is told who holds it
+        return _run_claimed(jobs, extra_cols, out, engine, pictures, restart, progress)
+
+
+def _run_claimed(jobs, extra_cols, out: Path, engine, pictures, restart, progress) -> dict:
     setup = engine.setup(pictures)
     key = setup_sha(setup)
     store = ResultStore(out / "summary.csv", STORE_COLUMNS, "id")
     old = {} if restart else store.load()
     if restart:
-        shutil.rmtree(out / "pairs", ignore_errors=True)
+        remove_tree(out / "pairs")
     check_setup(old, setup, out / "run.json", out)
-    shutil.rmtree(out / "pairs" / ".partial", ignore_errors=True)   # left by a killed run
+    real_folder(out / "pairs")     # a link in its place is refused: nothing is deleted in its target
+    remove_tree(out / "pairs" / ".partial")   # left by a killed run
+    real_folder(out / "pairs" / ".partial")
     # summary.json describes a finished (or Ctrl-C'd) run; until this one ends there is none, so
     # that a report rebuilt after a kill says it is incomplete instead of showing stale counts.
     (out / "summary.json").unlink(missing_ok=True)
@@ -109,7 +131,8 @@ def run_batch(jobs: Sequence[PairJob], extra_cols: Sequence[str], out: Path, eng
     keep, todo = [], []
     for job in jobs:
         row = old.get(job.id)
-        if row and row["status"] != "error" and row["inputs_sha"] == inputs_sha(job.query, job.refer):
+        if row and row["status"] != "error" and row["inputs_sha"] == inputs_sha(job.query, job.refer) \
+                and _has_result(out, job.id):
             keep.append({**row, **_carried(job, extra_cols)})  # carried columns from today's list
         else:
             todo.append(job)
@@ -144,9 +167,7 @@ def run_batch(jobs: Sequence[PairJob], extra_cols: Sequence[str], out: Path, eng
            "pairs_per_second": round(n_new / wall, 4) if n_new and wall > 0 else None,
            "interrupted": interrupted}
     summary = summarise(rows, setup, run)
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / "summary.json")
+    write_file(out / "summary.json", json.dumps(summary, indent=1).encode())
     from ..report import build_report
     build_report(out)
     if interrupted:

@@ -16,7 +16,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from ..files import InputFileError, read_regular
 from .fingerprint import setup_differences, setup_sha
+
+MAX_STORE_BYTES = 8 << 30   # millions of rows; a bigger "results file" is not ours
 
 
 class StoreError(ValueError):
@@ -53,7 +56,11 @@ class ResultStore:
         """
         if not self.path.exists():
             return {}
-        text = self.path.read_text(encoding="utf-8", errors="replace")
+        try:  # a regular file (a FIFO planted in --out would block the run)
+            text = read_regular(self.path, MAX_STORE_BYTES, "results file")[0].decode("utf-8", errors="replace")
+        except (OSError, InputFileError) as exc:
+            raise StoreError(f"{self.path}: {getattr(exc, 'strerror', None) or exc}; rerun with --restart "
+                             "to discard it, or use another --out") from None
         if text and not text.endswith("\n"):  # the last line was cut by a kill
             text = text[: text.rfind("\n") + 1]
         if not text.strip():
@@ -74,24 +81,28 @@ class ResultStore:
         return rows
 
     def open(self, keep: Sequence[dict], header: Sequence[str]) -> None:
-        """Rewrite the file with only ``keep`` (atomically), then append from here on."""
+        """Rewrite the file with only ``keep`` (atomically, never through a link), then append from here on."""
+        from ..outputs import write_file
+
         self._header = list(header)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, self._header, extrasaction="ignore", restval="")
-            w.writeheader()
-            for row in keep:
-                w.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        self._f = open(self.path, "a", newline="", encoding="utf-8")
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, self._header, extrasaction="ignore", restval="")
+        w.writeheader()
+        for row in keep:
+            w.writerow(row)
+        write_file(self.path, buf.getvalue().encode("utf-8"), fsync=True)
+        # O_NOFOLLOW: a link planted at the name since the rename is refused, not written through
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        self._f = os.fdopen(fd, "a", newline="", encoding="utf-8")
         self._w = csv.DictWriter(self._f, self._header, extrasaction="ignore", restval="")
 
     def write(self, row: dict) -> None:
-        self._w.writerow(row)
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        try:
+            self._w.writerow(row)
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as exc:  # disk full: name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from None
 
     def close(self) -> None:
         if self._f is not None:
@@ -112,7 +123,7 @@ def check_setup(rows: dict[str, dict], setup: dict, run_json: Path, where: Path)
     foreign = [r for r in rows.values() if r.get("setup_sha") != key]
     if foreign:
         try:
-            old = json.loads(Path(run_json).read_text())["setup"]
+            old = json.loads(read_regular(run_json, 16 << 20, "run.json")[0])["setup"]
             diffs = setup_differences(old, setup)
             if "config_sha" in diffs:  # name the files too (the sha says that, not which)
                 diffs.insert(diffs.index("config_sha"), "config")
@@ -121,6 +132,6 @@ def check_setup(rows: dict[str, dict], setup: dict, run_json: Path, where: Path)
             changed = "the earlier setup is not recorded"
         raise StoreError(f"{where}: {len(foreign)} finished row(s) were made with another setup ({changed}); "
                          "refusing to mix results: rerun with --restart to discard them, or use another --out")
-    tmp = Path(run_json).with_name(Path(run_json).name + ".tmp")
-    tmp.write_text(json.dumps({"setup": setup, "setup_sha": key}, indent=1))
-    os.replace(tmp, run_json)
+    from ..outputs import write_file
+
+    write_file(Path(run_json), json.dumps({"setup": setup, "setup_sha": key}, indent=1).encode())

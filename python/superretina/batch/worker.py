@@ -104,6 +104,8 @@ def _pictures_config(cfg: dict, pictures: str) -> dict:
 
 
 def _thumbnails(folder: Path, keep_full: bool, registered: bool = True) -> None:
+    from ..outputs import write_file
+
     for full, thumb in {**THUMBNAILS, **({} if registered else FAILED_THUMBNAIL)}.items():
         p = folder / full
         img = cv2.imread(str(p)) if p.is_file() else None
@@ -112,7 +114,9 @@ def _thumbnails(folder: Path, keep_full: bool, registered: bool = True) -> None:
         s = THUMB_SIDE / max(img.shape[:2])
         small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
                            interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(folder / thumb), small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if ok:
+            write_file(folder / thumb, data.tobytes())   # never through a link planted at the name
         if not keep_full:
             p.unlink()
     if not keep_full and (folder / "match_result.jpg").is_file():
@@ -139,9 +143,12 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
     -------
     PairOutput
         ``row`` has the ``ROW_COLUMNS`` keys; ``seconds`` is the pair's wall time in this worker
-        (reading, registering, pictures).
+        (reading, registering, pictures). A registered or failed pair's row also has
+        ``inputs_sha``: the key of the bytes that were decoded (``fingerprint.read_inputs_sha``).
     """
-    from ..image_io import ImageReadError, read_pair
+    from ..image_io import ImageReadError, read_image_file
+    from ..parallel import pair_map
+    from .fingerprint import read_inputs_sha
     from ..outputs import result_json, write_outputs
     from ..report.pair_view import write_pair_view
 
@@ -155,9 +162,12 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
         shutil.rmtree(folder, ignore_errors=True)
     try:
         try:
-            query, refer = read_pair(job.query, job.refer, app.config["input"]["max_pixels"])
+            limit = app.config["input"]["max_pixels"]
+            (query, q_stat), (refer, r_stat) = pair_map(lambda p: read_image_file(p, limit), job.query, job.refer)
         except (ImageReadError, OSError) as exc:
             return PairOutput(_row(job, "error", str(exc), time.perf_counter() - t0))
+        # the key of the bytes decoded, not of the files as they are when the row is written
+        key = read_inputs_sha([(job.query, q_stat), (job.refer, r_stat)])
         try:
             res = app.registrar.register_images(query, refer)
             info = result_json(res, job.query, job.refer, app.provenance)
@@ -173,6 +183,7 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
             shutil.rmtree(folder, ignore_errors=True)
             return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
         row = row_from_info(job, info, time.perf_counter() - t0)
+        row["inputs_sha"] = key
         files = {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if scratch else {}
         return PairOutput(row, files)
     finally:

@@ -31,6 +31,7 @@ Command line (SIFT baseline on a FIRE-layout folder)::
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -41,9 +42,12 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..batch.engines import MAX_JOBS
 from ..batch.fingerprint import inputs_sha, setup_sha
+from ..batch.outfolder import claim_out, real_folder
 from ..batch.store import ResultStore, check_setup
 from ..models import add_device_option, add_model_option, apply_model_option
+from ..outputs import write_file
 from .outcome import RegistrationOutcome
 from .protocol import (AUC_THRESHOLDS, FAILED_ERROR, PairSpec, Summary, list_pairs,
                        load_control_points, pair_error, success_curve, summarise)
@@ -187,13 +191,17 @@ def evaluate(pairs: Sequence[PairSpec], register_fn: RegisterFn, out_dir: Union[
     Summary
         Over every listed pair in pairs.csv, including those of earlier runs.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     names = [p.name for p in pairs]
     if len(set(names)) != len(names):
         raise ValueError("evaluate: duplicate pair names in the pair list")
     if not pairs:
         raise ValueError("evaluate: empty pair list")
+    with claim_out(out_dir) as out_dir:   # one run at a time on a folder (batch.outfolder)
+        return _evaluate_claimed(pairs, register_fn, out_dir, jobs, restart, progress, method, verbose, setup)
+
+
+def _evaluate_claimed(pairs, register_fn, out_dir: Path, jobs, restart, progress, method, verbose, setup) -> Summary:
+    names = [p.name for p in pairs]
     csv_path = out_dir / "pairs.csv"
     wanted = set(names)
     setup = setup or getattr(register_fn, "setup", None) or {"method": _method_name(register_fn, method)}
@@ -288,7 +296,7 @@ def write_summary(summary: Summary, path: Union[str, Path]) -> None:
     """summary.json (the Summary's fields plus its two report lines and the set line)."""
     d = summary.to_dict()
     d["set_line"] = summary.set_line()
-    Path(path).write_text(json.dumps(d, indent=2))
+    write_file(Path(path), json.dumps(d, indent=2).encode())   # never through a link at the name
 
 
 def print_summary(summary: Summary, file=None) -> None:
@@ -330,7 +338,9 @@ def plot_success_curve(rows: Iterable[Mapping], summary: Summary, path: Union[st
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(str(path))
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png")
+    write_file(Path(path), buf.getvalue())
 
 
 # --------------------------------------------------------------------------- several methods
@@ -352,18 +362,18 @@ def compare(pairs: Sequence[PairSpec], methods: Mapping[str, RegisterFn], out_di
 
     Returns {method: Summary}; the table is also written to ``out_dir/comparison.txt``.
     """
-    out_dir = Path(out_dir)
     summaries = {}
-    for name, fn in methods.items():
-        print(f"== {name}")
-        summaries[name] = evaluate(pairs, fn, out_dir / name, jobs=jobs, restart=restart,
-                                   progress=progress, method=name)
-    table = format_comparison(summaries)
-    first = next(iter(summaries.values()))
-    if not first.is_full_fire:
-        table += "\n" + first.set_line()
-    print(table)
-    (out_dir / "comparison.txt").write_text(table + "\n")
+    with claim_out(out_dir) as out_dir:
+        for name, fn in methods.items():
+            print(f"== {name}")
+            summaries[name] = evaluate(pairs, fn, real_folder(out_dir / name), jobs=jobs, restart=restart,
+                                       progress=progress, method=name)
+        table = format_comparison(summaries)
+        first = next(iter(summaries.values()))
+        if not first.is_full_fire:
+            table += "\n" + first.set_line()
+        print(table)
+        write_file(out_dir / "comparison.txt", (table + "\n").encode())
     return summaries
 
 
@@ -451,8 +461,8 @@ def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.jobs < 1:
-        print("error: --jobs must be at least 1", file=sys.stderr)
+    if not 1 <= args.jobs <= MAX_JOBS["local"]:   # pairs in flight on this machine, as batch's
+        print(f"error: --jobs must be 1 to {MAX_JOBS['local']}, got {args.jobs}", file=sys.stderr)
         return 2
     if not compare_all and args.method == "sift" and args.device == "gpu":
         print("error: --device gpu: the SIFT baseline runs on the CPU (OpenCV); --device is for --method superretina",
@@ -463,13 +473,14 @@ def main(argv: Optional[Sequence[str]] = None, compare_all: bool = False,
     fns: dict = {}
     try:
         pairs = list_pairs(args.fire_dir, exclude_p37=not args.keep_p37)
-        if compare_all:
-            fns = _compare_methods(args)
-            compare(pairs, fns, out, jobs=args.jobs, restart=args.restart, progress=not args.no_progress)
-        else:
-            fns[args.method] = METHODS[args.method](args)
-            evaluate(pairs, fns[args.method], out, jobs=args.jobs, restart=args.restart,
-                     progress=not args.no_progress, method=args.method)
+        with claim_out(out):   # before the model loads: a second run on --out is refused at once
+            if compare_all:
+                fns = _compare_methods(args)
+                compare(pairs, fns, out, jobs=args.jobs, restart=args.restart, progress=not args.no_progress)
+            else:
+                fns[args.method] = METHODS[args.method](args)
+                evaluate(pairs, fns[args.method], out, jobs=args.jobs, restart=args.restart,
+                         progress=not args.no_progress, method=args.method)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,12 +14,13 @@ import csv
 import html
 import io
 import json
-import os
-import shutil
 from pathlib import Path
 
 from .pair_view import VIEW_PAGE
 from .plots import report_plots
+from ..batch.outfolder import remove_tree
+from ..files import InputFileError, open_regular, read_regular
+from ..outputs import write_file
 
 CHUNK = 2000
 # Thumbnails a row can have (thumb_<name>): registered pairs the first two, failed ones the matches
@@ -44,11 +45,31 @@ class ReportError(ValueError):
 
 
 def _header_starts(path: Path, prefix: str) -> bool:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.readline().startswith(prefix)
-    except OSError:
+    try:   # a regular file only: a FIFO planted in the folder would block
+        fd, _ = open_regular(path)
+    except (OSError, InputFileError):
         return False
+    with open(fd, encoding="utf-8", errors="replace") as f:
+        return f.readline().startswith(prefix)
+
+
+def _json_object(path: Path) -> dict:
+    """summary.json / run.json as a dict ({} when absent or not JSON); ReportError when not an object."""
+    try:
+        value = json.loads(read_regular(path, 64 << 20, path.name)[0])
+    except FileNotFoundError:
+        return {}
+    except (OSError, InputFileError, ValueError, RecursionError):
+        return {}
+    if not isinstance(value, dict):
+        raise ReportError(f"{path}: expected a JSON object (a run's {path.name}), got {type(value).__name__}")
+    return value
+
+
+def _script_json(value, separators=(",", ":")) -> str:
+    """JSON for a <script>: every ``<`` as ``\\u003c``, so no text in it (``</script>``, ``<!--``) can
+    end the script or switch the HTML parser into a comment state; JSON reads it back unchanged."""
+    return json.dumps(value, separators=separators).replace("<", "\\u003c")
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -103,28 +124,24 @@ def build_report(out: str | Path) -> Path:
                     + [thumbs, f"pairs/{pid}/" if folder.is_dir() else "",
                        f"pairs/{pid}/{VIEW_PAGE}" if (folder / VIEW_PAGE).is_file() else ""])
     rep = out / "report"
-    shutil.rmtree(rep, ignore_errors=True)
-    rep.mkdir()
     chunks = []
-    for i in range(0, max(len(data), 1), CHUNK):
-        name = f"rows-{i // CHUNK:03d}.js"
-        (rep / name).write_text("SR_ROWS.push(...%s);\n" % json.dumps(data[i:i + CHUNK], separators=(",", ":")))
-        chunks.append(name)
+    try:  # a link at report/ is removed, not followed; every file through outputs.write_file
+        remove_tree(rep)
+        rep.mkdir()
+        for i in range(0, max(len(data), 1), CHUNK):
+            name = f"rows-{i // CHUNK:03d}.js"
+            write_file(rep / name, ("SR_ROWS.push(...%s);\n" % _script_json(data[i:i + CHUNK])).encode())
+            chunks.append(name)
+    except OSError as exc:
+        raise ReportError(f"{exc.filename or rep}: cannot write the report ({exc.strerror or exc}); "
+                          "the folder must be writable") from None
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.get("status", "")] = counts.get(r.get("status", ""), 0) + 1
-    summary = {}
-    if (out / "summary.json").is_file():
-        try:
-            summary = json.loads((out / "summary.json").read_text())
-        except ValueError:
-            summary = {}
+    summary = _json_object(out / "summary.json")
     setup = summary.get("setup")
-    if setup is None and (out / "run.json").is_file():
-        try:
-            setup = json.loads((out / "run.json").read_text()).get("setup")
-        except ValueError:
-            setup = None
+    if setup is None:
+        setup = _json_object(out / "run.json").get("setup")
     meta = {"kind": kind, "title": f"{kind} run: {out.resolve().name}", "pairs": len(rows), "counts": counts,
             "columns": [[c, label, num] for c, label, num in columns],
             "lines": summary.get("summary_lines", []) + ([summary["set_line"]] if summary.get("set_line") else []),
@@ -135,9 +152,9 @@ def build_report(out: str | Path) -> Path:
     page = _TEMPLATE.read_text()
     page = page.replace("__TITLE__", html.escape(meta["title"]))
     page = page.replace("__PLOTS__", report_plots(rows, kind, header))   # inline SVG, its text escaped
-    page = page.replace("__META__", json.dumps(meta).replace("</", "<\\/"))
+    page = page.replace("__META__", _script_json(meta, (", ", ": ")))
     page = page.replace("__CHUNKS__", "\n".join(f'<script src="report/{c}"></script>' for c in chunks))
-    tmp = out / "index.html.tmp"
-    tmp.write_text(page)
-    os.replace(tmp, out / "index.html")
-    return out / "index.html"
+    try:
+        return write_file(out / "index.html", page.encode())
+    except OSError as exc:
+        raise ReportError(f"{out / 'index.html'}: cannot write the report ({exc.strerror or exc})") from None
