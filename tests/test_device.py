@@ -64,6 +64,15 @@ def test_provenance_names_the_device_the_engine_reports(model, name, version, pr
         assert prov["engine"]["precision"] in ("bf16", "f32")
 
 
+def test_local_runtime_answers_which_engine_runs_an_element():
+    with open_app(model="fp32", device="cpu", runtime="local") as app:
+        api, layout = app.stream.api, app.stream.layout
+        report = api.GetModelEngine(layout.infer_stream, layout.infer_key)
+        assert report == {"device": app.provenance["device"], **app.provenance["engine"]}
+        assert api.GetModelEngine(layout.infer_stream, b"no_such_element") is None
+        assert api.GetModelEngine(b"no_such_stream", layout.infer_key) is None
+
+
 def test_device_follows_the_engines_first_provider():
     assert engine_report("onnxruntime", "1", ["CUDAExecutionProvider", "CPUExecutionProvider"])["device"] == "gpu"
     assert engine_report("onnxruntime", "1", ["CPUExecutionProvider"])["device"] == "cpu"
