@@ -48,6 +48,33 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         header, larger than ``max_pixels``, or smaller than 16 pixels a side.
     """
     path = Path(path)
+    raw, fmt, width, height = _checked_bytes(path, max_pixels)
+    image = cv2.imdecode(raw, _FLAGS)
+    if image is None:
+        raise ImageReadError(f"{path}: not a readable image (expected JPEG, PNG, TIFF or BMP)")
+    if image.dtype not in (np.uint8, np.uint16):
+        image = cv2.normalize(image, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
+    return _check_size(image, path)
+
+
+def read_encoded(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, str, int, int]:
+    """A photograph's file bytes and header, checked as :func:`read_image` checks them, not decoded.
+
+    Returns
+    -------
+    (data, format, width, height)
+        ``format`` as ``mxlocal.image_header.image_size`` names it ("jpeg", "png", ...).
+
+    Raises
+    ------
+    ImageReadError
+        As :func:`read_image`, for everything found before decoding.
+    """
+    raw, fmt, width, height = _checked_bytes(Path(path), max_pixels)
+    return raw.tobytes(), fmt, width, height
+
+
+def _checked_bytes(path: Path, max_pixels: int) -> tuple[np.ndarray, str, int, int]:
     if not path.exists():
         raise ImageReadError(f"{path}: file not found")
     if path.is_dir():
@@ -69,12 +96,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if width * height > max_pixels:
         raise ImageReadError(f"{path}: {fmt.upper()} header says {width}x{height} = {width * height} pixels; at most"
                              f" {max_pixels} are accepted (input.max_pixels in the --config file)")
-    image = cv2.imdecode(raw, _FLAGS)
-    if image is None:
-        raise ImageReadError(f"{path}: not a readable image (expected JPEG, PNG, TIFF or BMP)")
-    if image.dtype not in (np.uint8, np.uint16):
-        image = cv2.normalize(image, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
-    return _check_size(image, path)
+    return raw, fmt, width, height
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
