@@ -15,13 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .pairs import PairJob
 
 PICTURE_MODES = ("full", "thumbnails", "none")
-THUMB_SIDE = 240            # px, longest side of the report's thumbnails
 THUMBNAILS = {"checkerboard.jpg": "thumb_checkerboard.jpg", "result.jpg": "thumb_result.jpg"}
 H_COLUMNS = [f"h{i}{j}" for i in range(3) for j in range(3)]
 # The quadratic transform (superretina.transform.QuadraticTransform): coefficients of the basis
@@ -95,22 +93,6 @@ def _pictures_config(cfg: dict, pictures: str) -> dict:
     return cfg
 
 
-def _thumbnails(folder: Path, keep_full: bool) -> None:
-    for full, thumb in THUMBNAILS.items():
-        p = folder / full
-        img = cv2.imread(str(p)) if p.is_file() else None
-        if img is None:
-            continue
-        s = THUMB_SIDE / max(img.shape[:2])
-        small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                           interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(folder / thumb), small, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if not keep_full:
-            p.unlink()
-    if not keep_full and (folder / "match_result.jpg").is_file():
-        (folder / "match_result.jpg").unlink()
-
-
 def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = None) -> PairOutput:
     """Register ``job`` with an opened App and write its folder's files.
 
@@ -131,8 +113,9 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
         ``row`` has the ``ROW_COLUMNS`` keys; ``seconds`` is the pair's wall time in this worker
         (reading, registering, pictures).
     """
-    from ..image_io import ImageReadError, read_pair
+    from ..image_io import ImageReadError
     from ..outputs import result_json, write_outputs
+    from ..thumbnails import write_thumbnails
 
     t0 = time.perf_counter()
     scratch = None
@@ -144,17 +127,24 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
         shutil.rmtree(folder, ignore_errors=True)
     try:
         try:
-            query, refer = read_pair(job.query, job.refer, app.config["input"]["max_pixels"])
+            # JPEGs go through the pipeline's decode stream (input.stream_decode): while this pair
+            # waits for its maps, the stream decodes/enhances the other pairs in flight.
+            res = app.registrar.register_files(job.query, job.refer, images=pictures != "none")
         except (ImageReadError, OSError) as exc:
             return PairOutput(_row(job, "error", str(exc), time.perf_counter() - t0))
+        except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
+            return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
         try:
-            res = app.registrar.register_images(query, refer)
             info = result_json(res, job.query, job.refer, app.provenance)
             info["id"] = job.id
             info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
-            write_outputs(res, query, refer, folder, info, _pictures_config(app.config, pictures))
+            cfg = _pictures_config(app.config, "none" if pictures == "thumbnails" else pictures)
+            write_outputs(res, res.query_image, res.refer_image, folder, info, cfg)
             if pictures != "none":
-                _thumbnails(folder, keep_full=pictures == "full")
+                # drawn at their own size, not shrunk from the full-size files (thumbnails.py)
+                o = app.config["outputs"]
+                write_thumbnails(res, res.query_image, res.refer_image, folder, o["merged"], o["checkerboard"],
+                                 o["checkerboard_tiles"])
         except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
             shutil.rmtree(folder, ignore_errors=True)
             return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
