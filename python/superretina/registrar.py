@@ -27,7 +27,7 @@ import numpy as np
 from .descriptors import sample_descriptors
 from .enhance import equalise, gamma, model_input, to_model_input
 from .homography import HomographyResult, estimate_homography, transform_points
-from .image_io import read_encoded, read_pair
+from .image_io import ImageReadError, read_encoded, read_pair
 from .keypoints import detect, refine_subpixel, to_original
 from .matching import ratio_match
 from .parallel import pair_map
@@ -236,8 +236,11 @@ class Registrar:
         t = timer or Timer()
         limit = self.cfg["input"]["max_pixels"]
         if self._streams_files():
-            with t("read"):
-                (dq, fmt_q, *_), (dr, fmt_r, *_) = pair_map(lambda p: read_encoded(p, limit), query_path, refer_path)
+            try:
+                with t("read"):
+                    (dq, fmt_q, *_), (dr, fmt_r, *_) = pair_map(lambda p: read_encoded(p, limit), query_path, refer_path)
+            except ImageReadError:  # read_pair below gives the reason (or reads a format the header check does not know)
+                fmt_q = fmt_r = None
             if fmt_q == fmt_r == "jpeg":
                 result = self._register_encoded(dq, dr, t, images)
                 if result is not None:
