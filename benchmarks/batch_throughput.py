@@ -11,7 +11,8 @@ temporary folder (the model files, which git does not hold, are linked from this
 configuration) over the same pair list — the first ``--pairs`` pairs of ../shared/data/fire_dev
 (2912x2912 JPEGs) — each run in its own process (its own peak memory), taking turns run by run
 and mode by mode so that changes of machine load hit both. pairs/s counts registration and
-writing (after the engine is open). Stages: the median over the run's pairs of result.json's
+writing (after the engine is open); CPU s/pair is the run process's CPU time (all its threads) per
+pair, less sensitive than pairs/s to other work on a shared machine. Stages: the median over the run's pairs of result.json's
 ``seconds`` (what the registrar timed; with pairs in flight these overlap and include waiting).
 """
 from __future__ import annotations
@@ -50,9 +51,9 @@ def one(pairs: Path, out: Path, pictures: str, workers: int) -> dict:
     engine = make_engine("local", None, None, "local", workers, None)
     up = time.perf_counter() - t0
     try:
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         s = run_batch(jobs, extra, out, engine, pictures=pictures, progress=False)
-        wall = time.perf_counter() - t1
+        wall, cpu = time.perf_counter() - t1, time.process_time() - c1
     finally:
         engine.close()
     stages: dict[str, list] = {}
@@ -60,7 +61,8 @@ def one(pairs: Path, out: Path, pictures: str, workers: int) -> dict:
         for k, v in info.get("seconds", {}).items():
             stages.setdefault(k, []).append(v)
     return {"pairs": len(jobs), "registered": s["counts"]["registered"], "errors": s["counts"]["error"],
-            "pairs_per_second": len(jobs) / wall, "startup_seconds": round(up, 2),
+            "pairs_per_second": len(jobs) / wall, "cpu_seconds_per_pair": cpu / len(jobs),
+            "startup_seconds": round(up, 2),
             "peak_rss_mib": round(peak_rss_mib(), 1),
             "stages_median": {k: round(statistics.median(v), 4) for k, v in stages.items()},
             "code": str(Path(sys.modules["superretina"].__file__).parents[1])}
@@ -116,21 +118,24 @@ def main(argv=None) -> int:
                     res = json.loads(proc.stdout.strip().splitlines()[-1])
                     runs[(side, m)].append(res)
                     print(f"round {r} {side:8s} {m:10s} {res['pairs_per_second']:.3f} pairs/s  "
+                          f"{res['cpu_seconds_per_pair']:.2f} CPU s/pair  "
                           f"peak {res['peak_rss_mib']:.0f} MiB  registered {res['registered']}/{res['pairs']}"
                           f"  code {res['code']}", flush=True)
     print(f"\n{len(specs)} fire_dev pairs, {args.workers} in flight, {os.cpu_count()} CPUs;"
           f" baseline = git {args.baseline}, new = this tree; median of {args.rounds} runs")
     print(f"{'pictures':12s} {'baseline pairs/s':>17s} {'new pairs/s':>12s} {'new/baseline':>13s}"
-          f" {'peak MiB base/new':>18s}")
+          f" {'CPU s/pair base/new':>20s} {'peak MiB base/new':>18s}")
     table = {}
     for m in modes:
         b = statistics.median(x["pairs_per_second"] for x in runs[("baseline", m)])
         n = statistics.median(x["pairs_per_second"] for x in runs[("new", m)])
         mb = max(x["peak_rss_mib"] for x in runs[("baseline", m)])
         mn = max(x["peak_rss_mib"] for x in runs[("new", m)])
+        cb = statistics.median(x["cpu_seconds_per_pair"] for x in runs[("baseline", m)])
+        cn = statistics.median(x["cpu_seconds_per_pair"] for x in runs[("new", m)])
         table[m] = {"baseline_pairs_per_second": b, "new_pairs_per_second": n, "ratio": n / b,
-                    "peak_rss_mib": [mb, mn]}
-        print(f"{m:12s} {b:17.3f} {n:12.3f} {n / b:13.2f} {mb:8.0f} / {mn:.0f}")
+                    "cpu_seconds_per_pair": [cb, cn], "peak_rss_mib": [mb, mn]}
+        print(f"{m:12s} {b:17.3f} {n:12.3f} {n / b:13.2f} {cb:10.2f} / {cn:<8.2f} {mb:8.0f} / {mn:.0f}")
     print("\nmedian stage seconds per pair (result.json 'seconds'; overlapping pairs, waits included):")
     for m in modes:
         for side in ("baseline", "new"):

@@ -310,6 +310,7 @@ class SuperRetinaStream:
                 fut.set_result(unpack(out))
             except Exception as exc:  # handed to the caller, who reports it
                 fut.set_exception(exc)
+            out = None  # the serialized messages (a decoded photograph: tens of MB) go now, not after the next Get
 
     def _maps(self, message: bytes, b: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         result = self.sdk.pb.MxpiTensorPackageList()
