@@ -150,3 +150,30 @@ def test_thumbnail_warp_is_the_transform_between_shrunk_frames():
     assert np.allclose(small, t.apply(p) * s, atol=1e-9)
     scaled = _Scaled(t, s, s)
     assert np.allclose(scaled.inverse(t.apply(p) * s), p * s, atol=1e-9)
+
+
+def test_thumbnail_maps_of_a_quadratic_follow_the_full_size_transform():
+    from superretina.thumbnails import thumbnail_warp
+    from superretina.transform import HomographyTransform, fit_quadratic
+
+    rng = np.random.default_rng(0)
+    pq = rng.uniform(0, 800, (200, 2))
+    pr = pq * 1.01 + [12.0, -7.0] + 2e-5 * (pq - 400) ** 2   # a curved mapping, query → reference pixels
+    quad, _ = fit_quadratic(pq, pr)
+
+    class Choice:
+        transform = quad
+
+    class Result:
+        H = np.eye(3)
+        transform = Choice
+        query_size = (800, 800)
+
+    s = 0.25
+    mx, my = thumbnail_warp(Result, s, s, (200, 200))
+    assert not isinstance(quad, HomographyTransform) and mx.shape == (200, 200)
+    # thumbnail pixel (x, y) shows query pixel (mx, my)/s; the transform maps that to (x, y)/s
+    ys, xs = np.mgrid[20:180:16, 20:180:16]
+    query = np.stack([mx[ys, xs].ravel(), my[ys, xs].ravel()], 1) / s
+    refer = np.stack([xs.ravel(), ys.ravel()], 1) / s
+    assert np.abs(quad.apply(query) - refer).max() < 0.05 / s   # within 0.05 thumbnail pixels
