@@ -44,7 +44,8 @@ import numpy as np
 
 from mxlocal import MxpiDataType_pb2 as pb
 from mxlocal import errors as E
-from mxlocal.model_runtime import TYPE_NAMES, ModelLoadError, ModelTensor, env_int, first_line, open_model
+from mxlocal.model_runtime import (TYPE_NAMES, ModelLoadError, ModelTensor, env_int, first_line, open_shared_model,
+                                   release_model)
 from mxlocal.plugin_base import PluginBase, Prop
 
 log = logging.getLogger("mxlocal")
@@ -99,7 +100,7 @@ class TensorInfer(PluginBase):
                                     " give one key per input pad")
         path = self._model_path()
         try:
-            self.model = open_model(path)
+            self.model = open_shared_model(path)  # one engine for every element naming this file
         except ModelLoadError as exc:
             raise self.config_error(str(exc)) from None
         self.inputs, self.outputs = self.model.inputs, self.model.outputs
@@ -188,6 +189,8 @@ class TensorInfer(PluginBase):
         return self._drain()
 
     def deinit(self):
+        if getattr(self, "model", None) is not None:
+            release_model(self.model)
         self.model = None
 
     # ---- helpers -------------------------------------------------------------------------------

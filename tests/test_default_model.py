@@ -76,8 +76,9 @@ def test_bf16_default_is_made_from_the_shipped_onnx():
     # The fp32 pipeline is the default one with modelPath pointing at the ONNX, nothing else changed.
     default, fp32 = (json.loads((ROOT / "pipeline" / n).read_text())
                      for n in ("superretina.pipeline", "superretina_fp32.pipeline"))
-    assert default["superretina"]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina_bf16.xml"
-    assert fp32["superretina"]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina.onnx"
+    for stream in ("superretina", "superretina_decode"):  # the tensor and the decode stream (docs/stream.md)
+        assert default[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina_bf16.xml"
+        assert fp32[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina.onnx"
     assert fp32 == default
 
 

@@ -243,3 +243,22 @@ def test_two_appsrcs_into_pads_of_one_tensorinfer(api, tmp_path):
     assert [h.dataSource for h in package.headerVec] == ["appsrc0", "appsrc1"]
     stream["mxpi_tensorinfer0"]["props"]["dataSource"] = "appsrc0"  # one key for two pads
     assert api.CreateMultipleStreams(json.dumps({"pair2": stream}).encode()) == 6015
+
+
+def test_two_streams_naming_one_model_share_one_engine(api, models):
+    from mxlocal import model_runtime
+
+    _infer_stream(api, "share_a", models["dynamic"], singleBatchInfer=1)
+    _infer_stream(api, "share_b", models["dynamic"], singleBatchInfer=1)
+    shared = [m for m in model_runtime._SHARED.values() if m.key[0] == str(models["dynamic"].resolve())]
+    assert len(shared) == 1 and shared[0].users == 2
+    x = np.random.default_rng(5).standard_normal((1, 1, 8, 8)).astype(np.float32)
+    y_ref, _ = _reference(models["dynamic"], x=x)
+    for name in (b"share_a", b"share_b"):  # each stream still gets its own, exact results
+        assert api.SendProtobuf(name, 0, protobuf_in(tensor_package_list(x))) == 0
+        y = get_tensors(api, name).tensorPackageVec[0].tensorVec[0]
+        assert tensor_array(y, np.float32, x.shape).tobytes() == y_ref.tobytes()
+    assert api.StopStream(b"share_a") == 0
+    assert shared[0].users == 1
+    assert api.StopStream(b"share_b") == 0
+    assert not [m for m in model_runtime._SHARED.values() if m.key[0] == str(models["dynamic"].resolve())]

@@ -37,6 +37,7 @@ import importlib
 import json
 import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ ENV_SPIN = "MXLOCAL_ORT_SPIN"
 ENV_TORCH_DEVICE = "MXLOCAL_TORCH_DEVICE"
 ENV_DEVICE = "MXLOCAL_DEVICE"
 DEVICES = ("auto", "cpu", "gpu")
+ENV_SHARE = "MXLOCAL_SHARE_MODELS"
 PRECISION_KEY = ["runtime_options", "INFERENCE_PRECISION_HINT"]
 
 # numpy dtype -> MxBase::TensorDataType code
@@ -356,6 +358,57 @@ def open_model(path: Path):
         raise ModelLoadError(f"{path}: unknown model format '{path.suffix}'; the local runtime runs .onnx"
                              " (ONNX Runtime), .xml (OpenVINO IR) and .pt (TorchScript) models")
     return engine(path)
+
+
+class SharedModel:
+    """One engine behind every ``mxpi_tensorinfer`` of a process that names the same model file.
+
+    A pipeline with a decode stream and a tensor stream has two such elements; each would compile
+    its own copy (an OpenVINO bf16 SuperRetina at 768x768 holds a few hundred MB of activations),
+    and the two would run at once on the same cores. Shared, they load it once and take turns
+    (one ``run`` at a time); outputs are the same as with a private engine. Attributes of the
+    engine (``inputs``, ``outputs``, ``engine``, ``on_cpu``) are read through.
+    """
+
+    def __init__(self, key: tuple, model):
+        self.key, self.model = key, model
+        self.users = 0
+        self._run_lock = threading.Lock()
+
+    def run(self, feeds: list) -> list:
+        with self._run_lock:
+            return self.model.run(feeds)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+_SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def open_shared_model(path: Path):
+    """:func:`open_model`, shared by file (resolved path, size, mtime) within the process;
+    ``$MXLOCAL_SHARE_MODELS=0`` gives every caller its own engine. Pair with :func:`release_model`."""
+    if not env_int(ENV_SHARE, 1):
+        return open_model(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _SHARED_LOCK:  # held while loading: a second element waits for the first's engine
+        shared = _SHARED.get(key)
+        if shared is None:
+            shared = _SHARED[key] = SharedModel(key, open_model(path))
+        shared.users += 1
+        return shared
+
+
+def release_model(model) -> None:
+    """Drop one user of a model from :func:`open_shared_model` (the last one frees the engine)."""
+    if isinstance(model, SharedModel):
+        with _SHARED_LOCK:
+            model.users -= 1
+            if model.users <= 0 and _SHARED.get(model.key) is model:
+                del _SHARED[model.key]
 
 
 def ort_session_options(ort):

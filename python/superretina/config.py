@@ -85,6 +85,7 @@ RULES: dict[str, Rule] = {
     # Images above this many pixels are refused from their header, before decoding (image_io);
     # OpenCV itself stops at 2^30.
     "input.max_pixels": Rule("int", 1_000_000, 1 << 30),
+    "input.stream_decode": Rule("bool"),
 }
 
 

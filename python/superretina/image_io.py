@@ -62,6 +62,39 @@ def read_image_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> t
     is replaced meanwhile: a batch keys its rows with it (``batch.fingerprint.inputs_sha``).
     """
     path = Path(path)
+    raw, fmt, _, _, st = _checked_bytes(path, max_pixels)
+    if fmt == "dicom":
+        try:
+            return _check_size(decode_dicom(raw.tobytes(), max_pixels), path), st
+        except DicomError as exc:
+            raise ImageReadError(f"{path}: {exc}") from None
+    image = cv2.imdecode(raw, _FLAGS)
+    if image is None:
+        raise ImageReadError(f"{path}: not a readable image (expected JPEG, PNG, TIFF or BMP)")
+    if image.dtype not in (np.uint8, np.uint16):
+        image = cv2.normalize(image, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
+    return _check_size(image, path), st
+
+
+def read_encoded(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, str, int, int, os.stat_result]:
+    """A photograph's file bytes and header, checked as :func:`read_image` checks them, not decoded.
+
+    Returns
+    -------
+    (data, format, width, height, stat)
+        ``format`` as ``mxlocal.image_header.image_size`` names it ("jpeg", "png", ...), or
+        "dicom" (width and height 0: known once decoded); ``stat``: ``fstat`` of the bytes read.
+
+    Raises
+    ------
+    ImageReadError
+        As :func:`read_image`, for everything found before decoding.
+    """
+    raw, fmt, width, height, st = _checked_bytes(Path(path), max_pixels)
+    return raw.tobytes(), fmt, width, height, st
+
+
+def _checked_bytes(path: Path, max_pixels: int) -> tuple[np.ndarray, str, int, int, os.stat_result]:
     if not path.exists():
         raise ImageReadError(f"{path}: file not found")
     if path.is_dir():
@@ -80,10 +113,7 @@ def read_image_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> t
     if raw.size == 0:
         raise ImageReadError(f"{path}: empty file, expected an image (JPEG, PNG, TIFF or BMP)")
     if is_dicom(raw[:PREAMBLE + 4].tobytes()):
-        try:
-            return _check_size(decode_dicom(data, max_pixels), path), st
-        except DicomError as exc:
-            raise ImageReadError(f"{path}: {exc}") from None
+        return raw, "dicom", 0, 0, st   # its size is checked from the DICOM header when decoded
     try:
         fmt, width, height = image_size(data)
     except HeaderError as exc:
@@ -91,12 +121,7 @@ def read_image_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> t
     if width * height > max_pixels:
         raise ImageReadError(f"{path}: {fmt.upper()} header says {width}x{height} = {width * height} pixels; at most"
                              f" {max_pixels} are accepted (input.max_pixels in the --config file)")
-    image = cv2.imdecode(raw, _FLAGS)
-    if image is None:
-        raise ImageReadError(f"{path}: not a readable image (expected JPEG, PNG, TIFF or BMP)")
-    if image.dtype not in (np.uint8, np.uint16):
-        image = cv2.normalize(image, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
-    return _check_size(image, path), st
+    return raw, fmt, width, height, st
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

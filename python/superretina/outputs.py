@@ -179,6 +179,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "inlier_rate": round(float(inl.sum() / n), 6) if n else 0.0,
         "passes": passes,
         "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
+        "decoded_in": res.decoded_in,   # "stream": the decode stream read and enhanced; "driver": the driver did
         **provenance,
     }
 
@@ -253,8 +254,10 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
                                   viz.checkerboard(query_img, warp, refer_img, o["checkerboard_tiles"])))
     # Side by side up to ~12 MP (FIRE's 2912x2912 is 8.5 MP); larger references draw one picture
     # at a time, since each holds several full-size copies (an 8000x8000 reference: ~200 MB each).
-    if refer_img.shape[0] * refer_img.shape[1] <= PARALLEL_MAX_PIXELS:
-        written = run_all(*jobs) if jobs else []
+    if not jobs:   # result.json only: the photographs are not needed (may be None)
+        written = []
+    elif refer_img.shape[0] * refer_img.shape[1] <= PARALLEL_MAX_PIXELS:
+        written = run_all(*jobs)
     else:
         written = [job() for job in jobs]
     written.append(write_file(out / "result.json", json.dumps(info, indent=1).encode()))  # last: the run's record

@@ -6,6 +6,12 @@ the warped query alone (the reference's network outputs are reused), match again
 Last, ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
 the homography (``transform.choose_transform``, fitted to the final matches); the homography
 path above does not depend on it. All coordinates in the result are original-image pixels.
+
+Files (``register_files``): where the backend has a decode stream and ``input.stream_decode`` is
+on, JPEG files go in as bytes and read → enhance → inference happen in the stream
+(``stream_client.SuperRetinaStream.infer_encoded_async``), which hands back the same maps and
+equalised images the driver would compute; other files, or a file the stream cannot decode, take
+the driver's path.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import numpy as np
 from .descriptors import sample_descriptors
 from .enhance import equalise, gamma, model_input, to_model_input
 from .homography import HomographyResult, estimate_homography, transform_points
-from .image_io import read_pair
+from .image_io import ImageReadError, read_encoded, read_image_file
 from .keypoints import detect, refine_subpixel, to_original
 from .matching import ratio_match
 from .parallel import pair_map
@@ -71,6 +77,10 @@ class RegistrationResult:
     query_equalised: np.ndarray | None = None    # uint8 CLAHE images (enhance.equalise), for the pictures
     refer_equalised: np.ndarray | None = None
     transform: TransformChoice | None = None     # returned transform (transform.model), None if failed
+    decoded_in: str = "driver"                   # "stream" (decode stream) or "driver": who read and enhanced
+    query_image: np.ndarray | None = None        # the photographs as decoded, when register_files was asked
+    refer_image: np.ndarray | None = None        # for them (images=True): the pictures draw them
+    input_stats: tuple | None = None             # register_files: fstat of the query's and reference's bytes read
 
     @property
     def final(self) -> Stage:
@@ -159,6 +169,12 @@ class Registrar:
             batch = np.stack([model_input(eq, self.model_hw), model_input(er, self.model_hw)])[:, None]
         with t("inference"):
             det, desc = self.backend.infer(batch)
+        return self._register_maps(eq, er, batch[0, 0], det, desc, t)
+
+    def _register_maps(self, eq: np.ndarray, er: np.ndarray, query_input: np.ndarray, det: np.ndarray,
+                       desc: np.ndarray, t: Timer) -> RegistrationResult:
+        """Everything after the first inference: eq/er (H, W) uint8 equalised images, query_input
+        (h, w) float32 the query's model input, det (2, h, w) and desc (2, 256, h/8-2, w/8-2)."""
         fq = self._features(det[0], desc[0], eq.shape, t)
         fr = self._features(det[1], desc[1], er.shape, t)
         first = self._match(fq, fr, t)
@@ -169,7 +185,7 @@ class Registrar:
             result.status, result.reason = "failed", first.homography.failure_reason
             return result
         if self.cfg["use_matching_trick"]:
-            self._matching_trick(result, eq, batch[0, 0], t)
+            self._matching_trick(result, eq, query_input, t)
         with t("transform"):
             result.transform = self.choose_transform(result)
         return result
@@ -214,8 +230,55 @@ class Registrar:
             result.H = second.homography.H @ H1
             result.H /= result.H[2, 2]
 
-    def register_files(self, query_path: Path, refer_path: Path) -> RegistrationResult:
-        t = Timer()
+    def register_files(self, query_path: Path, refer_path: Path, timer: Timer | None = None,
+                       images: bool = False) -> RegistrationResult:
+        """Register two image files; ``images``: keep the decoded photographs on the result
+        (``query_image``/``refer_image``, for the pictures)."""
+        t = timer or Timer()
+        limit = self.cfg["input"]["max_pixels"]
+        if self._streams_files():
+            try:
+                with t("read"):
+                    (dq, fmt_q, *_, sq), (dr, fmt_r, *_, sr) = pair_map(lambda p: read_encoded(p, limit),
+                                                                        query_path, refer_path)
+            except ImageReadError:  # the driver's read below gives the reason
+                fmt_q = fmt_r = None
+            if fmt_q == fmt_r == "jpeg":
+                result = self._register_encoded(dq, dr, t, images)
+                if result is not None:
+                    result.input_stats = (sq, sr)
+                    return result
         with t("read"):
-            q, r = read_pair(query_path, refer_path, self.cfg["input"]["max_pixels"])
-        return self.register_images(q, r, t)
+            (q, sq), (r, sr) = pair_map(lambda p: read_image_file(p, limit), query_path, refer_path)
+        result = self.register_images(q, r, t)
+        result.input_stats = (sq, sr)
+        if images:
+            result.query_image, result.refer_image = q, r
+        return result
+
+    def _streams_files(self) -> bool:
+        """True where JPEG files go through the backend's decode stream (``input.stream_decode``)."""
+        decode = getattr(self.backend, "can_decode", None)
+        layout = getattr(getattr(self.backend, "layout", None), "decode", None)
+        return (bool(self.cfg["input"].get("stream_decode", False)) and decode == "jpg"
+                and layout is not None and tuple(layout.model_hw) == tuple(self.model_hw))
+
+    def _register_encoded(self, query: bytes, refer: bytes, t: Timer, images: bool) -> RegistrationResult | None:
+        """Both JPEGs through the decode stream (several in flight: the stream's elements overlap
+        them); None when the stream could not take one, so the driver reads them instead."""
+        from .stream_client import PipelineError
+
+        with t("stream"):  # decode + enhance + inference of both photographs, in the stream
+            futures = [self.backend.infer_encoded_async(data, images) for data in (query, refer)]
+            try:
+                dq, dr = (f.result() for f in futures)
+            except PipelineError:
+                for f in futures:
+                    f.exception()  # both finished: nothing of this pair is left in the stream
+                return None
+        det = np.concatenate([dq.detector, dr.detector])
+        desc = np.concatenate([dq.descriptor, dr.descriptor])
+        result = self._register_maps(dq.equalised, dr.equalised, dq.model_input, det, desc, t)
+        result.decoded_in = "stream"
+        result.query_image, result.refer_image = dq.image, dr.image
+        return result

@@ -15,13 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .pairs import PairJob
 
 PICTURE_MODES = ("full", "thumbnails", "none")
-THUMB_SIDE = 240            # px, longest side of the report's thumbnails
 THUMBNAILS = {"checkerboard.jpg": "thumb_checkerboard.jpg", "result.jpg": "thumb_result.jpg"}
 FAILED_THUMBNAIL = {"match_result.jpg": "thumb_match_result.jpg"}   # what a failed pair's report row shows
 VIEW_SIDE_THUMBNAILS = 1024  # px, longest side of the pair view's pictures with --thumbnails (full size otherwise)
@@ -95,32 +93,28 @@ def row_from_info(job: PairJob, info: dict, seconds: float) -> dict:
 
 
 def _pictures_config(cfg: dict, pictures: str) -> dict:
-    if pictures != "none":
+    """The full-size pictures of a picture mode: all (full); the matches picture only, for the pair
+    view's scaled copy (thumbnails: removed after); none."""
+    if pictures == "full":
         return cfg
     cfg = copy.deepcopy(cfg)
-    for k in ("match_result", "merged", "checkerboard"):
+    for k in ("merged", "checkerboard") if pictures == "thumbnails" else ("match_result", "merged", "checkerboard"):
         cfg["outputs"][k] = False
     return cfg
 
 
-def _thumbnails(folder: Path, keep_full: bool, registered: bool = True) -> None:
-    from ..outputs import write_file
+def _failed_thumbnail(folder: Path) -> None:
+    """A failed pair's report thumbnail: its matches picture (the registered ones' are drawn by thumbnails.py)."""
+    from ..outputs import save_jpeg
+    from ..thumbnails import THUMB_QUALITY, THUMB_SIDE
 
-    for full, thumb in {**THUMBNAILS, **({} if registered else FAILED_THUMBNAIL)}.items():
-        p = folder / full
-        img = cv2.imread(str(p)) if p.is_file() else None
-        if img is None:
-            continue
-        s = THUMB_SIDE / max(img.shape[:2])
-        small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                           interpolation=cv2.INTER_AREA)
-        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if ok:
-            write_file(folder / thumb, data.tobytes())   # never through a link planted at the name
-        if not keep_full:
-            p.unlink()
-    if not keep_full and (folder / "match_result.jpg").is_file():
-        (folder / "match_result.jpg").unlink()
+    for full, thumb in FAILED_THUMBNAIL.items():
+        img = cv2.imread(str(folder / full)) if (folder / full).is_file() else None
+        if img is not None:
+            s = THUMB_SIDE / max(img.shape[:2])
+            small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                               interpolation=cv2.INTER_AREA)
+            save_jpeg(folder / thumb, small, THUMB_QUALITY)   # through write_file: never follows a link
 
 
 def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = None) -> PairOutput:
@@ -146,11 +140,11 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
         (reading, registering, pictures). A registered or failed pair's row also has
         ``inputs_sha``: the key of the bytes that were decoded (``fingerprint.read_inputs_sha``).
     """
-    from ..image_io import ImageReadError, read_image_file
-    from ..parallel import pair_map
-    from .fingerprint import read_inputs_sha
+    from ..image_io import ImageReadError
     from ..outputs import result_json, write_outputs
     from ..report.pair_view import write_pair_view
+    from ..thumbnails import write_thumbnails
+    from .fingerprint import read_inputs_sha
 
     t0 = time.perf_counter()
     scratch = None
@@ -162,23 +156,33 @@ def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = 
         shutil.rmtree(folder, ignore_errors=True)
     try:
         try:
-            limit = app.config["input"]["max_pixels"]
-            (query, q_stat), (refer, r_stat) = pair_map(lambda p: read_image_file(p, limit), job.query, job.refer)
+            # JPEGs go through the pipeline's decode stream (input.stream_decode): while this pair
+            # waits for its maps, the stream decodes/enhances the other pairs in flight.
+            res = app.registrar.register_files(job.query, job.refer, images=pictures != "none")
         except (ImageReadError, OSError) as exc:
             return PairOutput(_row(job, "error", str(exc), time.perf_counter() - t0))
+        except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
+            return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
         # the key of the bytes decoded, not of the files as they are when the row is written
-        key = read_inputs_sha([(job.query, q_stat), (job.refer, r_stat)])
+        key = read_inputs_sha([(job.query, res.input_stats[0]), (job.refer, res.input_stats[1])])
         try:
-            res = app.registrar.register_images(query, refer)
             info = result_json(res, job.query, job.refer, app.provenance)
             info["id"] = job.id
             info["worker"] = f"{socket.gethostname()}:{os.getpid()}"
-            write_outputs(res, query, refer, folder, info, _pictures_config(app.config, pictures))
+            cfg = _pictures_config(app.config, pictures)
+            write_outputs(res, res.query_image, res.refer_image, folder, info, cfg)
             if pictures != "none":
-                # before the thumbnails: with --thumbnails the view keeps a scaled matches picture
-                write_pair_view(folder, info, query, refer, None if pictures == "full" else VIEW_SIDE_THUMBNAILS,
-                                title=f"{job.id}: {info['status']}")
-                _thumbnails(folder, keep_full=pictures == "full", registered=info["status"] == "registered")
+                # the pair view first: with --thumbnails it keeps a scaled copy of the matches picture
+                write_pair_view(folder, info, res.query_image, res.refer_image,
+                                None if pictures == "full" else VIEW_SIDE_THUMBNAILS, title=f"{job.id}: {info['status']}")
+                # drawn at their own size, not shrunk from the full-size files (thumbnails.py)
+                o = app.config["outputs"]
+                write_thumbnails(res, res.query_image, res.refer_image, folder, o["merged"], o["checkerboard"],
+                                 o["checkerboard_tiles"])
+                if info["status"] != "registered":
+                    _failed_thumbnail(folder)
+                if pictures == "thumbnails":
+                    (folder / "match_result.jpg").unlink(missing_ok=True)
         except Exception as exc:  # noqa: BLE001 - one pair's failure must not stop the batch
             shutil.rmtree(folder, ignore_errors=True)
             return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
