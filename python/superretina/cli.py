@@ -7,6 +7,7 @@
     bash run.sh compare DIR [...]     SuperRetina (homography, quadratic, auto) and SIFT on one set, one table
     bash run.sh synth OUT --from ...  synthetic FIRE-format set with known ground truth
     bash run.sh batch PAIRS.csv --out DIR   register a list of pairs (resumable; --engine ray)
+    bash run.sh series IMAGES... --out DIR  several images of one eye in one frame (visits, fields)
     bash run.sh report DIR            rebuild DIR/index.html, the browsable report of a run
     bash run.sh train [...]           train weights (needs the train extra)
     bash run.sh export CKPT OUT.onnx  checkpoint → ONNX (pth2onnx); OUT.pt: TorchScript (GPU via PyTorch)
@@ -27,7 +28,8 @@ from pathlib import Path
 from .config import ConfigError
 from .sdk import CHOICES
 
-SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "batch", "report", "train", "export", "bench")
+SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "batch", "series", "report", "train", "export",
+               "bench")
 EXIT_OK, EXIT_FAILED_PAIR, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -149,6 +151,11 @@ def cmd_batch(argv) -> int:
     return main(argv)
 
 
+def cmd_series(argv) -> int:
+    from .series.cli import main
+    return main(argv)
+
+
 def cmd_report(argv) -> int:
     from .batch.cli import report_main
     return report_main(argv)
@@ -200,7 +207,7 @@ def main(argv=None) -> int:
         cmd, rest = "register", argv
     handlers = {"register": cmd_register, "demo": cmd_demo, "fire": cmd_fire,
                 "compare": lambda a: cmd_fire(a, compare_all=True), "synth": cmd_synth,
-                "batch": cmd_batch, "report": cmd_report,
+                "batch": cmd_batch, "series": cmd_series, "report": cmd_report,
                 "train": cmd_train, "export": cmd_export, "bench": cmd_bench}
     from .app import AppError
     from .batch.pairs import BatchInputError
@@ -209,11 +216,12 @@ def main(argv=None) -> int:
     from .outputs import OutputError
     from .report.build import ReportError
     from .sdk import RuntimeUnavailable
+    from .series.inputs import SeriesInputError
     from .stream_client import PipelineError
     try:
         return handlers[cmd](rest)
     except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable, BatchInputError,
-            StoreError, ReportError) as exc:
+            StoreError, ReportError, SeriesInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. an output folder that cannot be written

@@ -89,6 +89,7 @@ RULES: dict[str, Rule] = {
     "series.min_degree": Rule("int", 1, 20),
     "series.fill_rounds": Rule("int", 0, 20),
     "series.max_matches_per_pair": Rule("int", 12, 100_000),  # 12: a quadratic's parameters
+    "series.match_tolerance": Rule("float", 0, 1000, lo_open=True),  # model pixels
     "series.loss_scale": Rule("float", 0, 1000, lo_open=True),  # model pixels; 0 would divide by zero
     # Images above this many pixels are refused from their header, before decoding (image_io);
     # OpenCV itself stops at 2^30.

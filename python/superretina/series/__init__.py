@@ -5,9 +5,19 @@ the strongest paths of the pair graph and refines every image's transform jointl
 :class:`Series` holds the result, ``Series.save`` writes series.json, aligned/, montage.png and
 flicker.html. Modules: ``inputs`` (images, folder, CSV), ``graph`` (pair selection, edge
 weights), ``frame`` (reference, initial transforms), ``refine`` (joint least squares),
-``outputs`` (files), ``cli`` (``bash run.sh series``).
+``outputs`` (files), ``evaluate`` (ground-truth errors), ``cli`` (``bash run.sh series``).
+Imported on first use (SciPy loads only when a series is registered).
 """
-from .core import Series, SeriesPair, load_series, register_series
-from .inputs import SeriesImage, SeriesInputError
-
 __all__ = ["register_series", "Series", "SeriesPair", "SeriesImage", "SeriesInputError", "load_series"]
+
+
+def __getattr__(name):
+    if name in ("register_series", "Series", "SeriesPair", "load_series"):
+        from . import core
+
+        return getattr(core, name)
+    if name in ("SeriesImage", "SeriesInputError"):
+        from . import inputs
+
+        return getattr(inputs, name)
+    raise AttributeError(f"module 'superretina.series' has no attribute {name!r}")

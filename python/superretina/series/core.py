@@ -188,13 +188,17 @@ def _resolve_reference(reference, images: Sequence[SeriesImage]) -> Optional[int
     raise SeriesInputError(f"reference: {ref!r} is not one of the series' images")
 
 
-def _edge_matches(p: SeriesPair, cap: int) -> EdgeMatches:
-    """The pair's inlier matches (at most ``cap``, evenly spread over the list) as an edge."""
-    m = p.registration.matches
-    q, r = m.query_xy[m.inlier], m.refer_xy[m.inlier]
+def _edge_matches(p: SeriesPair, tol_px: float, cap: int) -> EdgeMatches:
+    """The pair's matches within ``tol_px`` of its returned transform (at most ``cap``, evenly
+    spread over the list) as an edge. Not only the estimator's inliers: on small-overlap pairs
+    those are a handful (12 of 228 on FIRE P30), too few to constrain a quadratic in the frame."""
+    m, t = p.registration.matches, p.registration.transform
+    d = np.linalg.norm(t.apply(m.query_xy) - m.refer_xy, axis=1) if len(m) else np.zeros(0)
+    keep = np.isfinite(d) & (d < tol_px)
+    q, r = m.query_xy[keep], m.refer_xy[keep]
     if len(q) > cap:
-        keep = np.linspace(0, len(q) - 1, cap).round().astype(int)
-        q, r = q[keep], r[keep]
+        pick = np.linspace(0, len(q) - 1, cap).round().astype(int)
+        q, r = q[pick], r[pick]
     p.used_matches = int(len(q))
     return EdgeMatches(p.query, p.refer, q, r, p.weight)
 
@@ -282,9 +286,12 @@ def _register(descs, sources, ref_given, session: Session, progress) -> Series:
     else:
         ref = 0 if ref_given is None else ref_given
         H0 = [np.eye(3) if k == ref else None for k in range(n)]
-    edges = [_edge_matches(p, scfg["max_matches_per_pair"]) for p in good]
     rh, rw = sizes[ref]
-    scale_px = scfg["loss_scale"] * max(rw / cfg["model"]["image_width"], rh / cfg["model"]["image_height"])
+    model_px = max(rw / cfg["model"]["image_width"], rh / cfg["model"]["image_height"])   # frame px per model px
+    scale_px = scfg["loss_scale"] * model_px
+    edges = [_edge_matches(p, scfg["match_tolerance"] * max(sizes[p.refer][1] / cfg["model"]["image_width"],
+                                                           sizes[p.refer][0] / cfg["model"]["image_height"]),
+                           scfg["max_matches_per_pair"]) for p in good]
     t_ref = time.perf_counter()
     res = refine(sizes, ref, H0, [e for e in edges if H0[e.i] is not None and H0[e.j] is not None],
                  tcfg["model"], scale_px, tcfg["auto_gain"], tcfg["min_matches"])
@@ -297,6 +304,7 @@ def _register(descs, sources, ref_given, session: Session, progress) -> Series:
     choice = {"requested": res.requested, "returned": res.model, "reason": res.reason,
               "held_out_score": {k: round(float(v), 4) for k, v in res.held_out.items()}}
     seconds = {"pairs": round(t_reg, 3), "refine": round(t_ref, 3), "total": round(time.perf_counter() - t0, 3)}
-    cost = {**res.cost, "loss": "cauchy", "scale_px": round(scale_px, 4)}
+    cost = {**res.cost, "loss": "cauchy", "scale_px": round(scale_px, 4),
+            "match_tolerance_px": round(scfg["match_tolerance"] * model_px, 4)}
     return Series(descs, sizes, ref, res.transforms, pairs, choice, cost, seconds,
                   dict(session.provenance), pixels, cfg)

@@ -1,0 +1,48 @@
+"""``bash run.sh series IMAGES... --out DIR``: several images of one eye in one frame.
+
+IMAGES: image files, one folder of images, or one CSV with an ``image`` column and optional
+``visit``, ``date``, ``field`` columns. Writes DIR/series.json, DIR/aligned/, DIR/montage.png and
+DIR/flicker.html and prints a summary. Exit 0 when every image is in the frame, 1 when some
+image joins no component (reported, not forced in), 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main(argv) -> int:
+    ap = argparse.ArgumentParser(prog="bash run.sh series", description=__doc__.split("\n\n")[1])
+    ap.add_argument("images", nargs="+", type=Path, help="image files, a folder, or a series CSV")
+    ap.add_argument("--out", type=Path, help="output folder (default series_<first image's stem>)")
+    ap.add_argument("--reference", help="the frame's image (name, file or index; default the image that "
+                                        "best connects the others)")
+    ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
+    ap.add_argument("--pipeline", type=Path, help="pipeline file (as for a pair)")
+    ap.add_argument("--runtime", choices=("auto", "ascend", "local"), help="MindX runtime (as for a pair)")
+    ap.add_argument("--transform", choices=("homography", "quadratic", "auto"),
+                    help="model of every image's transform into the frame (default transform.model of the config)")
+    ap.add_argument("--quiet", action="store_true", help="no line per registered pair")
+    args = ap.parse_args(argv)
+    from ..api import Session
+    from ..cli import _effective_config
+    from ..image_io import decoder_messages_silenced
+    from ..outputs import prepare_out
+    from .core import register_series
+    from .inputs import collect_images
+
+    cfg = _effective_config(args)                 # settings first: a bad value is reported before any work
+    descs, _ = collect_images(args.images)        # a bad folder / CSV too
+    out = args.out or Path(f"series_{descs[0].name}")
+    prepare_out(out)
+    ref = args.reference
+    if ref is not None and ref.isdigit():
+        ref = int(ref)
+    with Session(cfg, args.pipeline, args.runtime) as session, decoder_messages_silenced():
+        s = register_series(args.images, ref, session=session, progress=None if args.quiet else print)
+        written = s.save(out)
+    print(s.summary())
+    for p in written:
+        if p.parent == out or p.name == "aligned.tif":
+            print(f"wrote {p}")
+    return 0 if not s.unconnected else 1
