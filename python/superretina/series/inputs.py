@@ -64,6 +64,8 @@ def read_series_csv(path: Path) -> list[SeriesImage]:
             raise SeriesInputError(f"{path}, line {n}: empty 'image'")
         p = Path(row["image"])
         p = p if p.is_absolute() else path.parent / p
+        if not p.is_file():
+            raise SeriesInputError(f"{path}, line {n}: {p}: no such image file")
         out.append(SeriesImage(p.stem, p, row.get("visit") or None, row.get("date") or None, row.get("field") or None))
     return out
 
@@ -84,6 +86,9 @@ def collect_images(items: Sequence[Union[str, Path, np.ndarray]]) -> tuple[list[
         elif p.suffix.lower() == ".csv":
             imgs = read_series_csv(p)
             return _unique(imgs), [im.path for im in imgs]
+    for it in items:
+        if not isinstance(it, np.ndarray) and not Path(it).is_file():
+            raise SeriesInputError(f"{it}: no such image file (a series takes image files, one folder or one CSV)")
     imgs = [SeriesImage(f"image{k}") if isinstance(it, np.ndarray) else SeriesImage(Path(it).stem, Path(it))
             for k, it in enumerate(items)]
     return _unique(imgs), items
