@@ -11,7 +11,8 @@ absolute), optionally id (default: the row number; it names OUT/pairs/<id>/) and
 method, config, pipeline and model; a changed setting is refused (--restart discards the old rows).
 Ray: pip install -e '.[cluster]'; --engine ray starts a local Ray instance, or joins a cluster with
 --address HOST:6379 (or $RAY_ADDRESS); images, config, pipeline and model must be at the same paths on
-every node. Exit 0 when every pair was processed (registered or not), 2 for bad input, 130 on Ctrl-C."""
+every node. A list with a `series` column (and `image`, optional `visit`, `date`, `field`) registers
+one series per value instead (OUT/series/<id>/: series.json, aligned/, montage.png, flicker.html). Exit 0 when every pair was processed (registered or not), 2 for bad input, 130 on Ctrl-C."""
 
 
 def build_parser(prog: str = "bash run.sh batch") -> argparse.ArgumentParser:
@@ -49,6 +50,9 @@ def main(argv=None) -> int:
         raise BatchInputError(f"--jobs must be at least 1, got {args.jobs}")
     if args.out.exists() and not args.out.is_dir():
         raise BatchInputError(f"{args.out}: --out must be a folder, and this is a file")
+    from ..series.batch import has_series_column
+    if has_series_column(args.pairs):
+        return _series_main(args)
     jobs, extra = read_pairs(args.pairs)
     pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
     if args.engine == "ray":  # one-line errors for a bad config/pipeline/model, before any worker starts
@@ -65,6 +69,28 @@ def main(argv=None) -> int:
           + (f"; {r['pairs_per_second']:.2f} pairs/s with {r['workers']} {r['engine']} worker(s)"
              if r["pairs_per_second"] else ""))
     print(f"results in {args.out}: summary.csv, summary.json, index.html")
+    return 0
+
+
+def _series_main(args) -> int:
+    """A list with a ``series`` column: one series per value (superretina.series.batch)."""
+    from ..series.batch import read_series_jobs, run_series_batch
+    from .engines import make_engine
+
+    jobs = read_series_jobs(args.pairs)
+    pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
+    if args.engine == "ray":
+        from ..app import open_app
+        open_app(args.config, args.pipeline, args.runtime).close()
+    engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address)
+    try:
+        s = run_series_batch(jobs, args.out, engine, pictures, args.restart, not args.no_progress)
+    finally:
+        engine.close()
+    c = s["counts"]
+    print(f"{s['series']} series: {c['registered']} registered, {c['failed']} failed, {c['error']} error; "
+          f"{s['this_run']['new_series']} processed now, {s['this_run']['reused_series']} reused")
+    print(f"results in {args.out}: summary.csv, summary.json, index.html, series/<id>/")
     return 0
 
 
