@@ -160,15 +160,15 @@ def process_series(app, job: SeriesJob, pictures: str = "full", dest: Path | Non
         shutil.rmtree(folder, ignore_errors=True)
     try:
         try:
-            s = register_series(list(job.images), session=AppSession(app))
+            described = [SeriesImage(Path(p).stem, Path(p), (job.visits[k] or None) if job.visits else None,
+                                     (job.dates[k] or None) if job.dates else None,
+                                     (job.fields[k] or None) if job.fields else None)
+                         for k, p in enumerate(job.images)]
+            s = register_series(described, session=AppSession(app))
         except (ImageReadError, SeriesInputError, OSError) as exc:
             return PairOutput(_row(job, "error", str(exc), time.perf_counter() - t0))
         except Exception as exc:  # noqa: BLE001 - one series' failure must not stop the batch
             return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
-        for k, im in enumerate(s.images):           # the list's visit data, for order and labels
-            s.images[k] = SeriesImage(im.name, im.path, job.visits[k] or None if job.visits else None,
-                                      job.dates[k] or None if job.dates else None,
-                                      job.fields[k] or None if job.fields else None)
         s.annotate("batch", {"id": job.id, "worker": f"{socket.gethostname()}:{os.getpid()}"})
         s.save(folder)
         if pictures != "none":

@@ -88,7 +88,7 @@ def fire_groups(folder: Path) -> list[tuple[list[Path], list]]:
     return out
 
 
-def evaluate_fire(folder: Path, session: Session) -> list[dict]:
+def evaluate_fire(folder: Path, session: Session, save: Optional[Path] = None) -> list[dict]:
     results = []
     for photos, members, index, key in fire_groups(folder):
         t0 = time.perf_counter()
@@ -100,12 +100,15 @@ def evaluate_fire(folder: Path, session: Session) -> list[dict]:
         rows = pair_rows(s, session, gt, s._pixels)
         for row, sp in zip(rows, members):
             row["pair"] = sp.name
-        results.append({"series": "+".join(sorted(sp.name for sp in members)), "rows": rows,
+        name = "+".join(sorted(sp.name for sp in members))
+        if save is not None:
+            s.save(save / name)
+        results.append({"series": name, "rows": rows,
                         "seconds": round(time.perf_counter() - t0, 2), "series_json": s.to_json()})
     return results
 
 
-def evaluate_synth(folder: Path, session: Session, min_overlap: float = 0.2) -> dict:
+def evaluate_synth(folder: Path, session: Session, min_overlap: float = 0.2, save: Optional[Path] = None) -> dict:
     """One synthetic series: rows per overlapping pair, and images dropped although they overlap another."""
     truth = json.loads((folder / "truth.json").read_text())
     t0 = time.perf_counter()
@@ -116,6 +119,8 @@ def evaluate_synth(folder: Path, session: Session, min_overlap: float = 0.2) -> 
         if len(cp):
             gt.append((p["query"], p["refer"], cp[:, 2:4], cp[:, 0:2], round(p["overlap"], 3)))
     rows = pair_rows(s, session, gt, s._pixels)
+    if save is not None:
+        s.save(save / folder.name)
     best = {}
     for p in truth["pairs"]:
         for k in (p["query"], p["refer"]):
@@ -146,14 +151,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True, help="folder for evaluation.json")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
+    ap.add_argument("--save", action="store_true", help="also write each series' files into OUT/<series>/")
     args = ap.parse_args(argv)
+    save = args.out if args.save else None
     results = []
     with Session(args.config) as session:
         for folder in args.folders:
             if args.kind == "fire":
-                results += evaluate_fire(folder, session)
+                results += evaluate_fire(folder, session, save)
             else:
-                results.append(evaluate_synth(folder, session))
+                results.append(evaluate_synth(folder, session, save=save))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.json").write_text(json.dumps({"command": " ".join(sys.argv), "results": results}, indent=1))
     print(_table(results))

@@ -73,7 +73,8 @@ def read_series_csv(path: Path) -> list[SeriesImage]:
 def collect_images(items: Sequence[Union[str, Path, np.ndarray]]) -> tuple[list[SeriesImage], list]:
     """(descriptions, sources): a source is a path or an array, one per image.
 
-    ``items``: image paths, arrays, one folder (its images, sorted by name) or one CSV.
+    ``items``: image paths, arrays, :class:`SeriesImage` (path and visit data), one folder (its
+    images, sorted by name) or one CSV.
     """
     items = list(items)
     if len(items) == 1 and isinstance(items[0], (str, Path)):
@@ -87,11 +88,21 @@ def collect_images(items: Sequence[Union[str, Path, np.ndarray]]) -> tuple[list[
             imgs = read_series_csv(p)
             return _unique(imgs), [im.path for im in imgs]
     for it in items:
-        if not isinstance(it, np.ndarray) and not Path(it).is_file():
-            raise SeriesInputError(f"{it}: no such image file (a series takes image files, one folder or one CSV)")
-    imgs = [SeriesImage(f"image{k}") if isinstance(it, np.ndarray) else SeriesImage(Path(it).stem, Path(it))
-            for k, it in enumerate(items)]
-    return _unique(imgs), items
+        path = it.path if isinstance(it, SeriesImage) else None if isinstance(it, np.ndarray) else Path(it)
+        if path is not None and not path.is_file():
+            raise SeriesInputError(f"{path}: no such image file (a series takes image files, one folder or one CSV)")
+    imgs, sources = [], []
+    for k, it in enumerate(items):
+        if isinstance(it, SeriesImage):           # a described image (e.g. a batch row with its visit)
+            imgs.append(SeriesImage(it.name, it.path, it.visit, it.date, it.field))
+            sources.append(it.path)
+        elif isinstance(it, np.ndarray):
+            imgs.append(SeriesImage(f"image{k}"))
+            sources.append(it)
+        else:
+            imgs.append(SeriesImage(Path(it).stem, Path(it)))
+            sources.append(it)
+    return _unique(imgs), sources
 
 
 def _unique(imgs: list[SeriesImage]) -> list[SeriesImage]:

@@ -5,9 +5,9 @@ For an edge (i, j) with matches ``x_i`` (pixels of image i) and ``x_j`` (of imag
 contributes the residual ``T_i(x_i) - T_j(x_j)`` in frame pixels; the reference's ``T`` is the
 identity and stays fixed (it fixes the frame's position, scale and rotation). The sum of a
 Cauchy loss of those residuals (scale ``scale_px``) is minimised by
-``scipy.optimize.least_squares`` (trust region, finite differences over a sparse Jacobian: a
-residual depends only on its two images' parameters, so the Jacobian of n images costs about
-as many evaluations as the largest clique's parameters, not n times that).
+``scipy.optimize.least_squares`` (trust region, LSMR on a sparse Jacobian in closed form: a
+residual depends only on its two images' parameters, so the Jacobian has 2 x k non-zeros per
+row whatever the number of images; ``_Problem.sparsity`` gives its pattern).
 
 Models, as for pairs (``transform.py``): a homography per image (8 parameters, a correction
 ``I + D`` in the image's normalised coordinates applied before its start homography), or a
@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
-from scipy.sparse import lil_matrix
+from scipy.sparse import csr_matrix, lil_matrix
 
 from ..homography import transform_points
 from ..transform import (HELD_OUT_FOLDS, JACOBIAN_RATIO, MAX_DEVIATION, HomographyTransform, QuadraticTransform,
@@ -122,6 +122,49 @@ class _Problem:
             out.append(((self.apply(e.i, x, xi) - self.apply(e.j, x, xj)) * self.sw[n]).ravel())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def _point_jacobian(self, img: int, x: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        """d T_img(pts) / d (img's parameters): (M, 2, k), closed form."""
+        p = x[self.col[img]:self.col[img] + self.k]
+        c, s = self.norm[img]
+        if self.model == "quadratic":            # linear in its coefficients
+            B = _basis((pts - c) * s) / self.norm[self.ref][1]
+            J = np.zeros((len(pts), 2, 12))
+            J[:, 0, :6], J[:, 1, 6:] = B, B
+            return J
+        # T = dehom(Mx (I + D) u), u = N x: dw / dD_ab = Mx[:, a] u_b
+        N = np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1.0]])
+        u = np.concatenate([pts, np.ones((len(pts), 1))], axis=1) @ N.T
+        Mx = self.H0[img] @ np.linalg.inv(N)
+        w = u @ (np.eye(3) + np.append(p, 0.0).reshape(3, 3)).T @ Mx.T
+        J = np.empty((len(pts), 2, 8))
+        for idx in range(8):
+            a, b = divmod(idx, 3)
+            dw = u[:, b:b + 1] * Mx[:, a][None, :]
+            J[:, 0, idx] = dw[:, 0] / w[:, 2] - w[:, 0] * dw[:, 2] / w[:, 2] ** 2
+            J[:, 1, idx] = dw[:, 1] / w[:, 2] - w[:, 1] * dw[:, 2] / w[:, 2] ** 2
+        return J
+
+    def jacobian(self, x: np.ndarray, masks: Optional[list] = None) -> csr_matrix:
+        """Sparse Jacobian of :meth:`residuals` (rows: 2 per match, columns: the free images' parameters)."""
+        rows, cols, vals = [], [], []
+        r0 = 0
+        for n, e in enumerate(self.edges):
+            xi, xj = (e.xi, e.xj) if masks is None else (e.xi[masks[n]], e.xj[masks[n]])
+            m = len(xi)
+            r = r0 + np.arange(2 * m).reshape(m, 2)
+            for img, pts, sign in ((e.i, xi, 1.0), (e.j, xj, -1.0)):
+                if img not in self.col:
+                    continue
+                J = self._point_jacobian(img, x, pts) * (sign * self.sw[n])
+                rows.append(np.repeat(r[:, :, None], self.k, axis=2).ravel())
+                cols.append(np.broadcast_to(self.col[img] + np.arange(self.k), J.shape).ravel())
+                vals.append(J.ravel())
+            r0 += 2 * m
+        shape = (r0, self.k * len(self.free))
+        if not vals:
+            return csr_matrix(shape)
+        return csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
+
     def sparsity(self, masks: Optional[list] = None) -> lil_matrix:
         rows = sum(2 * (len(e.xi) if masks is None else int(masks[n].sum())) for n, e in enumerate(self.edges))
         S = lil_matrix((rows, self.k * len(self.free)), dtype=np.int8)
@@ -138,8 +181,8 @@ class _Problem:
         x0 = self.start() if x0 is None else x0
         if len(x0) == 0:
             return x0
-        sol = least_squares(self.residuals, x0, jac_sparsity=self.sparsity(masks), loss="cauchy", f_scale=scale_px,
-                            x_scale="jac", method="trf", max_nfev=MAX_NFEV, args=(masks,))
+        sol = least_squares(self.residuals, x0, jac=self.jacobian, loss="cauchy", f_scale=scale_px,
+                            x_scale="jac", method="trf", tr_solver="lsmr", max_nfev=MAX_NFEV, args=(masks,))
         return sol.x
 
     def frame_residuals(self, x: np.ndarray, masks: Optional[list] = None) -> np.ndarray:
