@@ -3,7 +3,7 @@
 IMAGES: image files, one folder of images, or one CSV with an ``image`` column and optional
 ``visit``, ``date``, ``field`` columns. Writes DIR/series.json, DIR/aligned/, DIR/montage.png and
 DIR/flicker.html and prints a summary. Exit 0 when every image is in the frame, 1 when some
-image joins no component (reported, not forced in), 2 bad input.
+image is unconnected (it joins no component: reported, not forced in), 2 bad input.
 """
 from __future__ import annotations
 
