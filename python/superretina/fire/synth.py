@@ -1003,7 +1003,8 @@ def _series_main(args, sources) -> int:
             raise FileExistsError(f"{args.out}: not empty (pass --overwrite to replace generated series)")
         for i, src in enumerate(sources):
             name, img = load_source(src)
-            stem = Path(name).stem if name != "<array>" else f"source{i}"
+            stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).stem)
+            stem = stem if name != "<array>" else f"source{i}"
             if (args.out / f"{stem}_{args.series}").is_dir():
                 shutil.rmtree(args.out / f"{stem}_{args.series}")
             truth = make_series(args.out / f"{stem}_{args.series}", img, args.series, args.views, args.size,
