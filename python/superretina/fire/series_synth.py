@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -160,7 +159,3 @@ def load_truth(folder: Path) -> tuple[EyeModel, list[Visit], dict]:
     eye = EyeModel(int(e["size"]), float(e["nodal_offset"]), float(e["fov_deg"]), float(e["fov_span_px"]))
     return eye, [Visit.from_dict(v["camera"]) for v in t["views"]], t
 
-
-def overlap_share(kind: str) -> float:       # noqa: D401 (kept for the docs' table)
-    """Nominal overlap of neighbouring fields: 1 - gaze / field width (for the docs)."""
-    return 1.0 - FIELD_GAZE_DEG / (EYE_MODEL["fov_deg"] / FIELD_ZOOM) if kind == "fields" else math.nan
