@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
@@ -61,7 +62,7 @@ def _fmt(value) -> str:
 
 
 def render_viewer(layers: Sequence[Layer], title: str, info: Mapping | None = None, extra_html: str = "",
-                  pair: tuple[int, int] | None = None) -> str:
+                  pair: tuple[int, int] | None = None, start: int | None = None) -> str:
     """The page's HTML text (see :func:`write_viewer`)."""
     layers = list(layers)
     aligned = [i for i, layer in enumerate(layers) if layer.aligned]
@@ -71,21 +72,23 @@ def render_viewer(layers: Sequence[Layer], title: str, info: Mapping | None = No
         pair = (aligned[0], aligned[1 % len(aligned)])
     if len(pair) != 2 or any(not (0 <= i < len(layers)) or not layers[i].aligned for i in pair):
         raise ViewerError(f"pair {pair!r}: expected two indices of aligned layers ({aligned})")
+    start = pair[0] if start is None else start
+    if not (0 <= start < len(layers)):
+        raise ViewerError(f"start {start!r}: expected the index of a layer (0 to {len(layers) - 1})")
     data = {"title": str(title),
             "layers": [{"label": str(layer.label), "src": _check_src(layer.src), "aligned": bool(layer.aligned)}
                        for layer in layers],
-            "pair": [int(pair[0]), int(pair[1])],
+            "pair": [int(pair[0]), int(pair[1])], "start": int(start),
             "info": [[str(k), _fmt(v)] for k, v in (info or {}).items()]}
     # '<' as \u003c: no '</script>' or '<!--' can end or change the script element
     blob = json.dumps(data).replace("<", "\\u003c")
-    page = _TEMPLATE.read_text(encoding="utf-8")
-    return (page.replace("__TITLE__", html.escape(str(title)))
-                .replace("__EXTRA__", extra_html)
-                .replace("__DATA__", blob))
+    parts = {"__TITLE__": html.escape(str(title)), "__EXTRA__": extra_html, "__DATA__": blob}
+    # one pass: a placeholder's name inside a title or the extra HTML is not filled in again
+    return re.sub("__(TITLE|EXTRA|DATA)__", lambda m: parts[m.group(0)], _TEMPLATE.read_text(encoding="utf-8"))
 
 
 def write_viewer(path: str | Path, layers: Sequence[Layer], title: str, info: Mapping | None = None,
-                 extra_html: str = "", pair: tuple[int, int] | None = None) -> Path:
+                 extra_html: str = "", pair: tuple[int, int] | None = None, start: int | None = None) -> Path:
     """Write a viewer page over ``layers`` to ``path``; returns ``path``.
 
     Parameters
@@ -104,23 +107,26 @@ def write_viewer(path: str | Path, layers: Sequence[Layer], title: str, info: Ma
     pair : (int, int), optional
         Indices of the two aligned layers that fade, checkerboard and difference compare at
         first (the page lets the user choose others); default the first two aligned layers.
+    start : int, optional
+        Index of the layer shown when the page opens (default ``pair[0]``).
 
     Raises
     ------
     ViewerError
-        No aligned layer, a ``src`` that is absolute or leaves the page's folder, a bad ``pair``.
+        No aligned layer, a ``src`` that is absolute or leaves the page's folder, a bad ``pair``
+        or ``start``.
     """
     from ..outputs import write_file
 
-    text = render_viewer(layers, title, info, extra_html, pair)
+    text = render_viewer(layers, title, info, extra_html, pair, start)
     return write_file(Path(path), text.encode("utf-8"))
 
 
 def write_pair_viewer(path: str | Path, reference: Layer, moving: Layer, title: str, info: Mapping | None = None,
-                      extra_html: str = "", others: Sequence[Layer] = ()) -> Path:
+                      extra_html: str = "", others: Sequence[Layer] = (), start: int | None = None) -> Path:
     """Two aligned images compared (``reference`` first), plus ``others`` shown on their own.
 
     The convenience for a registered pair: ``reference`` the reference photograph, ``moving`` the
     query warped into it, ``others`` e.g. ``Layer('query', 'query.jpg', aligned=False)``.
     """
-    return write_viewer(path, [reference, moving, *others], title, info, extra_html, pair=(0, 1))
+    return write_viewer(path, [reference, moving, *others], title, info, extra_html, pair=(0, 1), start=start)
