@@ -43,9 +43,11 @@ def registrations(fire: Path) -> dict:
     return regs
 
 
-def run(fire: Path, regs: dict, g: str, use="inliers", scale=SCALE_PX, cap=300) -> str:
+def run(fire: Path, regs: dict, g: str, use="inliers", scale=SCALE_PX, cap=300, weight=None) -> str:
+    """``weight``: None = ``graph.edge_weight``; a number = every registered pair weighs that
+    (what a confidence near 1 on every right pair gives when it is the whole weight)."""
     good = [(q, r, Registration(regs[(g, q, r)])) for q, r in EDGES if regs[(g, q, r)]["status"] == "registered"]
-    wedges = [(q, r, graph.edge_weight(reg.to_json())) for q, r, reg in good]
+    wedges = [(q, r, graph.edge_weight(reg.to_json()) if weight is None else weight) for q, r, reg in good]
     ref = frame.choose_reference(3, wedges)
     H0 = frame.initial_homographies(3, ref, wedges, {(q, r): reg.homography for q, r, reg in good})
     edges = []
@@ -67,7 +69,7 @@ def run(fire: Path, regs: dict, g: str, use="inliers", scale=SCALE_PX, cap=300) 
         fr_all.append(fr)
         dr_all.append(dr)
         out.append(f"{name} {dr:.2f}/{fr:.2f}")
-    return (f"{g} matches={use!s:8} scale={scale:5.1f} cap={cap:4d} model={res.model:10} "
+    return (f"{g} matches={use!s:8} scale={scale:5.1f} cap={cap:4d} weight={weight or 'default'!s:7} model={res.model:10} "
             f"direct/frame: {' '.join(out)}  mean {np.mean(dr_all):.2f}/{np.mean(fr_all):.2f}")
 
 
@@ -79,6 +81,7 @@ def main(fire: str) -> int:
             print(run(fire, regs, g, use))
         print(run(fire, regs, g, 15.0, scale=6.0))
         print(run(fire, regs, g, 15.0, cap=1000))
+        print(run(fire, regs, g, 15.0, weight=0.99))
     return 0
 
 

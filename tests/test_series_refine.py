@@ -136,11 +136,12 @@ def test_pair_plan_is_all_pairs_for_few_images_and_near_linear_for_many():
     assert any(7 in p for p in new) and all(p not in registered for p in new)
 
 
-def test_edge_weight_uses_confidence_when_present_else_inliers():
+def test_edge_weight_is_confidence_times_precision():
     base = {"status": "registered", "num_inliers": 80, "inlier_rate": 0.5,
             "residuals": {"transform": {"within_5px": 0.6}}}
-    assert graph.edge_weight({**base, "confidence": 0.42}) == pytest.approx(0.42)
-    assert graph.edge_weight(base) == pytest.approx(80 / 100 * 0.6)
+    assert graph.edge_weight(base) == pytest.approx(80 / 100 * 0.6)              # no confidence: precision
+    assert graph.edge_weight({**base, "confidence": 0.42}) == pytest.approx(0.42 * 0.48)
+    assert graph.edge_weight({**base, "residuals": None}) == pytest.approx(0.8 * 0.5)   # no residuals: inlier rate
     assert graph.edge_weight({**base, "num_inliers": 10}) < graph.edge_weight(base)
     assert graph.edge_weight({**base, "status": "failed"}) == 0.0
 

@@ -118,23 +118,30 @@ def fill_pairs(n: int, tried: set, registered: Sequence[tuple[int, int]], simila
 
 
 def edge_weight(info: dict) -> float:
-    """How much a registered pair is trusted, in (0, 1]; 0 for a failed pair.
+    """How much a registered pair is trusted and how tightly it ties its two images, in (0, 1];
+    0 for a failed pair.
 
     info : the pair's ``result.json`` content (``Registration.to_json()``).
 
-    Uses the registration's ``confidence`` where the result has one; otherwise the inlier count
+    ``confidence x precision``: the registration's ``confidence`` (the probability that the pair
+    is right, where the result has one; 1 otherwise) times its precision, the inlier count
     (saturating: ``n / (n + 20)``) times the share of matches within 5 px of the returned transform
-    (or the inlier rate when residuals are not recorded).
+    (the inlier rate when residuals are not recorded). Both factors matter: a right pair with 12
+    inliers (FIRE P30) has a confidence near 1 but constrains the frame far less than one with 300;
+    weighting the fire_dev P group's pairs by confidence alone (0.99 each) left P30/P31 at 18.9 /
+    11.8 px through the frame instead of 8.5 / 6.9 px (benchmarks/series_tolerance.py, docs/series.md).
     """
     if info.get("status") != "registered":
         return 0.0
     conf = info.get("confidence")
     if isinstance(conf, dict):                   # {"value": ...} or similar shapes
         conf = conf.get("value", conf.get("score"))
+    trust = 1.0
     if isinstance(conf, (int, float)) and not isinstance(conf, bool) and math.isfinite(conf):
-        return float(min(max(conf, 1e-6), 1.0))
+        trust = float(min(max(conf, 0.0), 1.0))
     n = int(info.get("num_inliers") or 0)
     share = ((info.get("residuals") or {}).get("transform") or {}).get("within_5px")
     if share is None:
         share = info.get("inlier_rate") or 0.0
-    return float(max(n / (n + INLIER_HALF_WEIGHT) * float(share), 1e-6)) if n > 0 else 1e-6
+    precision = n / (n + INLIER_HALF_WEIGHT) * float(share)
+    return float(max(trust * precision, 1e-6))
