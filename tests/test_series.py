@@ -64,6 +64,15 @@ def test_series_json_round_trips_through_transform_from_json(saved):
     assert d["pairs_all"] == 3 and d["unconnected"] == []
 
 
+def test_series_json_alone_without_pictures(saved, tmp_path):
+    s = saved[0]
+    assert s.save(tmp_path / "bare", pictures=False) == [tmp_path / "bare" / "series.json"]
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["series.json"]
+    s.save(tmp_path / "again")                                   # pictures of an earlier run are removed
+    s.save(tmp_path / "again", pictures=False)
+    assert not (tmp_path / "again" / "montage.png").exists() and not list((tmp_path / "again" / "aligned").iterdir())
+
+
 def test_aligned_stack_and_montage(saved):
     s, _, out, _ = saved
     aligned = sorted((out / "aligned").glob("*.png"))

@@ -170,7 +170,7 @@ def process_series(app, job: SeriesJob, pictures: str = "full", dest: Path | Non
         except Exception as exc:  # noqa: BLE001 - one series' failure must not stop the batch
             return PairOutput(_row(job, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0))
         s.annotate("batch", {"id": job.id, "worker": f"{socket.gethostname()}:{os.getpid()}"})
-        s.save(folder)
+        s.save(folder, pictures=pictures != "none")
         if pictures != "none":
             _thumb(folder / "montage.png", folder / "thumb_montage.jpg")
             _thumb(folder / "aligned" / next(iter(sorted(p.name for p in (folder / "aligned").glob("*.png")))),

@@ -132,12 +132,13 @@ class Series:
                 "pairs_registered": len(self.pairs), "pairs_all": n * (n - 1) // 2,
                 "refinement": self.refine_cost, "seconds": self.seconds, **self.provenance, **self._extra}
 
-    def save(self, folder: Union[str, Path]) -> list[Path]:
+    def save(self, folder: Union[str, Path], pictures: bool = True) -> list[Path]:
         """Write series.json, aligned/ (PNG per image and a TIFF stack), montage.png and
-        flicker.html into ``folder`` (the pictures only for a series made in this process)."""
+        flicker.html into ``folder`` (the pictures only for a series made in this process, and
+        only with ``pictures``: False writes series.json alone)."""
         from .outputs import write_series
 
-        return write_series(self, Path(folder), self._pixels)
+        return write_series(self, Path(folder), self._pixels if pictures else None)
 
     def summary(self) -> str:
         """A few terminal lines: the frame, the images in it, the pairs and residuals."""

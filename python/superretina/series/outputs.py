@@ -99,7 +99,15 @@ def write_series(series, out: Path, pixels: Optional[Sequence[np.ndarray]]) -> l
     prepare_out(out)
     written: list[Path] = []
     d = series.to_json()
-    if pixels is not None:
+    if pixels is None:              # series.json alone: no picture of another run beside it
+        for name in ("montage.png", "flicker.html"):
+            if (out / name).is_symlink() or (out / name).is_file():
+                (out / name).unlink()
+        if (out / "aligned").is_dir() and not (out / "aligned").is_symlink():
+            for old in (out / "aligned").iterdir():
+                if old.is_file() or old.is_symlink():
+                    old.unlink()
+    else:
         aligned = aligned_images(series, pixels)
         folder = out / "aligned"
         folder.mkdir(exist_ok=True)
