@@ -29,7 +29,8 @@ SUBCOMMAND_HELP = {
     "demo": ["usage:", "known", "homography", "control-point error"],
     "fire": ["usage:", "fire_dir", "FIRE protocol", "mAUC", "Resumable", "--jobs"],
     "compare": ["usage:", "fire_dir", "every method", "FIRE protocol"],
-    "synth": ["usage:", "--from", "synthetic FIRE-format", "eye model", "--geometry"],
+    "synth": ["usage:", "--from", "synthetic FIRE-format", "eye model", "--geometry", "--series"],
+    "series": ["usage:", "images", "--out", "--reference", "series.json", "flicker.html", "unconnected"],
 }
 
 

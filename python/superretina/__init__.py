@@ -10,7 +10,7 @@ that ``import superretina`` (and the command line's ``--help``) stays light.
 """
 __version__ = "0.2.0"
 
-__all__ = ["register", "Session", "load_result", "Registration", "__version__"]
+__all__ = ["register", "Session", "load_result", "Registration", "register_series", "__version__"]
 
 
 def __getattr__(name):
@@ -18,4 +18,8 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name == "register_series":
+        from .series import register_series
+
+        return register_series
     raise AttributeError(f"module 'superretina' has no attribute {name!r}")

@@ -8,6 +8,7 @@
     {prog} synth OUT --from ...  synthetic FIRE-format set with known ground truth
     {prog} batch PAIRS.csv --out DIR
                                       register a list of pairs (resumable; --engine ray)
+    {prog} series IMAGES... --out DIR  several images of one eye in one frame (visits, fields)
     {prog} report DIR            rebuild DIR/index.html, the browsable report of a run
     {prog} export-transform RESULT --format skimage|opencv-maps|displacement
                                       a result's transform for scikit-image, cv2.remap, ITK/SimpleITK
@@ -37,8 +38,8 @@ from .models import DEVICES
 from .progname import prog_name
 from .sdk import CHOICES
 
-SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "batch", "report", "export-transform", "train",
-               "export", "bench")
+SUBCOMMANDS = ("register", "demo", "fire", "compare", "synth", "batch", "series", "report", "export-transform",
+               "train", "export", "bench")
 EXIT_OK, EXIT_FAILED_PAIR, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -179,6 +180,11 @@ def cmd_batch(argv) -> int:
     return main(argv)
 
 
+def cmd_series(argv) -> int:
+    from .series.cli import main
+    return main(argv)
+
+
 def cmd_report(argv) -> int:
     from .batch.cli import report_main
     return report_main(argv)
@@ -271,7 +277,7 @@ def configure_logging(opts: argparse.Namespace) -> None:
 
 HANDLERS = {"register": cmd_register, "demo": cmd_demo, "fire": cmd_fire,
             "compare": lambda a: cmd_fire(a, compare_all=True), "synth": cmd_synth,
-            "batch": cmd_batch, "report": cmd_report, "export-transform": cmd_export_transform,
+            "batch": cmd_batch, "series": cmd_series, "report": cmd_report, "export-transform": cmd_export_transform,
             "train": cmd_train, "export": cmd_export, "bench": cmd_bench}
 
 
@@ -304,6 +310,7 @@ def main(argv=None) -> int:
     from .outputs import OutputError
     from .report.build import ReportError
     from .sdk import RuntimeUnavailable
+    from .series.inputs import SeriesInputError
     from .stream_client import PipelineError
     try:
         configure_logging(opts)
@@ -312,7 +319,7 @@ def main(argv=None) -> int:
                 stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             return HANDLERS[cmd](rest)
     except (AppError, ConfigError, ImageReadError, OutputError, PipelineError, RuntimeUnavailable, BatchInputError,
-            StoreError, ReportError, ExportError, ResultFileError, ModelChoiceError) as exc:
+            StoreError, ReportError, ExportError, ResultFileError, ModelChoiceError, SeriesInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. an output folder that cannot be written

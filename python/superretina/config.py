@@ -82,6 +82,15 @@ RULES: dict[str, Rule] = {
     "outputs.merged": Rule("bool"),
     "outputs.checkerboard": Rule("bool"),
     "outputs.checkerboard_tiles": Rule("int", 1, 64),
+    # Series (superretina.series): pair selection and the joint refinement.
+    "series.all_pairs_max": Rule("int", 2, 1000),        # every pair up to this many images
+    "series.time_neighbours": Rule("int", 0, 20),
+    "series.similar_pairs": Rule("int", 0, 20),
+    "series.min_degree": Rule("int", 1, 20),
+    "series.fill_rounds": Rule("int", 0, 20),
+    "series.max_matches_per_pair": Rule("int", 12, 100_000),  # 12: a quadratic's parameters
+    "series.match_tolerance": Rule("float", 0, 1000, lo_open=True),  # model pixels
+    "series.loss_scale": Rule("float", 0, 1000, lo_open=True),  # model pixels; 0 would divide by zero
     # Images above this many pixels are refused from their header, before decoding (image_io);
     # OpenCV itself stops at 2^30.
     "input.max_pixels": Rule("int", 1_000_000, 1 << 30),

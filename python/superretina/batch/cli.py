@@ -17,7 +17,9 @@ Ray: pip install -e '.[cluster]'; --engine ray starts a local Ray instance, or j
 every node. One run at a time per OUT: a second run on it is refused with the first one's pid and host.
 Text cells of summary.csv that a spreadsheet would take as a formula (starting with = + - @) are
 written with a leading ' (numbers are left alone). Exit 0 when every pair was processed (registered
-or not), 2 for bad input, 130 on Ctrl-C."""
+or not), 2 for bad input, 130 on Ctrl-C.
+A list with a `series` column (and `image`, optional `visit`, `date`, `field`) registers one series
+per value instead (OUT/series/<id>/: series.json, aligned/, montage.png, flicker.html)."""
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -65,6 +67,9 @@ def main(argv=None) -> int:
                               f"got {args.jobs}")
     if args.out.exists() and not args.out.is_dir():
         raise BatchInputError(f"{args.out}: --out must be a folder, and this is a file")
+    from ..series.batch import has_series_column
+    if has_series_column(args.pairs):
+        return _series_main(args)
     jobs, extra = read_pairs(args.pairs)
     carried_names(extra, STORE_COLUMNS, where=str(args.pairs))   # before the model loads
     pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
@@ -86,6 +91,32 @@ def main(argv=None) -> int:
           + (f"; {r['pairs_per_second']:.2f} pairs/s with {r['workers']} {r['engine']} worker(s)"
              if r["pairs_per_second"] else ""))
     print(f"results in {args.out}: summary.csv, summary.json, index.html")
+    return 0
+
+
+def _series_main(args) -> int:
+    """A list with a ``series`` column: one series per value (superretina.series.batch)."""
+    from ..series.batch import read_series_jobs, run_series_batch
+    from .engines import make_engine
+
+    jobs = read_series_jobs(args.pairs)
+    pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
+    from .outfolder import claim_out
+
+    with claim_out(args.out):   # one run at a time per OUT, as for pairs
+        if args.engine == "ray":
+            from ..app import open_app
+            open_app(args.config, args.pipeline, args.runtime, device=args.device).close()
+        engine = make_engine(args.engine, args.config, args.pipeline, args.runtime, args.jobs, args.address,
+                             device=args.device)
+        try:
+            s = run_series_batch(jobs, args.out, engine, pictures, args.restart, not args.no_progress)
+        finally:
+            engine.close()
+    c = s["counts"]
+    print(f"{s['series']} series: {c['registered']} registered, {c['failed']} failed, {c['error']} error; "
+          f"{s['this_run']['new_series']} processed now, {s['this_run']['reused_series']} reused")
+    print(f"results in {args.out}: summary.csv, summary.json, index.html, series/<id>/")
     return 0
 
 

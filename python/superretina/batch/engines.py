@@ -45,12 +45,17 @@ class LocalEngine:
     def setup(self, pictures: str) -> dict:
         return app_setup(self.app, config_file=self.config, pictures=pictures)
 
-    def map(self, jobs: Iterable[PairJob], pictures: str, dest_for: DestFn) -> Iterator[tuple[PairJob, PairOutput]]:
+    def map(self, jobs: Iterable[PairJob], pictures: str, dest_for: DestFn,
+            work: str = "pair") -> Iterator[tuple[PairJob, PairOutput]]:
+        """``work``: "pair" (``process_pair``) or "series" (``superretina.series.batch.process_series``)."""
+        fn = process_pair
+        if work == "series":
+            from ..series.batch import process_series as fn
         queue = deque(jobs)
         while queue or self._inflight:
             while queue and len(self._inflight) < 2 * self.jobs:  # bounded: 100,000 jobs are not 100,000 futures
                 job = queue.popleft()
-                fut = self._pool.submit(process_pair, self.app, job, pictures, dest_for(job))
+                fut = self._pool.submit(fn, self.app, job, pictures, dest_for(job))
                 self._inflight[fut] = job
             done, _ = wait(list(self._inflight), return_when=FIRST_COMPLETED)
             for fut in done:

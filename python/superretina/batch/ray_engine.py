@@ -55,6 +55,10 @@ class _PairActor:
         from superretina.batch.worker import process_pair
         return process_pair(self.app, job, pictures, None)
 
+    def run_series(self, job, pictures: str) -> PairOutput:
+        from superretina.series.batch import process_series
+        return process_series(self.app, job, pictures, None)
+
     def peak_rss_mib(self) -> float:
         import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -113,14 +117,17 @@ class RayEngine:
                            "or the device their engine runs on, differ between nodes); make them identical")
         return setups[0]
 
-    def map(self, jobs: Iterable[PairJob], pictures: str, dest_for=None) -> Iterator[tuple[PairJob, PairOutput]]:
+    def map(self, jobs: Iterable[PairJob], pictures: str, dest_for=None,
+            work: str = "pair") -> Iterator[tuple[PairJob, PairOutput]]:
+        """``work``: "pair" or "series" (one series per actor at a time)."""
         ray = self._ray
         queue = list(jobs)[::-1]
         idle = list(self.actors)
         while queue or self._inflight:
             while queue and idle:  # one pair per actor at a time: the next goes to whoever is free
                 actor, job = idle.pop(), queue.pop()
-                self._inflight[actor.run.remote(job, pictures)] = (job, actor)
+                method = actor.run_series if work == "series" else actor.run
+                self._inflight[method.remote(job, pictures)] = (job, actor)
             ready, _ = ray.wait(list(self._inflight), num_returns=1)
             for ref in ready:
                 job, actor = self._inflight.pop(ref)

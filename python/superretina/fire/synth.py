@@ -957,6 +957,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="eye (default): visits rendered from an eye model (spherical retina, nodal point "
                          "inside the globe, gaze change), FIRE-like homography residuals; homography: "
                          "the version-1 geometry (two homographies plus a smooth field)")
+    ap.add_argument("--series", choices=("visits", "fields"),
+                    help="instead of pairs: per source photograph one series of --views views of one eye "
+                         "(visits: small gaze changes, appearance and lesion change; fields: the ETDRS 7-field "
+                         "pattern), with exact correspondences between every two views (fire/series_synth.py)")
+    ap.add_argument("--views", type=int, default=7, metavar="N", help="views per series (7)")
     ap.add_argument("--overwrite", action="store_true", help="replace a previously generated set")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -967,6 +972,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not sources:
             print("error: none of the --from images is held out of training (see superretina/data_split.py)", file=sys.stderr)
             return 2
+    if args.series:
+        return _series_main(args, sources)
     try:
         pairs = make_synthetic_set(args.out, sources, args.pairs_per_image, args.size, args.seed,
                                    tuple(args.categories), overwrite=args.overwrite,
@@ -982,6 +989,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           + f") from {len(sources)} source image(s), {args.size} px, seed {args.seed}, {args.geometry} geometry; "
           "best-homography floor (mean px) " + ", ".join(f"{c} {np.mean(v):.2f}" for c, v in floors.items() if v)
           + f"; per pair in {args.out / MANIFEST}")
+    return 0
+
+
+def _series_main(args, sources) -> int:
+    """``--series``: one folder per source under ``args.out`` (see fire/series_synth.py)."""
+    from .series_synth import make_series
+
+    if args.views < 2:
+        print("error: --views must be at least 2", file=sys.stderr)
+        return 2
+    try:
+        if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+            raise FileExistsError(f"{args.out}: not empty (pass --overwrite to replace generated series)")
+        for i, src in enumerate(sources):
+            name, img = load_source(src)
+            stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).stem)
+            stem = stem if name != "<array>" else f"source{i}"
+            if (args.out / f"{stem}_{args.series}").is_dir():
+                shutil.rmtree(args.out / f"{stem}_{args.series}")
+            truth = make_series(args.out / f"{stem}_{args.series}", img, args.series, args.views, args.size,
+                                args.seed, i, name)
+            ov = [p["overlap"] for p in truth["pairs"]]
+            print(f"{args.out / f'{stem}_{args.series}'}: {args.views} views ({args.series}), {args.size} px, "
+                  f"pairwise overlap {min(ov):.2f}..{max(ov):.2f}")
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -34,6 +34,10 @@ BATCH_COLUMNS = [("id", "id", False), ("status", "status", False), ("reason", "r
                  ("inlier_rate_pct", "inlier rate (%)", True), ("transform", "transform", False),
                  ("residual_median_px", "median residual (px)", True), ("within_5px_pct", "within 5 px (%)", True),
                  ("seconds", "seconds", True)]
+SERIES_COLUMNS = [("id", "series", False), ("status", "status", False), ("reason", "reason", False),
+                  ("images", "images", True), ("in_frame", "in frame", True), ("reference", "reference", False),
+                  ("transform", "transform", False), ("pairs_registered", "pairs registered", True),
+                  ("refined_median_px", "median residual (px)", True), ("seconds", "seconds", True)]
 FIRE_COLUMNS = [("pair", "pair", False), ("category", "category", False), ("status", "status", False),
                 ("reason", "reason", False), ("mean_error", "mean error (px)", True),
                 ("max_error", "max error (px)", True), ("inliers", "inliers", True),
@@ -99,8 +103,11 @@ def _cell(value: str, numeric: bool):
 def build_report(out: str | Path) -> Path:
     """Write ``out/index.html`` (and ``out/report/``); returns the page's path."""
     out = Path(out)
+    units = "pairs"
     if _header_starts(out / "summary.csv", "id,query,refer,status"):
         kind, rows_path, columns = "batch", out / "summary.csv", BATCH_COLUMNS
+    elif _header_starts(out / "summary.csv", "id,status,reason,images,"):     # superretina.series.batch
+        kind, rows_path, columns, units = "series", out / "summary.csv", SERIES_COLUMNS, "series"
     elif _header_starts(out / "pairs.csv", "pair,category,"):
         kind, rows_path, columns = "fire", out / "pairs.csv", FIRE_COLUMNS
     else:
@@ -116,13 +123,18 @@ def build_report(out: str | Path) -> Path:
     data = []
     for r in rows:
         pid = r.get(key, "")
-        folder = out / "pairs" / pid
+        folder = out / units / pid
         # [thumbnail, what it links to: the full-size picture when there is one]
-        thumbs = [[f"pairs/{pid}/thumb_{name}", f"pairs/{pid}/{name if (folder / name).is_file() else 'thumb_' + name}"]
-                  for name in PICTURES if (folder / f"thumb_{name}").is_file()]
+        if kind == "series":    # the montage, and the flicker page behind the first aligned image
+            thumbs = [[f"series/{pid}/thumb_{t}.jpg", f"series/{pid}/{full}"]
+                      for t, full in (("montage", "montage.png"), ("flicker", "flicker.html"))
+                      if (folder / f"thumb_{t}.jpg").is_file()]
+        else:
+            thumbs = [[f"pairs/{pid}/thumb_{name}", f"pairs/{pid}/{name if (folder / name).is_file() else 'thumb_' + name}"]
+                      for name in PICTURES if (folder / f"thumb_{name}").is_file()]
         data.append([_cell(r.get(c, ""), num) for c, _, num in columns]
-                    + [thumbs, f"pairs/{pid}/" if folder.is_dir() else "",
-                       f"pairs/{pid}/{VIEW_PAGE}" if (folder / VIEW_PAGE).is_file() else ""])
+                    + [thumbs, f"{units}/{pid}/" if folder.is_dir() else "",
+                       f"{units}/{pid}/{VIEW_PAGE}" if (folder / VIEW_PAGE).is_file() else ""])
     rep = out / "report"
     chunks = []
     try:  # a link at report/ is removed, not followed; every file through outputs.write_file
@@ -142,7 +154,8 @@ def build_report(out: str | Path) -> Path:
     setup = summary.get("setup")
     if setup is None:
         setup = _json_object(out / "run.json").get("setup")
-    meta = {"kind": kind, "title": f"{kind} run: {out.resolve().name}", "pairs": len(rows), "counts": counts,
+    meta = {"kind": kind, "title": f"{kind} run: {out.resolve().name}", "pairs": len(rows), "unit": units,
+            "counts": counts,
             "columns": [[c, label, num] for c, label, num in columns],
             "lines": summary.get("summary_lines", []) + ([summary["set_line"]] if summary.get("set_line") else []),
             "setup": setup or {"method": summary.get("method")} if (setup or summary.get("method")) else None,
