@@ -84,6 +84,9 @@ def user(tmp_path_factory, retina_bgr):
     folder = tmp_path_factory.mktemp("readme_user")
     refer = cv2.resize(retina_bgr, (512, 512), interpolation=cv2.INTER_AREA)
     query, _, _ = make_pair(refer)
+    # a third visit for the series example: shifted and a little brighter
+    visit3 = cv2.warpAffine(refer, np.float32([[1, 0, 9], [0, 1, -6]]), (512, 512), borderMode=cv2.BORDER_CONSTANT)
+    cv2.imwrite(str(folder / "visit3.jpg"), cv2.convertScaleAbs(visit3, alpha=1.1, beta=5))
     for stem, image in (("visit2", query), ("visit1", refer)):
         cv2.imwrite(str(folder / f"{stem}.jpg"), image)
         (folder / "P001").mkdir(exist_ok=True)
@@ -141,4 +144,5 @@ def test_every_readme_command_and_python_block_runs(user):
     assert (folder / "visit2_to_visit1" / "transform_skimage.json").is_file()
     assert (folder / "field.mha").is_file() and (folder / "cohort" / "index.html").is_file()
     assert (folder / "out" / "visit2" / "result.json").is_file()                       # the Session example
+    assert (folder / "eye1" / "series.json").is_file() and (folder / "eye1_python" / "flicker.html").is_file()
     assert len(ran) >= 10, ran
