@@ -447,6 +447,45 @@ def _overlap_grid(H: np.ndarray, poly_r: np.ndarray, n: int = 16) -> np.ndarray:
     return transform_points(np.linalg.inv(H), g[inside])
 
 
+def _hull_grid(q: np.ndarray, n: int = 16) -> np.ndarray:
+    """Query pixels of an n x n grid over the matches' bounding box that fall in their convex hull."""
+    hull = cv2.convexHull(q.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    (x0, y0), (x1, y1) = hull.min(axis=0), hull.max(axis=0)
+    gx, gy = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
+    g = np.stack([gx.ravel(), gy.ravel()], 1)
+    inside = np.array([cv2.pointPolygonTest(hull.astype(np.float32), (float(x), float(y)), False) >= 0
+                       for x, y in g])
+    return g[inside]
+
+
+OUTER_SHARE = 0.2   # the outermost matches held out by the extrapolation check
+
+
+def _extrapolation_check(q: np.ndarray, r: np.ndarray, H: np.ndarray, scale_px: float, norm: tuple,
+                         res_h: np.ndarray) -> Optional[str]:
+    """Does the quadratic extrapolate at least as well as the homography? Both are fitted
+    without the outermost ``OUTER_SHARE`` of the matches (distance from their median) and
+    scored on them (capped Cauchy loss). None when it does, else the reason."""
+    d = np.linalg.norm(q - np.median(q, axis=0), axis=1)
+    outer = d >= np.quantile(d, 1.0 - OUTER_SHARE)
+    inner = ~outer
+    (cq, sq), (cr, sr) = norm
+    B, T = _basis((q - cq) * sq), (r - cr) * sr
+    w0 = _cauchy_weights(res_h, scale_px)
+    try:
+        a, _ = _irls(B[inner], T[inner], w0[inner], scale_px * sr, FOLD_ITERATIONS)
+    except np.linalg.LinAlgError:
+        return "quadratic fit failed without the outermost matches"
+    res_q = np.linalg.norm(B[outer] @ a - T[outer], axis=1) / sr
+    Hf = refine_homography(q[inner], r[inner], H, scale_px, iterations=FOLD_ITERATIONS)
+    res_hh = np.linalg.norm(transform_points(Hf, q[outer]) - r[outer], axis=1)
+    sq_, sh_ = _held_out_score(res_q, scale_px, "cauchy"), _held_out_score(res_hh, scale_px, "cauchy")
+    if sq_ > sh_:
+        return (f"quadratic extrapolates worse than the homography to the outermost matches "
+                f"(held-out Cauchy loss {sq_:.3f} > {sh_:.3f})")
+    return None
+
+
 def _folds(n: int, k: int) -> np.ndarray:
     """Fold index of each of n items: a fixed interleaving (deterministic, no RNG state)."""
     return (np.arange(n) * 7919) % n % k if n >= k else np.arange(n) % max(k, 1)
@@ -455,7 +494,8 @@ def _folds(n: int, k: int) -> np.ndarray:
 def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, scale_px: float,
                      query_wh: tuple[int, int], refer_wh: tuple[int, int], min_matches: int = 30,
                      auto_gain: float = 0.1, held_out_score: str = "cauchy",
-                     refit_homography: bool = True) -> TransformChoice:
+                     refit_homography: bool = True, max_deviation: float = MAX_DEVIATION,
+                     extrapolation: str = "overlap") -> TransformChoice:
     """The transform to return for a registered pair.
 
     Parameters
@@ -528,11 +568,18 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
     # Extrapolation over the whole overlap, not only where the matches are.
     grid = _overlap_grid(hom.H, poly)
     if len(grid):
-        dev = float(np.linalg.norm(Q.apply(grid) - hom.apply(grid), axis=1).max())
-        limit = MAX_DEVIATION * float(np.hypot(*refer_wh))
-        if dev > limit:
-            return fallback(f"quadratic departs {dev:.1f} px from the homography inside the overlap "
-                            f"(at most {limit:.1f} px allowed)")
+        if extrapolation in ("overlap", "hull"):
+            where = grid if extrapolation == "overlap" else _hull_grid(q)
+            dev = float(np.linalg.norm(Q.apply(where) - hom.apply(where), axis=1).max()) if len(where) else 0.0
+            limit = max_deviation * float(np.hypot(*refer_wh))
+            if dev > limit:
+                return fallback(f"quadratic departs {dev:.1f} px from the homography inside the "
+                                f"{'overlap' if extrapolation == 'overlap' else 'matches hull'} "
+                                f"(at most {limit:.1f} px allowed)")
+        elif extrapolation == "held_out":
+            reason = _extrapolation_check(q, r, hom.H, scale_px, norm, res_h[cand])
+            if reason is not None:
+                return fallback(reason)
         J = Q.jacobian(grid)
         det_q = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
         Hn = hom.H

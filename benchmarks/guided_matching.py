@@ -1,0 +1,117 @@
+"""Replay matching passes and transform choices on saved keypoints (issue 17.1, 17.2, 19.2).
+
+Input: files from benchmarks/collect_features.py. Each variant starts from the saved first pass
+(H1) and, where it says so, the saved matching-trick pass; the guided passes and the transform
+choice run through the application's own functions (``registrar.guided_refinement``,
+``transform.choose_transform``). Printed per set: FIRE AUC per category, mAUC, mean error per
+category, the final match count (median), and per pair the mean control-point error.
+
+Usage:  python benchmarks/guided_matching.py out/feat_fire.pkl [out/feat_eye.pkl ...] [--pairs]
+"""
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "python")]
+
+import numpy as np  # noqa: E402
+
+from superretina.config import load_config  # noqa: E402
+from superretina.fire.protocol import category_auc  # noqa: E402
+from superretina.guided import guided_refinement  # noqa: E402
+from superretina.homography import transform_points  # noqa: E402
+from superretina.transform import choose_transform  # noqa: E402
+
+
+def _final(rec: dict, use_trick: bool):
+    """(query xy, descriptors, refer xy, descriptors, matches, H) of the saved last pass."""
+    if use_trick and rec.get("H2") is not None:
+        H1 = rec["H1"]
+        wq = transform_points(np.linalg.inv(H1), rec["w"]["xy"])
+        H = rec["H2"] @ H1
+        return wq, rec["w"]["desc"], rec["m2"], H / H[2, 2]
+    return rec["q"]["xy"], rec["q"]["desc"], rec["m1"], rec["H1"]
+
+
+def run_variant(rec: dict, v: dict, cfg: dict):
+    """Returned transform and final match count of one pair under variant ``v``."""
+    qxy, qdesc, m, H = _final(rec, v.get("trick", True))
+    rxy, rdesc = rec["r"]["xy"], rec["r"]["desc"]
+    c = cfg["transform"]
+    model = v.get("model", c["model"])
+    choose = lambda q, r, H0: choose_transform(model, q, r, H0, rec["scale"], rec["query_wh"], rec["refer_wh"],  # noqa: E731
+                                               c["min_matches"], c["auto_gain"], **v.get("choose", {}))
+    g = v.get("guided")
+    if g:
+        passes = guided_refinement(qxy, qdesc, rxy, rdesc, H, choose, rec["scale"], rec["r"]["pixel_scale"],
+                                   g.get("radius", 8.0), g.get("ratio", 0.9), g.get("iterations", 3),
+                                   g.get("min_gain", 0.05))
+        if passes:
+            last = passes[-1]
+            return last.transform.transform, len(last.matches), [len(p.matches) for p in passes]
+    q, r = qxy[m[:, 0]], rxy[m[:, 1]]
+    return choose(q, r, H).transform, len(m), []
+
+
+VARIANTS = {
+    "default (trick, no guided)": dict(),
+    "no trick, no guided": dict(trick=False),
+    "guided after first (no trick) r8": dict(trick=False, guided=dict(radius=8)),
+    "trick + guided r4": dict(guided=dict(radius=4)),
+    "trick + guided r8": dict(guided=dict(radius=8)),
+    "trick + guided r12": dict(guided=dict(radius=12)),
+    "trick + guided r8 ratio 0.8": dict(guided=dict(radius=8, ratio=0.8)),
+    "trick + guided r8 ratio 1.0": dict(guided=dict(radius=8, ratio=1.0)),
+    "trick + guided r8 1 iter": dict(guided=dict(radius=8, iterations=1)),
+    "default, no deviation guard": dict(choose=dict(max_deviation=1e9)),
+    "trick + guided r8, no deviation guard": dict(guided=dict(radius=8), choose=dict(max_deviation=1e9)),
+    "no trick + guided r8, no deviation guard": dict(trick=False, guided=dict(radius=8), choose=dict(max_deviation=1e9)),
+    "trick + guided r8, hull deviation": dict(guided=dict(radius=8), choose=dict(extrapolation="hull")),
+    "trick + guided r8, held-out extrap.": dict(guided=dict(radius=8), choose=dict(extrapolation="held_out")),
+    "default, held-out extrap.": dict(choose=dict(extrapolation="held_out")),
+    "default, hull deviation": dict(choose=dict(extrapolation="hull")),
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    show_pairs = "--pairs" in argv
+    cfg = load_config()
+    for path in [a for a in argv if not a.startswith("--")]:
+        data = pickle.loads(Path(path).read_bytes())
+        sets = sorted({rec["set"] for rec in data.values()})
+        for s in sets:
+            recs = {k: v for k, v in data.items() if v["set"] == s}
+            print(f"== {path} :: {s} ({len(recs)} pairs)")
+            print(f"{'variant':<36} {'S':>6} {'P':>6} {'A':>6} {'mAUC':>6}  mean px S / P / A   matches  quad")
+            per_pair = {}
+            for name, v in VARIANTS.items():
+                errs = {c: [] for c in "SPA"}
+                nm, nq = [], 0
+                for key, rec in recs.items():
+                    if rec["status"] != "registered":
+                        errs[rec["category"]].append(1e6)
+                        continue
+                    t, n, _ = run_variant(rec, v, cfg)
+                    e = float(np.mean(np.linalg.norm(t.apply(rec["gt_query"]) - rec["gt_ref"], axis=1)))
+                    errs[rec["category"]].append(e)
+                    per_pair.setdefault(key.split("/")[-1], []).append(e)
+                    nm.append(n)
+                    nq += t.model == "quadratic"
+                auc = {c: category_auc(e) for c, e in errs.items() if e}
+                mean = {c: float(np.mean(e)) if e else float("nan") for c, e in errs.items()}
+                print(f"{name:<36} {auc.get('S', np.nan):6.3f} {auc.get('P', np.nan):6.3f} {auc.get('A', np.nan):6.3f} "
+                      f"{np.mean(list(auc.values())):6.3f}  {mean['S']:5.2f} / {mean['P']:5.2f} / {mean['A']:5.2f}"
+                      f"   {int(np.median(nm)):5d}  {nq}/{len(recs)}", flush=True)
+            if show_pairs:
+                print("pair  " + " ".join(f"v{i:<5d}" for i in range(len(VARIANTS))))
+                for k, es in per_pair.items():
+                    print(f"{k:<5} " + " ".join(f"{e:6.2f}" for e in es))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
