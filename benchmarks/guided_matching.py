@@ -26,8 +26,18 @@ from superretina.homography import transform_points  # noqa: E402
 from superretina.transform import choose_transform  # noqa: E402
 
 
-def _final(rec: dict, use_trick: bool):
-    """(query xy, descriptors, refer xy, descriptors, matches, H) of the saved last pass."""
+def first_inliers(rec: dict) -> int:
+    """3-px inliers of the first pass's homography (the registrar's count)."""
+    m = rec["m1"]
+    d = np.linalg.norm(transform_points(rec["H1"], rec["q"]["xy"][m[:, 0]]) - rec["r"]["xy"][m[:, 1]], axis=1)
+    return int((d <= 3.0).sum())
+
+
+def _final(rec: dict, use_trick):
+    """(query xy, descriptors, matches, H) of the saved last network pass. ``use_trick``: True,
+    False, or an int N: the trick is skipped when the first pass has at least N 3-px inliers."""
+    if not isinstance(use_trick, bool):
+        use_trick = first_inliers(rec) < use_trick
     if use_trick and rec.get("H2") is not None:
         H1 = rec["H1"]
         wq = transform_points(np.linalg.inv(H1), rec["w"]["xy"])
@@ -41,38 +51,41 @@ def run_variant(rec: dict, v: dict, cfg: dict):
     qxy, qdesc, m, H = _final(rec, v.get("trick", True))
     rxy, rdesc = rec["r"]["xy"], rec["r"]["desc"]
     c = cfg["transform"]
-    model = v.get("model", c["model"])
+    model = v.get("model", c["model"])  # every variant names its extrapolation guard
     choose = lambda q, r, H0: choose_transform(model, q, r, H0, rec["scale"], rec["query_wh"], rec["refer_wh"],  # noqa: E731
                                                c["min_matches"], c["auto_gain"], **v.get("choose", {}))
+    q, r = qxy[m[:, 0]], rxy[m[:, 1]]
+    start = choose(q, r, H)
     g = v.get("guided")
-    if g:
+    if g:  # as Registrar._guided_passes: from the transform chosen on the last network pass
         passes = guided_refinement(qxy, qdesc, rxy, rdesc, H, choose, rec["scale"], rec["r"]["pixel_scale"],
                                    g.get("radius", 8.0), g.get("ratio", 0.9), g.get("iterations", 3),
-                                   g.get("min_gain", 0.05))
+                                   g.get("min_gain", 0.05), start=start, start_count=len(m))
         if passes:
             last = passes[-1]
             return last.transform.transform, len(last.matches), [len(p.matches) for p in passes]
-    q, r = qxy[m[:, 0]], rxy[m[:, 1]]
-    return choose(q, r, H).transform, len(m), []
+    return start.transform, len(m), []
 
 
 VARIANTS = {
-    "default (trick, no guided)": dict(),
-    "no trick, no guided": dict(trick=False),
-    "guided after first (no trick) r8": dict(trick=False, guided=dict(radius=8)),
-    "trick + guided r4": dict(guided=dict(radius=4)),
-    "trick + guided r8": dict(guided=dict(radius=8)),
-    "trick + guided r12": dict(guided=dict(radius=12)),
-    "trick + guided r8 ratio 0.8": dict(guided=dict(radius=8, ratio=0.8)),
-    "trick + guided r8 ratio 1.0": dict(guided=dict(radius=8, ratio=1.0)),
-    "trick + guided r8 1 iter": dict(guided=dict(radius=8, iterations=1)),
-    "default, no deviation guard": dict(choose=dict(max_deviation=1e9)),
-    "trick + guided r8, no deviation guard": dict(guided=dict(radius=8), choose=dict(max_deviation=1e9)),
-    "no trick + guided r8, no deviation guard": dict(trick=False, guided=dict(radius=8), choose=dict(max_deviation=1e9)),
+    "today: trick, overlap guard": dict(choose=dict(extrapolation="overlap")),
+    "no trick, overlap guard": dict(trick=False, choose=dict(extrapolation="overlap")),
+    "trick + guided r8, overlap guard": dict(guided=dict(radius=8), choose=dict(extrapolation="overlap")),
+    "default, no deviation guard": dict(choose=dict(extrapolation="none")),
+    "default, hull deviation": dict(choose=dict(extrapolation="hull")),
+    "default, held-out extrap.": dict(choose=dict(extrapolation="held_out")),
+    "trick + guided r8, no deviation guard": dict(guided=dict(radius=8), choose=dict(extrapolation="none")),
     "trick + guided r8, hull deviation": dict(guided=dict(radius=8), choose=dict(extrapolation="hull")),
     "trick + guided r8, held-out extrap.": dict(guided=dict(radius=8), choose=dict(extrapolation="held_out")),
-    "default, held-out extrap.": dict(choose=dict(extrapolation="held_out")),
-    "default, hull deviation": dict(choose=dict(extrapolation="hull")),
+    "no trick + guided r8, hull": dict(trick=False, guided=dict(radius=8), choose=dict(extrapolation="hull")),
+    "skip trick >=50 inl. + guided, hull": dict(trick=50, guided=dict(radius=8), choose=dict(extrapolation="hull")),
+    "skip trick >=80 inl. + guided, hull": dict(trick=80, guided=dict(radius=8), choose=dict(extrapolation="hull")),
+    "skip trick >=120 inl. + guided, hull": dict(trick=120, guided=dict(radius=8), choose=dict(extrapolation="hull")),
+    "trick + guided r4, hull": dict(guided=dict(radius=4), choose=dict(extrapolation="hull")),
+    "trick + guided r12, hull": dict(guided=dict(radius=12), choose=dict(extrapolation="hull")),
+    "trick + guided r8 1 iter, hull": dict(guided=dict(radius=8, iterations=1), choose=dict(extrapolation="hull")),
+    "trick + guided r8 ratio 0.8, hull": dict(guided=dict(radius=8, ratio=0.8), choose=dict(extrapolation="hull")),
+    "trick + guided r8 ratio 1.0, hull": dict(guided=dict(radius=8, ratio=1.0), choose=dict(extrapolation="hull")),
 }
 
 
@@ -107,9 +120,9 @@ def main(argv=None) -> int:
                       f"{np.mean(list(auc.values())):6.3f}  {mean['S']:5.2f} / {mean['P']:5.2f} / {mean['A']:5.2f}"
                       f"   {int(np.median(nm)):5d}  {nq}/{len(recs)}", flush=True)
             if show_pairs:
-                print("pair  " + " ".join(f"v{i:<5d}" for i in range(len(VARIANTS))))
+                print("pair  inl1  " + " ".join(f"v{i:<5d}" for i in range(len(VARIANTS))))
                 for k, es in per_pair.items():
-                    print(f"{k:<5} " + " ".join(f"{e:6.2f}" for e in es))
+                    print(f"{k:<5} {first_inliers(recs[s + '/' + k]):4d}  " + " ".join(f"{e:6.2f}" for e in es))
     return 0
 
 

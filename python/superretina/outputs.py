@@ -112,6 +112,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
     passes = [{"name": "first", **_stage_json(res.first)}]
     if res.second is not None:
         passes.append({"name": "matching_trick", **_stage_json(res.second)})
+    passes += [{"name": f"guided_{i + 1}", **_stage_json(g)} for i, g in enumerate(res.guided)]
     n = len(inl)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -130,9 +131,20 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "num_matches": n, "num_inliers": int(inl.sum()),
         "inlier_rate": round(float(inl.sum() / n), 6) if n else 0.0,
         "passes": passes,
+        **pass_counts(res),
         "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
         **provenance,
     }
+
+
+def pass_counts(res: RegistrationResult) -> dict:
+    """``match_counts`` (matches of each pass, in order: first, matching trick, guided passes)
+    and ``matching_trick`` (ran, or skipped and why) of a registration."""
+    counts = {"first": int(len(res.first.matches)),
+              "matching_trick": None if res.second is None else int(len(res.second.matches)),
+              "guided": [int(len(g.matches)) for g in res.guided]}
+    return {"match_counts": counts,
+            "matching_trick": {"ran": res.second is not None, "skipped_reason": res.trick_skipped}}
 
 
 def transform_json(res: RegistrationResult, q: np.ndarray, r: np.ndarray) -> dict:
