@@ -22,28 +22,47 @@ from .transform import HomographyTransform, TransformChoice
 
 __all__ = ["guided_match", "guided_refinement", "GuidedPass"]
 
-# At most this many (query, reference) position distances at once (float32, 64 MB).
-_MAX_ENTRIES = 1 << 24
+_BIG = np.int64(1 << 31)
+
+
+def _cell_keys(cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    return cx.astype(np.int64) * _BIG + cy.astype(np.int64)
 
 
 def _candidates(pred: np.ndarray, refer_xy: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (query index, reference index) with the reference keypoint within ``radius`` of
-    the query's predicted position; rows of ``pred`` that are not finite take no part."""
-    ok = np.flatnonzero(np.isfinite(pred).all(axis=1))
-    r = refer_xy.astype(np.float32)
+    the query's predicted position; rows of ``pred`` that are not finite take no part.
+
+    A grid of ``radius``-sized cells: each prediction looks at the reference keypoints of its
+    own and the 8 neighbouring cells (sorted by cell, found by binary search), so the cost
+    grows with the keypoints, not with their product."""
+    ok = np.flatnonzero(np.isfinite(pred).all(axis=1) & (np.abs(pred) < 1e8).all(axis=1))
+    if ok.size == 0 or len(refer_xy) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    rc = np.floor(refer_xy / radius).astype(np.int64)
+    rkey = _cell_keys(rc[:, 0], rc[:, 1])
+    order = np.argsort(rkey, kind="stable")
+    skey = rkey[order]
+    pc = np.floor(pred[ok] / radius).astype(np.int64)
     qi, ri = [], []
-    rows = max(1, _MAX_ENTRIES // max(len(r), 1))
-    r2 = np.float32(radius) ** 2
-    for start in range(0, len(ok), rows):
-        sel = ok[start:start + rows]
-        p = pred[sel].astype(np.float32)
-        d2 = ((p[:, None, :] - r[None, :, :]) ** 2).sum(axis=2)
-        a, b = np.nonzero(d2 <= r2)
-        qi.append(sel[a])
-        ri.append(b)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            key = _cell_keys(pc[:, 0] + dx, pc[:, 1] + dy)
+            lo, hi = np.searchsorted(skey, key, "left"), np.searchsorted(skey, key, "right")
+            n = hi - lo
+            if not n.any():
+                continue
+            rows = np.repeat(np.arange(len(ok)), n)
+            # positions lo[row] + 0..n[row]-1, without a Python loop
+            offs = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+            qi.append(ok[rows])
+            ri.append(order[np.repeat(lo, n) + offs])
     if not qi:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(qi).astype(np.int64), np.concatenate(ri).astype(np.int64)
+    qi, ri = np.concatenate(qi), np.concatenate(ri)
+    d2 = ((pred[qi] - refer_xy[ri]) ** 2).sum(axis=1)
+    keep = d2 <= radius * radius
+    return qi[keep], ri[keep]
 
 
 def guided_match(pred_xy: np.ndarray, desc_q: np.ndarray, refer_xy: np.ndarray, desc_r: np.ndarray,
