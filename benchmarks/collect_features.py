@@ -22,6 +22,10 @@ from superretina.app import open_app  # noqa: E402
 from superretina.fire.protocol import list_pairs, load_control_points  # noqa: E402
 
 
+# The passes replayed later are the ones under study: save the two network passes as they are.
+NETWORK_PASSES_ONLY = {"guided": {"iterations": 0}, "matching_trick_skip_inliers": 0}
+
+
 def _feat(f) -> dict:
     return {"xy": f.xy, "desc": f.descriptors.astype(np.float16), "pixel_scale": f.pixel_scale}
 
@@ -30,9 +34,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out, sets = Path(argv[0]), [Path(a) for a in argv[1:]]
     data = {}
-    # The passes replayed from here are the ones under study: collect the plain two passes.
-    with open_app({"guided": {"iterations": 0}, "second_pass": {"skip_when": "never"}}
-                  if _has_new_keys() else None, runtime="local") as app:
+    with open_app(NETWORK_PASSES_ONLY, runtime="local") as app:
         reg = app.registrar
         for set_dir in sets:
             for spec in list_pairs(set_dir):
@@ -51,11 +53,6 @@ def main(argv=None) -> int:
                 print(set_dir.name, spec.name, res.status, flush=True)
     out.write_bytes(pickle.dumps(data))
     return 0
-
-
-def _has_new_keys() -> bool:
-    from superretina.config import RULES
-    return "guided.iterations" in RULES and "second_pass.skip_when" in RULES
 
 
 if __name__ == "__main__":
