@@ -57,10 +57,14 @@ def run_variant(rec: dict, v: dict, cfg: dict):
     q, r = qxy[m[:, 0]], rxy[m[:, 1]]
     start = choose(q, r, H)
     g = v.get("guided")
+    if g and g.get("max_inliers", 0) > 0:  # guided only where the last network pass is weak
+        if int((np.linalg.norm(transform_points(H, q) - r, axis=1) <= 3.0).sum()) >= g["max_inliers"]:
+            g = None
     if g:  # as Registrar._guided_passes: from the transform chosen on the last network pass
         passes = guided_refinement(qxy, qdesc, rxy, rdesc, H, choose, rec["scale"], rec["r"]["pixel_scale"],
                                    g.get("radius", 8.0), g.get("ratio", 0.9), g.get("iterations", 3),
-                                   g.get("min_gain", 0.05), start=start, start_count=len(m))
+                                   g.get("min_gain", 0.05), start=start, start_count=len(m),
+                                   keep=m if g.get("union") else None)
         if passes:
             last = passes[-1]
             return last.transform.transform, len(last.matches), [len(p.matches) for p in passes]
@@ -81,6 +85,22 @@ VARIANTS = {
     "skip trick >=50 inl. + guided, hull": dict(trick=50, guided=dict(radius=8), choose=dict(extrapolation="hull")),
     "skip trick >=80 inl. + guided, hull": dict(trick=80, guided=dict(radius=8), choose=dict(extrapolation="hull")),
     "skip trick >=120 inl. + guided, hull": dict(trick=120, guided=dict(radius=8), choose=dict(extrapolation="hull")),
+    "trick + guided r8 if <30 inl., hull": dict(guided=dict(radius=8, max_inliers=30), choose=dict(extrapolation="hull")),
+    "trick + guided r8 if <50 inl., hull": dict(guided=dict(radius=8, max_inliers=50), choose=dict(extrapolation="hull")),
+    "trick + guided r4 if <30 inl., hull": dict(guided=dict(radius=4, max_inliers=30), choose=dict(extrapolation="hull")),
+    "trick + guided r12 if <30 inl., hull": dict(guided=dict(radius=12, max_inliers=30), choose=dict(extrapolation="hull")),
+    "skip>=80 + guided r8 if <30, hull": dict(trick=80, guided=dict(radius=8, max_inliers=30), choose=dict(extrapolation="hull")),
+    "skip>=120 + guided r8 if <30, hull": dict(trick=120, guided=dict(radius=8, max_inliers=30), choose=dict(extrapolation="hull")),
+    "skip>=80, hull (no guided)": dict(trick=80, choose=dict(extrapolation="hull")),
+    "skip>=120, hull (no guided)": dict(trick=120, choose=dict(extrapolation="hull")),
+    "trick + guided r8 union, hull": dict(guided=dict(radius=8, union=True), choose=dict(extrapolation="hull")),
+    "trick + guided r4 union, hull": dict(guided=dict(radius=4, union=True), choose=dict(extrapolation="hull")),
+    "trick + guided r12 union, hull": dict(guided=dict(radius=12, union=True), choose=dict(extrapolation="hull")),
+    "skip>=120 + guided r8 union, hull": dict(trick=120, guided=dict(radius=8, union=True), choose=dict(extrapolation="hull")),
+    "trick + guided r4 union if <30, hull": dict(guided=dict(radius=4, union=True, max_inliers=30), choose=dict(extrapolation="hull")),
+    "trick + guided r4 union if <60, hull": dict(guided=dict(radius=4, union=True, max_inliers=60), choose=dict(extrapolation="hull")),
+    "trick + guided r4 union if <100, hull": dict(guided=dict(radius=4, union=True, max_inliers=100), choose=dict(extrapolation="hull")),
+    "trick + guided r8 union if <60, hull": dict(guided=dict(radius=8, union=True, max_inliers=60), choose=dict(extrapolation="hull")),
     "trick + guided r4, hull": dict(guided=dict(radius=4), choose=dict(extrapolation="hull")),
     "trick + guided r12, hull": dict(guided=dict(radius=12), choose=dict(extrapolation="hull")),
     "trick + guided r8 1 iter, hull": dict(guided=dict(radius=8, iterations=1), choose=dict(extrapolation="hull")),

@@ -81,6 +81,7 @@ RULES: dict[str, Rule] = {
     "guided.radius": Rule("float", 0, 64, lo_open=True),  # model pixels; beyond ~64 it is global matching
     "guided.ratio": Rule("float", 0, 1, lo_open=True),
     "guided.min_gain": Rule("float", 0, 10),
+    "guided.max_inliers": Rule("int", 0, 100_000),       # 0 = always
     "use_matching_trick": Rule("bool"),
     "matching_trick_skip_inliers": Rule("int", 0, 100_000),  # 0 = never skip
     "matching_trick_warp": Rule("choice", choices=("model", "full")),

@@ -143,7 +143,8 @@ Choose = Callable[[np.ndarray, np.ndarray, np.ndarray], TransformChoice]
 def guided_refinement(query_xy: np.ndarray, desc_q: np.ndarray, refer_xy: np.ndarray, desc_r: np.ndarray,
                       H: np.ndarray, choose: Choose, scale_px: float, pixel_scale: float, radius: float,
                       ratio: float, iterations: int, min_gain: float,
-                      start: TransformChoice | None = None, start_count: int = 0) -> list[GuidedPass]:
+                      start: TransformChoice | None = None, start_count: int = 0,
+                      keep: np.ndarray | None = None) -> list[GuidedPass]:
     """Guided passes from a registration's homography until the matches stop growing.
 
     Each pass predicts every query keypoint through the current transform (the quadratic where
@@ -176,6 +177,9 @@ def guided_refinement(query_xy: np.ndarray, desc_q: np.ndarray, refer_xy: np.nda
         The predictor of the first pass (default: the homography ``H``).
     start_count : int
         Matches of the pass before (the first guided pass is kept whatever its count).
+    keep : np.ndarray, optional
+        (M0, 2) matches of the pass before to keep in every pass (the guided ones are added
+        where neither keypoint is in them); None: the guided matches alone.
 
     Returns
     -------
@@ -190,6 +194,10 @@ def guided_refinement(query_xy: np.ndarray, desc_q: np.ndarray, refer_xy: np.nda
     prev = start_count
     for _ in range(iterations):
         m = guided_match(T.apply(qxy), desc_q, rxy, desc_r, radius * pixel_scale, ratio)
+        if keep is not None and len(keep):
+            new = ~np.isin(m[:, 0], keep[:, 0]) & ~np.isin(m[:, 1], keep[:, 1])
+            m = np.concatenate([keep, m[new]])
+            m = m[np.argsort(m[:, 0], kind="stable")]
         if len(m) < 8:
             break
         q, r = qxy[m[:, 0]], rxy[m[:, 1]]

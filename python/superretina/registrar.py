@@ -185,7 +185,7 @@ class Registrar:
                 self._matching_trick(result, eq, batch[0, 0], t)
         with t("transform"):
             result.transform = self.choose_transform(result)
-        if self.cfg["guided"]["iterations"] > 0:
+        if self._guided_needed(result):
             with t("guided"):
                 self._guided_passes(result)
         return result
@@ -203,10 +203,20 @@ class Registrar:
             return f"first pass conclusive: {n} inliers (>= matching_trick_skip_inliers {need})"
         return None
 
+    def _guided_needed(self, result: RegistrationResult) -> bool:
+        """Guided passes run where the last network pass has few matches on the homography:
+        fewer than ``guided.max_inliers`` within 3 px (0 = always); on pairs with many, they
+        added loose matches and cost accuracy on the eye-model sets (docs/registration-models.md §7)."""
+        g = self.cfg["guided"]
+        if g["iterations"] == 0:
+            return False
+        return g["max_inliers"] == 0 or result.final.homography.num_inliers < g["max_inliers"]
+
     def _guided_passes(self, result: RegistrationResult) -> None:
         """Match again where the transform predicts each query keypoint (``guided.guided_refinement``),
-        starting from the registration's homography and transform; the last pass becomes the
-        final one (its homography ``result.H``, its transform ``result.transform``).
+        starting from the registration's homography and transform, keeping the last network
+        pass's matches and adding the guided ones; the last pass becomes the final one (its
+        homography ``result.H``, its transform ``result.transform``).
 
         The query keypoints are those of the last network pass: the warped query's (brought
         back to query pixels through H1) after the matching trick, else the query's."""
@@ -223,7 +233,8 @@ class Registrar:
 
         passes = guided_refinement(qxy, qdesc, result.refer.xy, result.refer.descriptors, result.H, choose,
                                    scale, result.refer.pixel_scale, g["radius"], g["ratio"], g["iterations"],
-                                   g["min_gain"], start=result.transform, start_count=len(st.matches))
+                                   g["min_gain"], start=result.transform, start_count=len(st.matches),
+                                   keep=st.matches)
         threshold = DEFAULT_THRESHOLDS["LMEDS"]  # inliers marked as the first pass's: within 3 px
         for p in passes:
             q, r = qxy[p.matches[:, 0]], result.refer.xy[p.matches[:, 1]]
