@@ -101,6 +101,8 @@ VARIANTS = {
     "trick + guided r4 union if <60, hull": dict(guided=dict(radius=4, union=True, max_inliers=60), choose=dict(extrapolation="hull")),
     "trick + guided r4 union if <100, hull": dict(guided=dict(radius=4, union=True, max_inliers=100), choose=dict(extrapolation="hull")),
     "trick + guided r8 union if <60, hull": dict(guided=dict(radius=8, union=True, max_inliers=60), choose=dict(extrapolation="hull")),
+    "skip>=120 + guided r4 union if <60, hull": dict(trick=120, guided=dict(radius=4, union=True, max_inliers=60), choose=dict(extrapolation="hull")),
+    "skip>=200 + guided r4 union if <60, hull": dict(trick=200, guided=dict(radius=4, union=True, max_inliers=60), choose=dict(extrapolation="hull")),
     "trick + guided r4, hull": dict(guided=dict(radius=4), choose=dict(extrapolation="hull")),
     "trick + guided r12, hull": dict(guided=dict(radius=12), choose=dict(extrapolation="hull")),
     "trick + guided r8 1 iter, hull": dict(guided=dict(radius=8, iterations=1), choose=dict(extrapolation="hull")),

@@ -75,6 +75,16 @@ def test_guided_refinement_recovers_the_transform_from_a_rough_start():
     assert err < 0.5, err
 
 
+def test_guided_refinement_keeps_given_matches():
+    q_xy, dq, r_xy, dr = _twin_scene()
+    keep = np.array([[5, 5], [17, 17], [40, 40], [41, 41]])
+    passes = guided_refinement(q_xy, dq, r_xy, dr, H_TRUE, _choose(), 3.0, 1.0, radius=10.0, ratio=0.9,
+                               iterations=2, min_gain=0.05, keep=keep)
+    m = passes[-1].matches
+    assert {tuple(k) for k in keep.tolist()} <= {tuple(x) for x in m.tolist()}
+    assert len(np.unique(m[:, 0])) == len(m) and (np.diff(m[:, 0]) > 0).all()
+
+
 def test_guided_match_without_candidates_is_empty():
     q_xy, dq, r_xy, dr = _twin_scene(40)
     far = transform_points(H_TRUE, q_xy) + 5000.0
@@ -112,7 +122,7 @@ def _register(app, pair, **overrides):
 
 
 def test_counts_of_every_pass_reach_result_json(app, p_pair):
-    res, spy, info = _register(app, p_pair, matching_trick_skip_inliers=0)
+    res, spy, info = _register(app, p_pair, matching_trick_skip_inliers=0, guided={"max_inliers": 0})
     assert res.status == "registered"
     assert len(spy.calls) == 2 and info["matching_trick"] == {"ran": True, "skipped_reason": None}
     counts = info["match_counts"]
@@ -122,6 +132,18 @@ def test_counts_of_every_pass_reach_result_json(app, p_pair):
     assert [counts["first"], counts["matching_trick"], *counts["guided"]] == [p["matches"] for p in info["passes"]]
     assert info["num_matches"] == counts["guided"][-1]          # the last guided pass is the final one
     assert np.allclose(info["homography"], res.guided[-1].homography.H)
+
+
+def test_guided_passes_keep_the_network_matches(app, p_pair):
+    res, _, _ = _register(app, p_pair, matching_trick_skip_inliers=0, guided={"max_inliers": 0})
+    net = {tuple(m) for m in res.second.matches.tolist()}
+    assert net <= {tuple(m) for m in res.guided[-1].matches.tolist()}
+
+
+def test_guided_passes_skip_pairs_with_many_inliers(app, p_pair):
+    res, _, info = _register(app, p_pair, matching_trick_skip_inliers=0, guided={"max_inliers": 1})
+    assert res.second.homography.num_inliers >= 1
+    assert info["match_counts"]["guided"] == [] and "guided" not in info["seconds"]
 
 
 def test_guided_off_keeps_the_two_network_passes(app, p_pair):
@@ -156,6 +178,7 @@ def test_second_pass_runs_below_the_inlier_criterion(app, p_pair):
     ({"guided": {"ratio": 0}}, "guided.ratio"),
     ({"guided": {"ratio": 1.5}}, "guided.ratio"),
     ({"guided": {"min_gain": -0.1}}, "guided.min_gain"),
+    ({"guided": {"max_inliers": -1}}, "guided.max_inliers"),
     ({"matching_trick_skip_inliers": -1}, "matching_trick_skip_inliers"),
     ({"matching_trick_skip_inliers": True}, "matching_trick_skip_inliers"),
     ({"transform": {"extrapolation": "everywhere"}}, "transform.extrapolation"),
