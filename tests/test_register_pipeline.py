@@ -55,6 +55,10 @@ def resized(bgr, width, height):
 @pytest.fixture(scope="module")
 def app(random_superretina):
     with open_app(random_superretina.fast_config, random_superretina.pipeline, "local") as opened:
+        # This module checks both network passes on every pair: the trick is never skipped here
+        # (test_guided.py checks the skip).
+        opened.config["matching_trick_skip_inliers"] = 0
+        assert opened.registrar.cfg is opened.config
         yield opened
 
 
@@ -101,10 +105,9 @@ def test_keypoints_scaled_to_original_pixels_per_axis(sequential):
 
 # -- matching trick -----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["same", "scaled"])
-def test_matching_trick_infers_only_the_warped_query(app, pairs, name):
+def test_matching_trick_infers_only_the_warped_query(sequential, pairs, name):
+    res, spy = sequential[name]
     query, refer = pairs[name]
-    spy = SpyStream(app.stream)   # the trick always runs (no skip of a conclusive first pass)
-    res = Registrar(spy, {**app.config, "matching_trick_skip_inliers": 0}).register_images(query, refer)
     if not res.first.homography.ok:
         pytest.skip(f"random-weights model did not register {name!r} on the first pass")
     shapes = [c[0].shape for c in spy.calls]
@@ -133,7 +136,7 @@ def test_matching_trick_infers_only_the_warped_query(app, pairs, name):
 
 def test_matching_trick_full_warp_is_the_references(app, pairs):
     """matching_trick_warp: full warps the full-size enhanced query by H1, then resizes (reference)."""
-    cfg = {**app.config, "matching_trick_warp": "full", "matching_trick_skip_inliers": 0}
+    cfg = {**app.config, "matching_trick_warp": "full"}
     spy = SpyStream(app.stream)
     query, refer = pairs["same"]
     res = Registrar(spy, cfg).register_images(query, refer)
