@@ -6,7 +6,10 @@ each run is what ``bench.py`` times for the application: read, register, result.
 three pictures. Printed: median seconds per side over ``--runs`` runs after one warm-up each,
 the ratio new / today, the guided stage's median time and the passes each side ran.
 
-Usage:  python benchmarks/guided_speed.py [--runs 7] [--size 2912]
+``--pair QUERY REFER`` times another pair instead (e.g. a fire_dev P pair, where the guided
+passes run and the trick is never skipped).
+
+Usage:  python benchmarks/guided_speed.py [--runs 7] [--size 2912] [--pair QUERY REFER]
 """
 from __future__ import annotations
 
@@ -35,9 +38,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--size", type=int, default=2912)
+    ap.add_argument("--pair", nargs=2, metavar=("QUERY", "REFER"))
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, open_app(runtime="local") as app:
-        pair = make_bench_pair(a.size, Path(tmp) / "pair")
+        pair = ({"query": a.pair[0], "refer": a.pair[1]} if a.pair
+                else make_bench_pair(a.size, Path(tmp) / "pair"))
         sides = {"today": Registrar(app.stream, load_config(TODAY)), "default": Registrar(app.stream, load_config())}
         times = {k: [] for k in sides}
         guided = []
