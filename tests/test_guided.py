@@ -8,6 +8,7 @@
   there (and makes no second inference).
 - The new settings are range-checked like the others.
 """
+import cv2
 import numpy as np
 import pytest
 
@@ -187,3 +188,21 @@ def test_new_settings_are_range_checked(override, key):
     with pytest.raises(ConfigError) as info:
         load_config(override)
     assert f"{key} must be" in str(info.value) and "\n" not in str(info.value)
+
+
+# -- the extrapolation guard (issue 17.2) ------------------------------------------------------
+def test_hull_guard_keeps_a_bend_the_overlap_guard_refuses():
+    """Matches on a round field of view, mapped by a radial bend: inside the disc the quadratic
+    stays near the homography, at the frame's corners (where no match can be) it departs far."""
+    rng = np.random.default_rng(5)
+    ang, rad = rng.uniform(0, 2 * np.pi, 400), 380 * np.sqrt(rng.uniform(0, 1, 400))
+    q = np.stack([500 + rad * np.cos(ang), 500 + rad * np.sin(ang)], 1)
+    bend = 0.12 * ((q[:, 0] - 500) ** 2 + (q[:, 1] - 500) ** 2) / 500
+    r = np.stack([q[:, 0] + bend, q[:, 1]], 1) + rng.normal(0, 0.3, q.shape)
+    H = cv2.findHomography(q, r, 0)[0]
+    kw = dict(scale_px=3.0, query_wh=(1000, 1000), refer_wh=(1000, 1000))
+    overlap = choose_transform("quadratic", q, r, H, extrapolation="overlap", **kw)
+    hull = choose_transform("quadratic", q, r, H, extrapolation="hull", **kw)
+    assert overlap.model == "homography" and "inside the overlap" in overlap.reason
+    assert hull.model == "quadratic", hull.reason
+    assert np.abs(hull.transform.apply(q) - r).max() < 2.0

@@ -16,9 +16,10 @@ are the two entry points for a saved ``result.json`` ``transform``.
 
 :func:`choose_transform` is the model selection after the homography: the quadratic is fitted
 robustly to the final matches (Cauchy IRLS started from the homography's residuals), guarded
-against too few, collinear or clustered matches, ill-conditioning and extrapolation over the
-overlap, and kept only where it explains matches held out of the fit better than the
-homography; otherwise the homography is returned with the reason.
+against too few, collinear or clustered matches, ill-conditioning, runaway extrapolation where
+the matches are (``extrapolation``) and folding over the overlap, and kept only where it explains
+matches held out of the fit better than the homography; otherwise the homography is returned
+with the reason.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ MAX_CONDITION = 1e8        # of the weighted 6x6 normal matrix in normalised coo
 MAX_DEVIATION = 0.03       # of the reference's diagonal: largest |quadratic - homography| over the overlap
 JACOBIAN_RATIO = (0.5, 2.0)  # local area scale of the quadratic / the homography's, over the overlap
 HELD_OUT_FOLDS = 5
+EXTRAPOLATION = ("hull", "overlap", "held_out", "none")   # see choose_transform
 IRLS_ITERATIONS = 10
 FOLD_ITERATIONS = 5        # IRLS iterations of the held-out fits (the quadratic and the homography)
 
@@ -494,8 +496,7 @@ def _folds(n: int, k: int) -> np.ndarray:
 def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, scale_px: float,
                      query_wh: tuple[int, int], refer_wh: tuple[int, int], min_matches: int = 30,
                      auto_gain: float = 0.1, held_out_score: str = "cauchy",
-                     refit_homography: bool = True, max_deviation: float = MAX_DEVIATION,
-                     extrapolation: str = "overlap") -> TransformChoice:
+                     refit_homography: bool = True, extrapolation: str = "overlap") -> TransformChoice:
     """The transform to return for a registered pair.
 
     Parameters
@@ -523,6 +524,14 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
         True (default): the homography is refitted without each fold too (Cauchy refinement
         from ``H``), so both models are scored on matches they did not see; False: the
         homography fitted to all matches is scored (a test biased towards the homography).
+    extrapolation : str
+        Where the quadratic may depart at most ``MAX_DEVIATION`` of the reference diagonal from
+        the homography: ``overlap`` (a grid over the whole overlap, whose corners lie outside
+        the round field of view, where no match can be), ``hull`` (a grid over the matches'
+        convex hull; the configuration's default, docs/registration-models.md §7),
+        ``held_out`` (instead: fitted without the outermost ``OUTER_SHARE`` of the matches, it
+        must predict them as well as a homography does) or ``none``. The folding check
+        covers the whole overlap in every case.
 
     Returns
     -------
@@ -530,6 +539,8 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
     """
     if model not in MODELS:
         raise ValueError(f"transform.model must be one of {', '.join(MODELS)}, got {model!r}")
+    if extrapolation not in EXTRAPOLATION:
+        raise ValueError(f"extrapolation must be one of {', '.join(EXTRAPOLATION)}, got {extrapolation!r}")
     if held_out_score not in SCORE_NAMES:
         raise ValueError(f"held_out_score must be one of {', '.join(SCORE_NAMES)}, got {held_out_score!r}")
     hom = HomographyTransform(H)
@@ -571,7 +582,7 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
         if extrapolation in ("overlap", "hull"):
             where = grid if extrapolation == "overlap" else _hull_grid(q)
             dev = float(np.linalg.norm(Q.apply(where) - hom.apply(where), axis=1).max()) if len(where) else 0.0
-            limit = max_deviation * float(np.hypot(*refer_wh))
+            limit = MAX_DEVIATION * float(np.hypot(*refer_wh))
             if dev > limit:
                 return fallback(f"quadratic departs {dev:.1f} px from the homography inside the "
                                 f"{'overlap' if extrapolation == 'overlap' else 'matches hull'} "
