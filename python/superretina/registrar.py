@@ -3,9 +3,12 @@
 read → enhance → 768x768 pair batch → stream (SuperRetina) → NMS/borders → descriptor sampling
 → ratio matching → homography; then the matching trick: warp the enhanced query with H1, infer
 the warped query alone (the reference's network outputs are reused), match again, H = H2 · H1.
-Last, ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
-the homography (``transform.choose_transform``, fitted to the final matches); the homography
-path above does not depend on it. All coordinates in the result are original-image pixels.
+Then ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
+the homography (``transform.choose_transform``, fitted to the final matches); the network passes
+above do not depend on it. The trick is skipped when the first pass is conclusive
+(``matching_trick_skip_inliers``); where the last network pass has few inliers, guided passes
+(``guided.guided_refinement``) add matches near where the transform predicts each keypoint and
+refit the homography and the transform (issue 17). All coordinates in the result are original-image pixels.
 """
 from __future__ import annotations
 
