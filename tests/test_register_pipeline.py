@@ -55,6 +55,10 @@ def resized(bgr, width, height):
 @pytest.fixture(scope="module")
 def app(random_superretina):
     with open_app(random_superretina.fast_config, random_superretina.pipeline, "local") as opened:
+        # This module checks both network passes on every pair: the trick is never skipped here
+        # (test_guided.py checks the skip).
+        opened.config["matching_trick_skip_inliers"] = 0
+        assert opened.registrar.cfg is opened.config
         yield opened
 
 
@@ -120,7 +124,9 @@ def test_matching_trick_infers_only_the_warped_query(sequential, pairs, name):
     warped = cv2.warpPerspective(first[0, 0], Hm, (MODEL, MODEL), flags=cv2.INTER_LINEAR)
     np.testing.assert_array_equal(spy.calls[1][0][0, 0], warped)
     assert res.second is not None and res.warped_query is not None
-    if res.second.homography.ok:
+    if res.guided:  # guided passes refit the homography last (issue 17.1)
+        np.testing.assert_array_equal(res.H, res.guided[-1].homography.H)
+    elif res.second.homography.ok:
         expected = res.second.homography.H @ H1
         np.testing.assert_allclose(res.H, expected / expected[2, 2], rtol=1e-12, atol=1e-12)
     if name == "same":  # identical images: both passes find the identity, every match an inlier
@@ -272,7 +278,8 @@ def test_result_json_of_a_registered_pair(random_superretina, pair_files, sequen
     stages = {"enhance", "inference", "keypoints", "descriptors", "matching", "homography"}
     assert stages <= set(info["seconds"]) and all(v >= 0 for v in info["seconds"].values())
     if res.second is not None:
-        assert {"trick_warp", "trick_inference", "trick_homography"} <= set(info["seconds"]) and len(info["passes"]) == 2
+        assert {"trick_warp", "trick_inference", "trick_homography"} <= set(info["seconds"])
+        assert len(info["passes"]) == 2 + len(res.guided)     # first, matching trick, guided passes
     assert info["model"] == str(random_superretina.onnx.resolve())
     assert info["pipeline"] == str(random_superretina.pipeline)
     assert info["runtime"] == "local"

@@ -76,7 +76,14 @@ RULES: dict[str, Rule] = {
     "transform.model": Rule("choice", choices=("homography", "quadratic", "auto")),
     "transform.min_matches": Rule("int", 12, 100_000),   # 12 parameters: fewer matches cannot fit it
     "transform.auto_gain": Rule("float", 0, 1, hi_open=True),
+    "transform.extrapolation": Rule("choice", choices=("hull", "overlap", "held_out", "none")),
+    "guided.iterations": Rule("int", 0, 10),             # 0 = off; each pass is ~10-30 ms
+    "guided.radius": Rule("float", 0, 64, lo_open=True),  # model pixels; beyond ~64 it is global matching
+    "guided.ratio": Rule("float", 0, 1, lo_open=True),
+    "guided.min_gain": Rule("float", 0, 10),
+    "guided.max_inliers": Rule("int", 0, 100_000),       # 0 = always
     "use_matching_trick": Rule("bool"),
+    "matching_trick_skip_inliers": Rule("int", 0, 100_000),  # 0 = never skip
     "matching_trick_warp": Rule("choice", choices=("model", "full")),
     "outputs.match_result": Rule("bool"),
     "outputs.merged": Rule("bool"),

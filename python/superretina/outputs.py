@@ -159,6 +159,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
     passes = [{"name": "first", **_stage_json(res.first)}]
     if res.second is not None:
         passes.append({"name": "matching_trick", **_stage_json(res.second)})
+    passes += [{"name": f"guided_{i + 1}", **_stage_json(g)} for i, g in enumerate(res.guided)]
     n = len(inl)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -178,6 +179,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "num_matches": n, "num_inliers": int(inl.sum()),
         "inlier_rate": round(float(inl.sum() / n), 6) if n else 0.0,
         "passes": passes,
+        **pass_counts(res),
         "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
         "decoded_in": res.decoded_in,   # "stream": the decode stream read and enhanced; "driver": the driver did
         **provenance,
@@ -191,6 +193,16 @@ def dicom_json(query_path, refer_path) -> dict | None:
 
     q, r = (None if p is None else dicom_fields(p) for p in (query_path, refer_path))
     return None if q is None and r is None else {"query": q, "refer": r}
+
+
+def pass_counts(res: RegistrationResult) -> dict:
+    """``match_counts`` (matches of each pass, in order: first, matching trick, guided passes)
+    and ``matching_trick`` (ran, or skipped and why) of a registration."""
+    counts = {"first": int(len(res.first.matches)),
+              "matching_trick": None if res.second is None else int(len(res.second.matches)),
+              "guided": [int(len(g.matches)) for g in res.guided]}
+    return {"match_counts": counts,
+            "matching_trick": {"ran": res.second is not None, "skipped_reason": res.trick_skipped}}
 
 
 def transform_json(res: RegistrationResult, q: np.ndarray, r: np.ndarray) -> dict:

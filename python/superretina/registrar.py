@@ -3,9 +3,12 @@
 read → enhance → 768x768 pair batch → stream (SuperRetina) → NMS/borders → descriptor sampling
 → ratio matching → homography; then the matching trick: warp the enhanced query with H1, infer
 the warped query alone (the reference's network outputs are reused), match again, H = H2 · H1.
-Last, ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
-the homography (``transform.choose_transform``, fitted to the final matches); the homography
-path above does not depend on it. All coordinates in the result are original-image pixels.
+Then ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
+the homography (``transform.choose_transform``, fitted to the final matches); the network passes
+above do not depend on it. The trick is skipped when the first pass is conclusive
+(``matching_trick_skip_inliers``); where the last network pass has few inliers, guided passes
+(``guided.guided_refinement``) add matches near where the transform predicts each keypoint and
+refit the homography and the transform (issue 17). All coordinates in the result are original-image pixels.
 
 Files (``register_files``): where the backend has a decode stream and ``input.stream_decode`` is
 on, JPEG files go in as bytes and read → enhance → inference happen in the stream
@@ -26,7 +29,8 @@ import numpy as np
 
 from .descriptors import sample_descriptors
 from .enhance import equalise, gamma, model_input, to_model_input
-from .homography import HomographyResult, estimate_homography, transform_points
+from .guided import guided_refinement
+from .homography import DEFAULT_THRESHOLDS, HomographyResult, estimate_homography, transform_points
 from .image_io import ImageReadError, read_encoded, read_image_file
 from .keypoints import detect, refine_subpixel, to_original
 from .matching import ratio_match
@@ -55,10 +59,14 @@ class Features:
 
 @dataclass
 class Stage:
-    """One matching pass: matches (M, 2) [query_idx, refer_idx] and its homography."""
+    """One matching pass: matches (M, 2) [query_idx, refer_idx] and its homography.
+
+    ``query_xy`` (K, 2): the query keypoints (original query pixels) that ``matches`` index,
+    for passes that match other query keypoints than the first pass's (guided passes)."""
 
     matches: np.ndarray
     homography: HomographyResult
+    query_xy: np.ndarray | None = None
 
 
 @dataclass
@@ -81,14 +89,20 @@ class RegistrationResult:
     query_image: np.ndarray | None = None        # the photographs as decoded, when register_files was asked
     refer_image: np.ndarray | None = None        # for them (images=True): the pictures draw them
     input_stats: tuple | None = None             # register_files: fstat of the query's and reference's bytes read
+    guided: list = field(default_factory=list)   # guided passes (Stage with query_xy), in order
+    trick_skipped: str | None = None             # why the matching trick did not run (None: it ran or is off)
 
     @property
     def final(self) -> Stage:
+        if self.guided:
+            return self.guided[-1]
         return self.second if self.second is not None and self.second.homography.ok else self.first
 
     @property
     def final_query_xy(self) -> np.ndarray:
         """Query-side points of the final matches, in original query pixels."""
+        if self.final.query_xy is not None:
+            return self.final.query_xy
         if self.final is self.first:
             return self.query.xy
         # The second pass matched the warped query: bring its points back through H1⁻¹.
@@ -185,10 +199,70 @@ class Registrar:
             result.status, result.reason = "failed", first.homography.failure_reason
             return result
         if self.cfg["use_matching_trick"]:
-            self._matching_trick(result, eq, query_input, t)
+            result.trick_skipped = self._trick_not_needed(first)
+            if result.trick_skipped is None:
+                self._matching_trick(result, eq, query_input, t)
         with t("transform"):
             result.transform = self.choose_transform(result)
+        if self._guided_needed(result):
+            with t("guided"):
+                self._guided_passes(result)
         return result
+
+    # -- guided matching and the second pass's skip (issue 17.1, 19.2) ----------------------
+    def _trick_not_needed(self, first: Stage) -> str | None:
+        """Why the matching trick can be skipped (the first pass is conclusive), or None.
+
+        Conclusive: at least ``matching_trick_skip_inliers`` inliers within 3 px of the first
+        homography (0 = never skip); benchmarks/guided_matching.py measures what the trick adds.
+        """
+        need = self.cfg["matching_trick_skip_inliers"]
+        n = first.homography.num_inliers
+        if need > 0 and n >= need:
+            return f"first pass conclusive: {n} inliers (>= matching_trick_skip_inliers {need})"
+        return None
+
+    def _guided_needed(self, result: RegistrationResult) -> bool:
+        """Guided passes run where the last network pass has few matches on the homography:
+        fewer than ``guided.max_inliers`` within 3 px (0 = always); on pairs with many, they
+        added loose matches and cost accuracy on the eye-model sets (docs/registration-models.md §7)."""
+        g = self.cfg["guided"]
+        if g["iterations"] == 0:
+            return False
+        return g["max_inliers"] == 0 or result.final.homography.num_inliers < g["max_inliers"]
+
+    def _guided_passes(self, result: RegistrationResult) -> None:
+        """Match again where the transform predicts each query keypoint (``guided.guided_refinement``),
+        starting from the registration's homography and transform, keeping the last network
+        pass's matches and adding the guided ones; the last pass becomes the final one (its
+        homography ``result.H``, its transform ``result.transform``).
+
+        The query keypoints are those of the last network pass: the warped query's (brought
+        back to query pixels through H1) after the matching trick, else the query's."""
+        st = result.final
+        qxy = result.final_query_xy
+        qdesc = result.warped_query.descriptors if st is result.second else result.query.descriptors
+        g, c = self.cfg["guided"], self.cfg["transform"]
+        scale = (self.cfg["homography"]["refine_scale"] or 3.0) * result.refer.pixel_scale
+        qwh, rwh = (result.query_size[1], result.query_size[0]), (result.refer_size[1], result.refer_size[0])
+
+        def choose(q, r, H):
+            return choose_transform(c["model"], q, r, H, scale, qwh, rwh, c["min_matches"], c["auto_gain"],
+                                    extrapolation=c["extrapolation"])
+
+        passes = guided_refinement(qxy, qdesc, result.refer.xy, result.refer.descriptors, result.H, choose,
+                                   scale, result.refer.pixel_scale, g["radius"], g["ratio"], g["iterations"],
+                                   g["min_gain"], start=result.transform, start_count=len(st.matches),
+                                   keep=st.matches)
+        threshold = DEFAULT_THRESHOLDS["LMEDS"]  # inliers marked as the first pass's: within 3 px
+        for p in passes:
+            q, r = qxy[p.matches[:, 0]], result.refer.xy[p.matches[:, 1]]
+            inl = np.linalg.norm(transform_points(p.H, q) - r, axis=1) <= threshold
+            hom = HomographyResult(p.H, inl, int(inl.sum()), float(inl.mean()), None, "GUIDED_CAUCHY")
+            result.guided.append(Stage(p.matches, hom, qxy))
+        if passes:
+            result.H = passes[-1].H
+            result.transform = passes[-1].transform
 
     def choose_transform(self, result: RegistrationResult, model: str | None = None) -> TransformChoice:
         """The transform of ``transform.model`` (or ``model``) for a registered result, fitted to
@@ -200,7 +274,8 @@ class Registrar:
         scale = (self.cfg["homography"]["refine_scale"] or 3.0) * result.refer.pixel_scale
         return choose_transform(model or c["model"], q, r, result.H, scale,
                                 (result.query_size[1], result.query_size[0]),
-                                (result.refer_size[1], result.refer_size[0]), c["min_matches"], c["auto_gain"])
+                                (result.refer_size[1], result.refer_size[0]), c["min_matches"], c["auto_gain"],
+                                extrapolation=c["extrapolation"])
 
     def _warped_query_input(self, H1: np.ndarray, equalised_query: np.ndarray, query_input: np.ndarray,
                             refer_size: tuple) -> np.ndarray:

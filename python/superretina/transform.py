@@ -16,9 +16,10 @@ are the two entry points for a saved ``result.json`` ``transform``.
 
 :func:`choose_transform` is the model selection after the homography: the quadratic is fitted
 robustly to the final matches (Cauchy IRLS started from the homography's residuals), guarded
-against too few, collinear or clustered matches, ill-conditioning and extrapolation over the
-overlap, and kept only where it explains matches held out of the fit better than the
-homography; otherwise the homography is returned with the reason.
+against too few, collinear or clustered matches, ill-conditioning, runaway extrapolation where
+the matches are (``extrapolation``) and folding over the overlap, and kept only where it explains
+matches held out of the fit better than the homography; otherwise the homography is returned
+with the reason.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ MAX_CONDITION = 1e8        # of the weighted 6x6 normal matrix in normalised coo
 MAX_DEVIATION = 0.03       # of the reference's diagonal: largest |quadratic - homography| over the overlap
 JACOBIAN_RATIO = (0.5, 2.0)  # local area scale of the quadratic / the homography's, over the overlap
 HELD_OUT_FOLDS = 5
+EXTRAPOLATION = ("hull", "overlap", "held_out", "none")   # see choose_transform
 IRLS_ITERATIONS = 10
 FOLD_ITERATIONS = 5        # IRLS iterations of the held-out fits (the quadratic and the homography)
 
@@ -447,6 +449,45 @@ def _overlap_grid(H: np.ndarray, poly_r: np.ndarray, n: int = 16) -> np.ndarray:
     return transform_points(np.linalg.inv(H), g[inside])
 
 
+def _hull_grid(q: np.ndarray, n: int = 16) -> np.ndarray:
+    """Query pixels of an n x n grid over the matches' bounding box that fall in their convex hull."""
+    hull = cv2.convexHull(q.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    (x0, y0), (x1, y1) = hull.min(axis=0), hull.max(axis=0)
+    gx, gy = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
+    g = np.stack([gx.ravel(), gy.ravel()], 1)
+    inside = np.array([cv2.pointPolygonTest(hull.astype(np.float32), (float(x), float(y)), False) >= 0
+                       for x, y in g])
+    return g[inside]
+
+
+OUTER_SHARE = 0.2   # the outermost matches held out by the extrapolation check
+
+
+def _extrapolation_check(q: np.ndarray, r: np.ndarray, H: np.ndarray, scale_px: float, norm: tuple,
+                         res_h: np.ndarray) -> Optional[str]:
+    """Does the quadratic extrapolate at least as well as the homography? Both are fitted
+    without the outermost ``OUTER_SHARE`` of the matches (distance from their median) and
+    scored on them (capped Cauchy loss). None when it does, else the reason."""
+    d = np.linalg.norm(q - np.median(q, axis=0), axis=1)
+    outer = d >= np.quantile(d, 1.0 - OUTER_SHARE)
+    inner = ~outer
+    (cq, sq), (cr, sr) = norm
+    B, T = _basis((q - cq) * sq), (r - cr) * sr
+    w0 = _cauchy_weights(res_h, scale_px)
+    try:
+        a, _ = _irls(B[inner], T[inner], w0[inner], scale_px * sr, FOLD_ITERATIONS)
+    except np.linalg.LinAlgError:
+        return "quadratic fit failed without the outermost matches"
+    res_q = np.linalg.norm(B[outer] @ a - T[outer], axis=1) / sr
+    Hf = refine_homography(q[inner], r[inner], H, scale_px, iterations=FOLD_ITERATIONS)
+    res_hh = np.linalg.norm(transform_points(Hf, q[outer]) - r[outer], axis=1)
+    sq_, sh_ = _held_out_score(res_q, scale_px, "cauchy"), _held_out_score(res_hh, scale_px, "cauchy")
+    if sq_ > sh_:
+        return (f"quadratic extrapolates worse than the homography to the outermost matches "
+                f"(held-out Cauchy loss {sq_:.3f} > {sh_:.3f})")
+    return None
+
+
 def _folds(n: int, k: int) -> np.ndarray:
     """Fold index of each of n items: a fixed interleaving (deterministic, no RNG state)."""
     return (np.arange(n) * 7919) % n % k if n >= k else np.arange(n) % max(k, 1)
@@ -455,7 +496,7 @@ def _folds(n: int, k: int) -> np.ndarray:
 def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, scale_px: float,
                      query_wh: tuple[int, int], refer_wh: tuple[int, int], min_matches: int = 30,
                      auto_gain: float = 0.1, held_out_score: str = "cauchy",
-                     refit_homography: bool = True) -> TransformChoice:
+                     refit_homography: bool = True, extrapolation: str = "overlap") -> TransformChoice:
     """The transform to return for a registered pair.
 
     Parameters
@@ -483,6 +524,14 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
         True (default): the homography is refitted without each fold too (Cauchy refinement
         from ``H``), so both models are scored on matches they did not see; False: the
         homography fitted to all matches is scored (a test biased towards the homography).
+    extrapolation : str
+        Where the quadratic may depart at most ``MAX_DEVIATION`` of the reference diagonal from
+        the homography: ``overlap`` (a grid over the whole overlap, whose corners lie outside
+        the round field of view, where no match can be), ``hull`` (a grid over the matches'
+        convex hull; the configuration's default, docs/registration-models.md §7),
+        ``held_out`` (instead: fitted without the outermost ``OUTER_SHARE`` of the matches, it
+        must predict them as well as a homography does) or ``none``. The folding check
+        covers the whole overlap in every case.
 
     Returns
     -------
@@ -490,6 +539,8 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
     """
     if model not in MODELS:
         raise ValueError(f"transform.model must be one of {', '.join(MODELS)}, got {model!r}")
+    if extrapolation not in EXTRAPOLATION:
+        raise ValueError(f"extrapolation must be one of {', '.join(EXTRAPOLATION)}, got {extrapolation!r}")
     if held_out_score not in SCORE_NAMES:
         raise ValueError(f"held_out_score must be one of {', '.join(SCORE_NAMES)}, got {held_out_score!r}")
     hom = HomographyTransform(H)
@@ -528,11 +579,18 @@ def choose_transform(model: str, pq: np.ndarray, pr: np.ndarray, H: np.ndarray, 
     # Extrapolation over the whole overlap, not only where the matches are.
     grid = _overlap_grid(hom.H, poly)
     if len(grid):
-        dev = float(np.linalg.norm(Q.apply(grid) - hom.apply(grid), axis=1).max())
-        limit = MAX_DEVIATION * float(np.hypot(*refer_wh))
-        if dev > limit:
-            return fallback(f"quadratic departs {dev:.1f} px from the homography inside the overlap "
-                            f"(at most {limit:.1f} px allowed)")
+        if extrapolation in ("overlap", "hull"):
+            where = grid if extrapolation == "overlap" else _hull_grid(q)
+            dev = float(np.linalg.norm(Q.apply(where) - hom.apply(where), axis=1).max()) if len(where) else 0.0
+            limit = MAX_DEVIATION * float(np.hypot(*refer_wh))
+            if dev > limit:
+                return fallback(f"quadratic departs {dev:.1f} px from the homography inside the "
+                                f"{'overlap' if extrapolation == 'overlap' else 'matches hull'} "
+                                f"(at most {limit:.1f} px allowed)")
+        elif extrapolation == "held_out":
+            reason = _extrapolation_check(q, r, hom.H, scale_px, norm, res_h[cand])
+            if reason is not None:
+                return fallback(reason)
         J = Q.jacobian(grid)
         det_q = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
         Hn = hom.H
