@@ -117,6 +117,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "schema_version": SCHEMA_VERSION,
         "status": res.status,
         "reason": res.reason,
+        **assessment_json(res),
         "query": None if query_path is None else str(query_path),
         "refer": None if refer_path is None else str(refer_path),
         "query_size": {"height": res.query_size[0], "width": res.query_size[1]},
@@ -133,6 +134,14 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "seconds": {k: round(v, 4) for k, v in res.seconds.items()},
         **provenance,
     }
+
+
+def assessment_json(res: RegistrationResult) -> dict:
+    """``confidence`` (calibrated probability that the result is right, docs/confidence.md; 0 when
+    no transform was found) and ``assessment`` (the evidence it was computed from, None then)."""
+    a = res.assessment
+    return {"confidence": 0.0 if a is None else round(a.confidence, 4),
+            "assessment": None if a is None else {"evidence": a.evidence.to_json(), "implausible": a.implausible}}
 
 
 def transform_json(res: RegistrationResult, q: np.ndarray, r: np.ndarray) -> dict:

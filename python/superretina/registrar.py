@@ -18,8 +18,10 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
+from .confidence import Assessment, assess
 from .descriptors import sample_descriptors
 from .enhance import equalise, gamma, model_input, to_model_input
+from .fov import inside, model_fov
 from .homography import HomographyResult, estimate_homography, transform_points
 from .image_io import read_pair
 from .keypoints import detect, refine_subpixel, to_original
@@ -71,6 +73,8 @@ class RegistrationResult:
     query_equalised: np.ndarray | None = None    # uint8 CLAHE images (enhance.equalise), for the pictures
     refer_equalised: np.ndarray | None = None
     transform: TransformChoice | None = None     # returned transform (transform.model), None if failed
+    assessment: Assessment | None = None         # evidence and confidence of the transform (confidence.py)
+    rejected: tuple | None = None                # (H, transform) a failed assessment did not return
 
     @property
     def final(self) -> Stage:
@@ -113,10 +117,14 @@ class Registrar:
         self.model_hw = (config["model"]["image_height"], config["model"]["image_width"])
 
     # -- steps ---------------------------------------------------------------------------
-    def _features(self, det: np.ndarray, desc: np.ndarray, image_hw: tuple, t: Timer, prefix: str = "") -> Features:
+    def _features(self, det: np.ndarray, desc: np.ndarray, image_hw: tuple, t: Timer, prefix: str = "",
+                  fov: np.ndarray | None = None) -> Features:
         k = self.cfg["keypoints"]
         with t(prefix + "keypoints"):
             xy_model, scores = detect(det, k["nms_size"], k["nms_thresh"], k["border"])
+            if fov is not None:  # keypoints on or outside the field-of-view rim (fov.model_fov)
+                keep = inside(fov, xy_model)
+                xy_model, scores = xy_model[keep], scores[keep]
             if 0 < k["max_keypoints"] < len(scores):
                 keep = np.sort(np.argsort(-scores, kind="stable")[: k["max_keypoints"]])
                 xy_model = xy_model[keep]
@@ -159,8 +167,11 @@ class Registrar:
             batch = np.stack([model_input(eq, self.model_hw), model_input(er, self.model_hw)])[:, None]
         with t("inference"):
             det, desc = self.backend.infer(batch)
-        fq = self._features(det[0], desc[0], eq.shape, t)
-        fr = self._features(det[1], desc[1], er.shape, t)
+        margin = self.cfg["keypoints"]["fov_margin"]
+        with t("fov"):
+            fovs = pair_map(lambda im: model_fov(im, self.model_hw, margin), query, refer) if margin >= 0 else (None, None)
+        fq = self._features(det[0], desc[0], eq.shape, t, fov=fovs[0])
+        fr = self._features(det[1], desc[1], er.shape, t, fov=fovs[1])
         first = self._match(fq, fr, t)
         result = RegistrationResult("registered", None, first.homography.H, fq, fr, first,
                                     seconds=t.seconds, query_size=eq.shape, refer_size=er.shape,
@@ -169,10 +180,21 @@ class Registrar:
             result.status, result.reason = "failed", first.homography.failure_reason
             return result
         if self.cfg["use_matching_trick"]:
-            self._matching_trick(result, eq, batch[0, 0], t)
+            self._matching_trick(result, eq, batch[0, 0], t, fovs[0])
         with t("transform"):
             result.transform = self.choose_transform(result)
+        with t("confidence"):
+            self.decide(result)
         return result
+
+    def decide(self, result: RegistrationResult) -> None:
+        """The status of a transformed result from its evidence (``confidence.assess``): failed, with
+        the reason, below ``confidence.min_confidence`` or when the transform is implausible."""
+        result.assessment = assess(result, self.model_hw)
+        reason = result.assessment.failure(self.cfg["confidence"]["min_confidence"])
+        if reason is not None:  # the transform is kept aside (for the calibration), not returned
+            result.rejected = (result.H, result.transform)
+            result.status, result.reason, result.H, result.transform = "failed", reason, None, None
 
     def choose_transform(self, result: RegistrationResult, model: str | None = None) -> TransformChoice:
         """The transform of ``transform.model`` (or ``model``) for a registered result, fitted to
@@ -194,20 +216,28 @@ class Registrar:
             warped = cv2.warpPerspective(gamma(equalised_query), H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
             return to_model_input(warped, self.model_hw)
         # Same warp expressed between the two model frames: ~15x cheaper on FIRE-size images.
-        h_q, w_q = equalised_query.shape
-        to_ref_model = np.diag([wm / w_r, hm / h_r, 1.0])
-        from_query_model = np.diag([w_q / wm, h_q / hm, 1.0])
-        return cv2.warpPerspective(query_input, to_ref_model @ H1 @ from_query_model, (wm, hm), flags=cv2.INTER_LINEAR)
+        return self._model_warp(H1, equalised_query.shape, refer_size, query_input)
+
+    def _model_warp(self, H1: np.ndarray, query_hw: tuple, refer_hw: tuple, image: np.ndarray) -> np.ndarray:
+        """A query model-frame (H_m, W_m) image (float32 input, or a bool mask: nearest, outside
+        False) warped by H1 into the reference's model frame."""
+        (hm, wm), (h_r, w_r), (h_q, w_q) = self.model_hw, refer_hw, query_hw[:2]
+        M = np.diag([wm / w_r, hm / h_r, 1.0]) @ H1 @ np.diag([w_q / wm, h_q / hm, 1.0])
+        if image.dtype == bool:
+            return cv2.warpPerspective(image.astype(np.uint8), M, (wm, hm), flags=cv2.INTER_NEAREST).astype(bool)
+        return cv2.warpPerspective(image, M, (wm, hm), flags=cv2.INTER_LINEAR)
 
     def _matching_trick(self, result: RegistrationResult, equalised_query: np.ndarray, query_input: np.ndarray,
-                        t: Timer) -> None:
+                        t: Timer, query_fov: np.ndarray | None = None) -> None:
         h_r, w_r = result.refer_size
         H1 = result.first.homography.H
         with t("trick_warp"):
             warped = self._warped_query_input(H1, equalised_query, query_input, result.refer_size)
+            if query_fov is not None:  # the query's field of view, warped the same way (nearest)
+                query_fov = self._model_warp(H1, equalised_query.shape, result.refer_size, query_fov)
         with t("trick_inference"):
             det, desc = self.backend.infer(warped[None, None])
-        fw = self._features(det[0], desc[0], (h_r, w_r), t, "trick_")
+        fw = self._features(det[0], desc[0], (h_r, w_r), t, "trick_", fov=query_fov)
         second = self._match(fw, result.refer, t, "trick_")
         result.second, result.warped_query = second, fw
         if second.homography.ok:

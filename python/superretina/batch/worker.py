@@ -28,7 +28,7 @@ H_COLUMNS = [f"h{i}{j}" for i in range(3) for j in range(3)]
 # 1, x, y, x², xy, y² for the normalised reference x (qx_*) and y (qy_*), and the normalisation.
 QUADRATIC_COLUMNS = ([f"q{axis}_{term}" for axis in "xy" for term in ("1", "x", "y", "xx", "xy", "yy")]
                      + ["q_query_cx", "q_query_cy", "q_query_scale", "q_refer_cx", "q_refer_cy", "q_refer_scale"])
-ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "transform", *H_COLUMNS, *QUADRATIC_COLUMNS,
+ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "confidence", "transform", *H_COLUMNS, *QUADRATIC_COLUMNS,
                 "keypoints_query", "keypoints_refer", "matches", "inliers", "inlier_rate_pct",
                 "residual_median_px", "within_3px_pct", "within_5px_pct", "within_10px_pct", "seconds"])
 
@@ -63,6 +63,7 @@ def row_from_info(job: PairJob, info: dict, seconds: float) -> dict:
 
     reg = Registration(info)
     row = _row(job, reg.status, reg.reason or "", seconds)
+    row["confidence"] = f"{reg.confidence:.4f}"
     if reg.homography is not None:
         row.update(zip(H_COLUMNS, (repr(float(v)) for v in reg.homography.ravel())))
     if reg.transform is not None:
