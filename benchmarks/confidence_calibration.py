@@ -18,6 +18,8 @@ Sets (all built here, deterministic):
 - ``fire_dev``: the 13 real FIRE pairs of ../shared/data/fire_dev (ground truth);
 - ``eye``: an eye-model set made by ``bash run.sh synth OUT --from ../shared/data/fundus --held-out
   --pairs-per-image 3 --size 2912 --seed 0`` (ground truth; ``--eye-set``, several allowed);
+- ``fire_dev_shifted``, ``eye_shifted``: wrong results of the fire_dev and eye pairs: each one's homography moved by 15, 30
+  and 60 model pixels (and turned slightly), scored on the same matches (:func:`shifted_row`);
 - ``real``: the same-eye pair of ../shared/data/pairs (no ground truth: must be registered).
 
 A result is *right* when the mean control-point error under the returned transform is at most
@@ -28,6 +30,7 @@ different-subject and degenerate result is wrong. Time: ~3 s a pair on this 2-co
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import datetime
 import subprocess
@@ -42,12 +45,14 @@ sys.path[:0] = [str(ROOT / "python")]
 
 from superretina import confidence as conf  # noqa: E402
 from superretina.image_io import read_image  # noqa: E402
+from superretina.transform import HomographyTransform, TransformChoice  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 LIST = ROOT / "benchmarks" / "confidence_sets" / "different_subjects.csv"
 MODEL_FILE = ROOT / "python" / "superretina" / "confidence_model.py"
 ROWS = ROOT / "benchmarks" / "results" / "confidence_calibration.csv"
-FEATURES = ("log_support", "log_first_support", "coverage")
+FEATURES = ("log_support", "log_first_support")
+SHIFTS = [(15.0, 0.0), (30.0, 0.02), (60.0, -0.03)]   # (model px, radians): wrong results of right pairs
 KNOWN_BAD = ("drive_02.png", "drive_17.png")    # issue 17: registered with 10 rim inliers before
 EVIDENCE = [f for f in conf.Evidence.__dataclass_fields__]
 COLUMNS = ["set", "pair", "query", "refer", "label", "status", "reason", "model", "error_model_px",
@@ -122,10 +127,16 @@ def degenerate_pairs(seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 # --------------------------------------------------------------------------- registering
-def run_pair(reg, query, refer, gt=None) -> dict:
-    """Register and describe one pair; ``gt``: (query_pts, refer_pts) control points or None."""
+def run_pair(reg, query, refer, gt=None, shifted: list | None = None) -> dict:
+    """Register and describe one pair; ``gt``: (query_pts, refer_pts) control points or None;
+    ``shifted``: a list that gets the rows of :func:`shifted_row` (wrong results of the pair)."""
     t0 = time.perf_counter()
     res = reg.register_images(query, refer)
+    if shifted is not None:
+        for k, (d, a) in enumerate(SHIFTS):
+            row = shifted_row(res, d, a)
+            if row is not None:
+                shifted.append(row)
     row = {"status": res.status, "reason": res.reason or "", "seconds": f"{time.perf_counter() - t0:.2f}"}
     t = res.transform if res.transform is not None else (res.rejected[1] if res.rejected else None)
     row["model"] = "" if t is None else t.model
@@ -137,6 +148,31 @@ def run_pair(reg, query, refer, gt=None) -> dict:
     return row
 
 
+def shifted_row(res, shift_model_px: float, angle: float) -> dict | None:
+    """The evidence of a wrong result of the same pair: its homography moved by ``shift_model_px``
+    model pixels and turned by ``angle`` radians about the reference's centre (same matches)."""
+    H = res.H if res.H is not None else (res.rejected[0] if res.rejected else None)
+    if H is None:
+        return None
+    (hr, wr), px = res.refer_size[:2], res.refer.pixel_scale
+    c, s = np.cos(angle), np.sin(angle)
+    cx, cy = wr / 2, hr / 2
+    R = np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0, 0, 1]])
+    move = np.array([[1, 0, shift_model_px * px * 0.8], [0, 1, shift_model_px * px * 0.6], [0, 0, 1]])
+    wrong = copy.copy(res)
+    wrong.H = move @ R @ H
+    wrong.transform = TransformChoice(HomographyTransform(wrong.H), "homography")
+    a = conf.assess(wrong, res_model_hw(res))
+    return {"status": "failed" if a.failure(0.0) else "registered", "reason": a.failure(0.0) or "",
+            "model": "homography", **a.evidence.to_json(), "implausible": a.implausible or "", "seconds": "0"}
+
+
+def res_model_hw(res) -> tuple[int, int]:
+    """The model frame of a result: the reference's pixel scale is its size over the frame's."""
+    (hr, wr), px = res.refer_size[:2], res.refer.pixel_scale
+    return int(round(hr / px)), int(round(wr / px))
+
+
 def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None) -> list[dict]:
     """Register the sets (``only``: just these, the other sets' rows kept from ``rows_path``)."""
     from superretina.app import open_app
@@ -145,12 +181,12 @@ def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None) -> l
     rows: list[dict] = []
     if only and rows_path.is_file():
         with open(rows_path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r["set"] not in only]
+            rows = [r for r in csv.DictReader(f) if r["set"].removesuffix("_shifted") not in only]
     want = (lambda name: not only or name in only)
 
     def add(set_name, pair, qname, rname, label, row):
         row.update(set=set_name, pair=pair, query=qname, refer=rname, label=label)
-        if set_name in ("different", "degenerate"):
+        if set_name in ("different", "degenerate") or set_name.endswith("_shifted"):
             row["right"] = 0
         elif "error_model_px" in row:
             row["right"] = int(float(row["error_model_px"]) <= conf.RIGHT_PX)
@@ -171,8 +207,11 @@ def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None) -> l
                 ref_pts, query_pts = load_control_points(spec.gt_path)
                 q, r = read_image(spec.query_path, limit), read_image(spec.refer_path, limit)
                 pair = spec.name if set_name == "fire_dev" else f"{Path(fire_dir).name}/{spec.name}"
+                wrong: list = []
                 add(set_name, pair, spec.query_path.name, spec.refer_path.name, "right",
-                    run_pair(reg, q, r, (query_pts, ref_pts)))
+                    run_pair(reg, q, r, (query_pts, ref_pts), wrong))
+                for (d, _), row in zip(SHIFTS, wrong):
+                    add(f"{set_name}_shifted", f"{pair}+{d:g}px", spec.query_path.name, spec.refer_path.name, "wrong", row)
         pq, pr = DATA / "pairs" / "example2.jpg", DATA / "pairs" / "example1.jpg"
         if want("real"):
             add("real", "example2->example1", pq.name, pr.name, "right",
@@ -287,7 +326,10 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=240, help="different-subject pairs of --make-list")
     ap.add_argument("--seed", type=int, default=0, help="seed of --make-list")
     ap.add_argument("--threshold", type=float, default=0.5, help="confidence.min_confidence to tabulate")
-    ap.add_argument("--l2", type=float, default=1.0, help="L2 penalty of the standardised coefficients")
+    ap.add_argument("--l2", type=float, default=0.1, help="L2 penalty of the standardised coefficients")
+    ap.add_argument("--features", default=",".join(FEATURES),
+                    help=f"comma-separated inputs of the model, among those of confidence.features (default "
+                         f"{','.join(FEATURES)})")
     ap.add_argument("--no-write", action="store_true", help="do not rewrite confidence_model.py")
     args = ap.parse_args(argv)
     if args.make_list:
@@ -311,13 +353,14 @@ def main(argv=None) -> int:
         print(f"registered {len(rows)} pairs in {time.perf_counter() - t0:.0f} s; rows in {args.rows}")
     fit = [(r, _evidence(r)) for r in rows if r["set"] != "real"]
     fit = [(r, e) for r, e in fit if e is not None and conf.implausibility(e) is None and r.get("right", "") != ""]
-    X = np.array([_features(e, FEATURES) for _, e in fit])
+    names = tuple(args.features.split(","))
+    X = np.array([_features(e, names) for _, e in fit])
     y = np.array([int(r["right"]) for r, _ in fit], float)
     coef, intercept = fit_logistic(X, y, args.l2)
-    print("features", FEATURES, "coefficients", np.round(coef, 4), "intercept", round(intercept, 4))
-    print(table(rows, coef, intercept, FEATURES, args.threshold))
+    print("features", names, "coefficients", np.round(coef, 4), "intercept", round(intercept, 4))
+    print(table(rows, coef, intercept, names, args.threshold))
     if not args.no_write:
-        write_model(coef, intercept, FEATURES, rows, "benchmarks/confidence_calibration.py " + " ".join(
+        write_model(coef, intercept, names, rows, "benchmarks/confidence_calibration.py " + " ".join(
             a for a in (argv if argv is not None else sys.argv[1:])))
         print(f"wrote {MODEL_FILE.relative_to(ROOT)}")
     return 0
