@@ -234,7 +234,7 @@ def _evidence(row: dict) -> conf.Evidence | None:
     kw = {}
     for k in EVIDENCE:
         v = row[k]
-        kw[k] = None if v in ("", "None") else (int(v) if k in ("matches", "support", "first_matches", "first_support")
+        kw[k] = None if v in ("", "None") else (int(v) if k in ("matches", "support", "first_matches", "first_support", "keypoints")
                                                else float(v))
     return conf.Evidence(**kw)
 

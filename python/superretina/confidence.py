@@ -45,7 +45,7 @@ RIGHT_PX = 10.0      # model pixels: what "right" means for the calibrated proba
 PLAUSIBLE = {"min_overlap": 0.05,          # overlap / the reference's area
              "scale": (1 / 3, 3.0),         # sqrt(det) of the local linear part
              "max_anisotropy": 1.5,         # ratio of its singular values
-             "max_perspective": 1.5}        # max/min projective scale over the overlap
+             "max_perspective": 2.0}        # max/min projective scale over the overlap (as homography.degeneracy)
 
 
 @dataclass
@@ -63,10 +63,13 @@ class Evidence:
     overlap : float
         Overlap area (the query's frame mapped by the homography, clipped) / the reference's area.
     scale, anisotropy, perspective : float
-        Local linear part of the homography between model frames at the overlap's centre:
+        Local linear part of the homography between model frames at the overlap's centroid:
         sqrt(det), ratio of singular values; max/min projective scale over the overlap's corners.
     residual_px : float or None
         Median distance of the supporting matches to the transform (model pixels).
+    keypoints : int
+        Keypoints of the poorer image (fewer in the query or the reference): how much structure
+        there is to match at all (a smooth gradient has a few dozen, a fundus photograph hundreds).
     """
 
     matches: int
@@ -79,6 +82,7 @@ class Evidence:
     anisotropy: float
     perspective: float
     residual_px: float | None
+    keypoints: int = 0
 
     def to_json(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -131,12 +135,17 @@ def evidence(res: "RegistrationResult", model_hw: tuple[int, int]) -> Evidence:
     area = float(cv2.contourArea(poly)) if len(poly) >= 3 else 0.0
     pts = r_final[close].astype(np.float32)
     hull = float(cv2.contourArea(cv2.convexHull(pts))) if len(pts) >= 3 else 0.0
-    scale, aniso, persp = _shape(_model_homography(res.H, res.query_size, res.refer_size, model_hw), model_hw)
+    M = _model_homography(res.H, res.query_size, res.refer_size, model_hw)
+    # the overlap polygon in the query's model frame (reference pixels -> model -> back through M)
+    to_model = np.array([model_hw[1] / wr, model_hw[0] / hr])
+    poly_q = transform_points(np.linalg.inv(M), poly.astype(np.float64) * to_model) if len(poly) else np.zeros((0, 2))
+    scale, aniso, persp = _shape(M, poly_q)
     return Evidence(matches=int(len(d)), support=int(close.sum()), first_matches=int(len(d1)),
                     first_support=int((d1 <= TOLERANCE_PX).sum()),
                     coverage=min(hull / area, 1.0) if area > 0 else 0.0, overlap=area / float(hr * wr),
                     scale=scale, anisotropy=aniso, perspective=persp,
-                    residual_px=float(np.median(d[close])) if close.any() else None)
+                    residual_px=float(np.median(d[close])) if close.any() else None,
+                    keypoints=int(min(len(res.query.xy), len(res.refer.xy))))
 
 
 def _distances(t, q: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -146,19 +155,21 @@ def _distances(t, q: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(d), d, np.inf)
 
 
-def _shape(M: np.ndarray, model_hw: tuple[int, int]) -> tuple[float, float, float]:
-    """(scale, anisotropy, perspective) of a model-frame homography at the frame's centre."""
-    hm, wm = model_hw
-    cx, cy = (wm - 1) / 2, (hm - 1) / 2
+def _shape(M: np.ndarray, query_pts: np.ndarray) -> tuple[float, float, float]:
+    """(scale, anisotropy, perspective) of a model-frame homography ``M`` over the overlap, given
+    as (K, 2) query model-frame points (its polygon): the local linear part at their centroid, and
+    the max/min projective scale over them (where the two photographs meet, not beyond)."""
+    if len(query_pts) < 3:
+        return 0.0, math.inf, math.inf
+    cx, cy = query_pts.mean(axis=0)
     w = M[2, 0] * cx + M[2, 1] * cy + M[2, 2]
     u, v = transform_points(M, np.array([[cx, cy]]))[0]
-    # Jacobian of the projective map at the centre: (A - p q^T) / w with p the mapped point
+    # Jacobian of the projective map at the centroid: (A - p h^T) / w, p the mapped point
     J = (M[:2, :2] - np.outer([u, v], M[2, :2])) / w
     s = np.linalg.svd(J, compute_uv=False)
     if not np.all(np.isfinite(s)) or s[1] <= 0 or np.linalg.det(J) <= 0:
         return 0.0, math.inf, math.inf
-    corners = np.array([[0, 0], [wm - 1, 0], [0, hm - 1], [wm - 1, hm - 1]], np.float64)
-    ws = corners @ M[2, :2] + M[2, 2]
+    ws = query_pts @ M[2, :2] + M[2, 2]
     persp = float(ws.max() / ws.min()) if ws.min() > 0 else math.inf
     return float(math.sqrt(s[0] * s[1])), float(s[0] / s[1]), persp
 
@@ -174,7 +185,8 @@ def implausibility(e: Evidence) -> str | None:
     if e.anisotropy > p["max_anisotropy"]:
         return f"shear: anisotropy {e.anisotropy:.2f} (at most {p['max_anisotropy']:g})"
     if e.perspective > p["max_perspective"]:
-        return f"perspective: projective scale varies {e.perspective:.2f}x over the frame (at most {p['max_perspective']:g}x)"
+        return (f"perspective: projective scale varies {e.perspective:.2f}x over the overlap "
+                f"(at most {p['max_perspective']:g}x)")
     return None
 
 
@@ -183,7 +195,7 @@ def features(e: Evidence) -> np.ndarray:
     values = {"log_support": math.log1p(e.support), "log_first_support": math.log1p(e.first_support),
               "support_rate": e.support / e.matches if e.matches else 0.0,
               "first_support_rate": e.first_support / e.first_matches if e.first_matches else 0.0,
-              "coverage": e.coverage}
+              "coverage": e.coverage, "log_keypoints": math.log1p(e.keypoints)}
     return np.array([values[name] for name in confidence_model.FEATURES], np.float64)
 
 
