@@ -97,8 +97,8 @@ class Registration:
     reason : str or None
         Why it failed (None when registered).
     confidence : float
-        Calibrated probability, in [0, 1], that the returned transform maps points within 10
-        model pixels (38 px at FIRE's 2912 px) of the truth (``superretina.confidence``,
+        Calibrated probability, in [0, 1], that the returned transform maps points within 6.5
+        model pixels (25 px at FIRE's 2912 px) of the truth (``superretina.confidence``,
         docs/confidence.md); below ``confidence.min_confidence`` the pair is failed. 0 when no
         transform was found.
     homography : ndarray (3, 3) or None

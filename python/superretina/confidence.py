@@ -14,8 +14,9 @@ wrong one (docs/confidence.md):
 ``confidence`` is a logistic model of the support and spread terms (coefficients in
 ``confidence_model.py``, written by ``benchmarks/confidence_calibration.py``): the calibrated
 probability that the returned transform maps the photographs' points within ``RIGHT_PX`` model
-pixels of the truth (mean control-point error; 10 model px = 38 px on FIRE's 2912 px images), as
-estimated on the calibration sets. An implausible transform has confidence 0.
+pixels of the truth (mean control-point error; 6.5 model px = 25 px on FIRE's 2912 px images), as
+estimated on the calibration sets with right and wrong results weighted equally. An implausible
+transform has confidence 0.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ __all__ = ["Evidence", "Assessment", "assess", "evidence", "confidence", "implau
            "RIGHT_PX", "PLAUSIBLE"]
 
 TOLERANCE_PX = 3.0   # model pixels: a match supports the transform when it lands this close
-RIGHT_PX = 10.0      # model pixels: what "right" means for the calibrated probability
+RIGHT_PX = 6.5       # model pixels: what "right" means for the calibrated probability (25 px at FIRE)
 # Plausible homographies between two fundus photographs, in the model frames (both images
 # resized to the network input): fundus cameras span 30-60 degree fields (a 2x scale between
 # cameras, up to ~3x with a zoomed visit); shear and perspective stay small, since the retina
