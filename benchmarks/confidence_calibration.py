@@ -173,7 +173,7 @@ def res_model_hw(res) -> tuple[int, int]:
     return int(round(hr / px)), int(round(wr / px))
 
 
-def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None) -> list[dict]:
+def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None, fov_margin: int | None = None) -> list[dict]:
     """Register the sets (``only``: just these, the other sets' rows kept from ``rows_path``)."""
     from superretina.app import open_app
     from superretina.fire.protocol import list_pairs, load_control_points
@@ -195,7 +195,10 @@ def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None) -> l
         print(f"{set_name:10} {pair:28} {row['status']:10} support {row.get('support', '-')}/"
               f"{row.get('first_support', '-')} cov {row.get('coverage', '-')} err {e}", flush=True)
 
-    with open_app({"confidence": {"min_confidence": 0.0}}, runtime="local") as app:
+    overrides: dict = {"confidence": {"min_confidence": 0.0}}
+    if fov_margin is not None:
+        overrides["keypoints"] = {"fov_margin": fov_margin}
+    with open_app(overrides, runtime="local") as app:
         reg = app.registrar
         limit = app.config["input"]["max_pixels"]
         for name, q, r in degenerate_pairs() if want("degenerate") else []:
@@ -321,6 +324,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=Path, default=ROWS, help=f"rows CSV (default {ROWS.relative_to(ROOT)})")
     ap.add_argument("--only", help="register only these sets (comma-separated: degenerate, fire_dev, eye, real, "
                     "different), keeping the other sets' rows of --rows")
+    ap.add_argument("--fov-margin", type=int, help="keypoints.fov_margin for the registrations (default: the "
+                    "config's; -1: no field-of-view mask, for the ablation in docs/confidence.md)")
     ap.add_argument("--fit-only", action="store_true", help="refit from --rows without registering")
     ap.add_argument("--make-list", action="store_true", help="rebuild the different-subject list and stop")
     ap.add_argument("--count", type=int, default=240, help="different-subject pairs of --make-list")
@@ -348,7 +353,7 @@ def main(argv=None) -> int:
             rows = list(csv.DictReader(f))
     else:
         t0 = time.perf_counter()
-        rows = collect(args.eye_set, args.rows, set(args.only.split(",")) if args.only else None)
+        rows = collect(args.eye_set, args.rows, set(args.only.split(",")) if args.only else None, args.fov_margin)
         rows = [{k: str(v) for k, v in r.items()} for r in rows]
         print(f"registered {len(rows)} pairs in {time.perf_counter() - t0:.0f} s; rows in {args.rows}")
     fit = [(r, _evidence(r)) for r in rows if r["set"] != "real"]
