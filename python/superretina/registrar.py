@@ -5,7 +5,10 @@ read → enhance → 768x768 pair batch → stream (SuperRetina) → NMS/borders
 the warped query alone (the reference's network outputs are reused), match again, H = H2 · H1.
 Last, ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
 the homography (``transform.choose_transform``, fitted to the final matches); the homography
-path above does not depend on it. All coordinates in the result are original-image pixels.
+path above does not depend on it. Keypoints outside each photograph's field of view (or within
+``keypoints.fov_margin`` of its rim, ``fov.py``) are dropped before matching; after the transform,
+``decide`` sets the status from the evidence and its confidence (``confidence.py``). All
+coordinates in the result are original-image pixels.
 """
 from __future__ import annotations
 
