@@ -111,11 +111,14 @@ def test_an_implausible_transform_is_named(session, demo):
     assert implausibility(raw.assessment.evidence) is None
 
 
-def test_a_different_subject_pair_fails_with_a_reason(session, shared_data, tmp_path):
-    """issue 17's known bad case: two people's photographs were `registered` with 10 rim inliers."""
+@pytest.mark.parametrize("query, refer, reason", [
+    ("drive_02.png", "drive_17.png", ""),               # issue 17's case: 10 rim inliers were `registered`
+    ("drive_10.png", "drive_32.png", "confidence "),     # reaches a transform: 8 supporting matches
+])
+def test_a_different_subject_pair_fails_with_a_reason(session, shared_data, tmp_path, query, refer, reason):
     fundus = shared_data / "fundus"
-    reg = session.register(fundus / "drive_02.png", fundus / "drive_17.png")
-    assert reg.status == "failed" and reg.reason
+    reg = session.register(fundus / query, fundus / refer)
+    assert reg.status == "failed" and reg.reason and reg.reason.startswith(reason), reg.reason
     assert reg.confidence < session.config["confidence"]["min_confidence"]
     assert reg.homography is None and reg.transform is None
     saved = superretina.load_result(reg.save(tmp_path / "pair")[-1])
