@@ -18,8 +18,8 @@ Sets (all built here, deterministic):
 - ``fire_dev``: the 13 real FIRE pairs of ../shared/data/fire_dev (ground truth);
 - ``eye``: an eye-model set made by ``bash run.sh synth OUT --from ../shared/data/fundus --held-out
   --pairs-per-image 3 --size 2912 --seed 0`` (ground truth; ``--eye-set``, several allowed);
-- ``fire_dev_shifted``, ``eye_shifted``: wrong results of the fire_dev and eye pairs: each one's homography moved by 15, 30
-  and 60 model pixels (and turned slightly), scored on the same matches (:func:`shifted_row`);
+- ``fire_dev_shifted``, ``eye_shifted``: wrong results of the fire_dev and eye pairs: each one's
+  homography moved by 15, 30 and 60 model pixels (and turned slightly), scored on the same matches (:func:`shifted_row`);
 - ``real``: the same-eye pair of ../shared/data/pairs (no ground truth: must be registered).
 
 A result is *right* when the mean control-point error under the returned transform is at most
@@ -35,6 +35,7 @@ import csv
 import datetime
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -173,7 +174,8 @@ def res_model_hw(res) -> tuple[int, int]:
     return int(round(hr / px)), int(round(wr / px))
 
 
-def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None, fov_margin: int | None = None) -> list[dict]:
+def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None,
+            fov_margin: int | None = None) -> list[dict]:
     """Register the sets (``only``: just these, the other sets' rows kept from ``rows_path``)."""
     from superretina.app import open_app
     from superretina.fire.protocol import list_pairs, load_control_points
@@ -214,7 +216,8 @@ def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None, fov_
                 add(set_name, pair, spec.query_path.name, spec.refer_path.name, "right",
                     run_pair(reg, q, r, (query_pts, ref_pts), wrong))
                 for (d, _), row in zip(SHIFTS, wrong):
-                    add(f"{set_name}_shifted", f"{pair}+{d:g}px", spec.query_path.name, spec.refer_path.name, "wrong", row)
+                    add(f"{set_name}_shifted", f"{pair}+{d:g}px", spec.query_path.name, spec.refer_path.name,
+                        "wrong", row)
         pq, pr = DATA / "pairs" / "example2.jpg", DATA / "pairs" / "example1.jpg"
         if want("real"):
             add("real", "example2->example1", pq.name, pr.name, "right",
@@ -237,8 +240,8 @@ def _evidence(row: dict) -> conf.Evidence | None:
     kw = {}
     for k in EVIDENCE:
         v = row[k]
-        kw[k] = None if v in ("", "None") else (int(v) if k in ("matches", "support", "first_matches", "first_support", "keypoints")
-                                               else float(v))
+        counts = ("matches", "support", "first_matches", "first_support", "keypoints")
+        kw[k] = None if v in ("", "None") else (int(v) if k in counts else float(v))
     return conf.Evidence(**kw)
 
 
@@ -282,12 +285,13 @@ def write_model(coef, intercept, names, rows, command: str) -> None:
     sets = {}
     for r in rows:
         sets[r["set"]] = sets.get(r["set"], 0) + 1
+    about = textwrap.fill(
+        f"Written by `{command}` on {datetime.date.today()} at commit {commit}, from {len(rows)} pairs "
+        f"({', '.join(f'{k} {v}' for k, v in sets.items())}; {n_right} right results). confidence = "
+        "1 / (1 + exp(-(INTERCEPT + COEFFICIENTS . features))), features as confidence.features.", 100)
     MODEL_FILE.write_text(
         '"""Coefficients of the confidence model (superretina.confidence): GENERATED, do not edit.\n\n'
-        f"Written by `{command}` on {datetime.date.today()} at commit {commit}, from {len(rows)} pairs\n"
-        f"({', '.join(f'{k} {v}' for k, v in sets.items())}; {n_right} right results). confidence =\n"
-        "1 / (1 + exp(-(INTERCEPT + COEFFICIENTS . features))), features as confidence.features.\n"
-        '"""\n'
+        f'{about}\n"""\n'
         f"FEATURES = {tuple(names)!r}\n"
         f"COEFFICIENTS = ({', '.join(f'{c:.6g}' for c in coef)},)\n"
         f"INTERCEPT = {intercept:.6g}\n")

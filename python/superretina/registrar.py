@@ -171,8 +171,10 @@ class Registrar:
         with t("inference"):
             det, desc = self.backend.infer(batch)
         margin = self.cfg["keypoints"]["fov_margin"]
-        with t("fov"):
-            fovs = pair_map(lambda im: model_fov(im, self.model_hw, margin), query, refer) if margin >= 0 else (None, None)
+        fovs = (None, None)
+        if margin >= 0:
+            with t("fov"):
+                fovs = pair_map(lambda im: model_fov(im, self.model_hw, margin), query, refer)
         fq = self._features(det[0], desc[0], eq.shape, t, fov=fovs[0])
         fr = self._features(det[1], desc[1], er.shape, t, fov=fovs[1])
         first = self._match(fq, fr, t)
