@@ -25,7 +25,10 @@ def make_inputs(folder: Path, shared_data: Path) -> None:
     im = read_image(shared_data / "fundus" / "chase_01L.png")
     cv2.imwrite(str(folder / "chase.png"), cv2.resize(im, (600, 576), interpolation=cv2.INTER_AREA))
     (folder / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated JPEG")
-    (folder / "fast.yaml").write_text(FAST_CONFIG)
+    # 300 keypoints on ~600 px photographs leave ~20 matches supporting the transform, below the
+    # evidence the confidence is calibrated to accept at the default budget (docs/confidence.md):
+    # these tests are about the batch, not the decision, so only implausible transforms fail.
+    (folder / "fast.yaml").write_text(FAST_CONFIG + "confidence:\n  min_confidence: 0.0\n")
 
 
 def write_pairs(path: Path, rows=ROWS, extra: str | None = "patient") -> Path:

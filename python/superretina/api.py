@@ -96,6 +96,11 @@ class Registration:
         "registered" or "failed".
     reason : str or None
         Why it failed (None when registered).
+    confidence : float
+        Calibrated probability, in [0, 1], that the returned transform maps points within 6.5
+        model pixels (25 px at FIRE's 2912 px) of the truth (``superretina.confidence``,
+        docs/confidence.md); below ``confidence.min_confidence`` the pair is failed. 0 when no
+        transform was found.
     homography : ndarray (3, 3) or None
         Query → reference, original pixels, ``H[2, 2] == 1`` (the reference's model).
     transform : PairTransform or None
@@ -118,6 +123,7 @@ class Registration:
         self._raw, self._images, self._config = raw, images, config
         self.status: str = info["status"]
         self.reason: str | None = info.get("reason")
+        self.confidence: float = float(info.get("confidence") or 0.0)
         self.homography = None if info.get("homography") is None else np.asarray(info["homography"], np.float64)
         self.query_size = (info["query_size"]["height"], info["query_size"]["width"])
         self.refer_size = (info["refer_size"]["height"], info["refer_size"]["width"])
@@ -170,6 +176,7 @@ class Registration:
 
     def __repr__(self) -> str:
         return (f"Registration({self.status}{f': {self.reason}' if self.reason else ''}, "
+                f"confidence {self.confidence:.2f}, "
                 f"{len(self.matches)} matches, {self.quality['num_inliers']} inliers, "
                 f"transform {self.transform.model if self.transform else None})")
 

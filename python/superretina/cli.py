@@ -100,6 +100,7 @@ def _print_result(reg, written: list[Path]) -> None:
 
     q, info = reg.quality, reg.to_json()
     print(f"status: {reg.status}" + (f" ({reg.reason})" if reg.reason else ""))
+    print(f"confidence: {reg.confidence:.2f} (calibrated probability that the transform is right; docs/confidence.md)")
     print(f"keypoints: query {q['num_keypoints_query']}, refer {q['num_keypoints_refer']}; "
           f"matches {q['num_matches']}, inliers {q['num_inliers']} ({100 * q['inlier_rate']:.1f}%)")
     if quality_line(info):

@@ -67,6 +67,7 @@ RULES: dict[str, Rule] = {
     "keypoints.border": Rule("int", 0, 64),
     "keypoints.max_keypoints": Rule("int", 0, 100_000),  # 0 = all
     "keypoints.subpixel": Rule("bool"),
+    "keypoints.fov_margin": Rule("int", -1, 64),         # model pixels; -1 = no field-of-view mask
     "matching.knn_thresh": Rule("float", 0, 1, lo_open=True),
     "homography.method": Rule("choice", choices=("LMEDS", "RANSAC", "USAC_MAGSAC")),
     "homography.reproj_threshold": Rule("float", 0, 1000, lo_open=True),  # pixels; <= 0 gave 0 inliers
@@ -82,6 +83,7 @@ RULES: dict[str, Rule] = {
     "guided.ratio": Rule("float", 0, 1, lo_open=True),
     "guided.min_gain": Rule("float", 0, 10),
     "guided.max_inliers": Rule("int", 0, 100_000),       # 0 = always
+    "confidence.min_confidence": Rule("float", 0, 1),   # 0 = only implausible transforms fail
     "use_matching_trick": Rule("bool"),
     "matching_trick_skip_inliers": Rule("int", 0, 100_000),  # 0 = never skip
     "matching_trick_warp": Rule("choice", choices=("model", "full")),

@@ -165,6 +165,7 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
         "schema_version": SCHEMA_VERSION,
         "status": res.status,
         "reason": res.reason,
+        **assessment_json(res),
         "query": None if query_path is None else str(query_path),
         "refer": None if refer_path is None else str(refer_path),
         "query_size": {"height": res.query_size[0], "width": res.query_size[1]},
@@ -203,6 +204,14 @@ def pass_counts(res: RegistrationResult) -> dict:
               "guided": [int(len(g.matches)) for g in res.guided]}
     return {"match_counts": counts,
             "matching_trick": {"ran": res.second is not None, "skipped_reason": res.trick_skipped}}
+
+
+def assessment_json(res: RegistrationResult) -> dict:
+    """``confidence`` (calibrated probability that the result is right, docs/confidence.md; 0 when
+    no transform was found) and ``assessment`` (the evidence it was computed from, None then)."""
+    a = res.assessment
+    return {"confidence": 0.0 if a is None else round(a.confidence, 4),
+            "assessment": None if a is None else {"evidence": a.evidence.to_json(), "implausible": a.implausible}}
 
 
 def transform_json(res: RegistrationResult, q: np.ndarray, r: np.ndarray) -> dict:

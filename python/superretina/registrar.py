@@ -8,7 +8,10 @@ the homography (``transform.choose_transform``, fitted to the final matches); th
 above do not depend on it. The trick is skipped when the first pass is conclusive
 (``matching_trick_skip_inliers``); where the last network pass has few inliers, guided passes
 (``guided.guided_refinement``) add matches near where the transform predicts each keypoint and
-refit the homography and the transform (issue 17). All coordinates in the result are original-image pixels.
+refit the homography and the transform (issue 17). Keypoints outside each photograph's field of view (or
+within ``keypoints.fov_margin`` of its rim, ``fov.py``) are dropped before matching; last, ``decide``
+sets the status from the evidence and its confidence (``confidence.py``). All coordinates in the
+result are original-image pixels.
 
 Files (``register_files``): where the backend has a decode stream and ``input.stream_decode`` is
 on, JPEG files go in as bytes and read → enhance → inference happen in the stream
@@ -27,8 +30,10 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
+from .confidence import Assessment, assess
 from .descriptors import sample_descriptors
 from .enhance import equalise, gamma, model_input, to_model_input
+from .fov import inside, model_fov
 from .guided import guided_refinement
 from .homography import DEFAULT_THRESHOLDS, HomographyResult, estimate_homography, transform_points
 from .image_io import ImageReadError, read_encoded, read_image_file
@@ -91,6 +96,8 @@ class RegistrationResult:
     input_stats: tuple | None = None             # register_files: fstat of the query's and reference's bytes read
     guided: list = field(default_factory=list)   # guided passes (Stage with query_xy), in order
     trick_skipped: str | None = None             # why the matching trick did not run (None: it ran or is off)
+    assessment: Assessment | None = None         # evidence and confidence of the transform (confidence.py)
+    rejected: tuple | None = None                # (H, transform) a failed assessment did not return
 
     @property
     def final(self) -> Stage:
@@ -137,10 +144,14 @@ class Registrar:
         self.model_hw = (config["model"]["image_height"], config["model"]["image_width"])
 
     # -- steps ---------------------------------------------------------------------------
-    def _features(self, det: np.ndarray, desc: np.ndarray, image_hw: tuple, t: Timer, prefix: str = "") -> Features:
+    def _features(self, det: np.ndarray, desc: np.ndarray, image_hw: tuple, t: Timer, prefix: str = "",
+                  fov: np.ndarray | None = None) -> Features:
         k = self.cfg["keypoints"]
         with t(prefix + "keypoints"):
             xy_model, scores = detect(det, k["nms_size"], k["nms_thresh"], k["border"])
+            if fov is not None:  # keypoints on or outside the field-of-view rim (fov.model_fov)
+                keep = inside(fov, xy_model)
+                xy_model, scores = xy_model[keep], scores[keep]
             if 0 < k["max_keypoints"] < len(scores):
                 keep = np.sort(np.argsort(-scores, kind="stable")[: k["max_keypoints"]])
                 xy_model = xy_model[keep]
@@ -183,14 +194,20 @@ class Registrar:
             batch = np.stack([model_input(eq, self.model_hw), model_input(er, self.model_hw)])[:, None]
         with t("inference"):
             det, desc = self.backend.infer(batch)
-        return self._register_maps(eq, er, batch[0, 0], det, desc, t)
+        return self._register_maps(eq, er, batch[0, 0], det, desc, t, (query, refer))
 
     def _register_maps(self, eq: np.ndarray, er: np.ndarray, query_input: np.ndarray, det: np.ndarray,
-                       desc: np.ndarray, t: Timer) -> RegistrationResult:
+                       desc: np.ndarray, t: Timer, photographs: tuple) -> RegistrationResult:
         """Everything after the first inference: eq/er (H, W) uint8 equalised images, query_input
-        (h, w) float32 the query's model input, det (2, h, w) and desc (2, 256, h/8-2, w/8-2)."""
-        fq = self._features(det[0], desc[0], eq.shape, t)
-        fr = self._features(det[1], desc[1], er.shape, t)
+        (h, w) float32 the query's model input, det (2, h, w) and desc (2, 256, h/8-2, w/8-2),
+        photographs the (query, reference) as decoded (their field of view is found on them)."""
+        margin = self.cfg["keypoints"]["fov_margin"]
+        fovs = (None, None)
+        if margin >= 0:
+            with t("fov"):
+                fovs = pair_map(lambda im: model_fov(im, self.model_hw, margin), *photographs)
+        fq = self._features(det[0], desc[0], eq.shape, t, fov=fovs[0])
+        fr = self._features(det[1], desc[1], er.shape, t, fov=fovs[1])
         first = self._match(fq, fr, t)
         result = RegistrationResult("registered", None, first.homography.H, fq, fr, first,
                                     seconds=t.seconds, query_size=eq.shape, refer_size=er.shape,
@@ -201,12 +218,14 @@ class Registrar:
         if self.cfg["use_matching_trick"]:
             result.trick_skipped = self._trick_not_needed(first)
             if result.trick_skipped is None:
-                self._matching_trick(result, eq, query_input, t)
+                self._matching_trick(result, eq, query_input, t, fovs[0])
         with t("transform"):
             result.transform = self.choose_transform(result)
         if self._guided_needed(result):
             with t("guided"):
                 self._guided_passes(result)
+        with t("confidence"):
+            self.decide(result)
         return result
 
     # -- guided matching and the second pass's skip (issue 17.1, 19.2) ----------------------
@@ -264,6 +283,15 @@ class Registrar:
             result.H = passes[-1].H
             result.transform = passes[-1].transform
 
+    def decide(self, result: RegistrationResult) -> None:
+        """The status of a transformed result from its evidence (``confidence.assess``): failed, with
+        the reason, below ``confidence.min_confidence`` or when the transform is implausible."""
+        result.assessment = assess(result, self.model_hw)
+        reason = result.assessment.failure(self.cfg["confidence"]["min_confidence"])
+        if reason is not None:  # the transform is kept aside (for the calibration), not returned
+            result.rejected = (result.H, result.transform)
+            result.status, result.reason, result.H, result.transform = "failed", reason, None, None
+
     def choose_transform(self, result: RegistrationResult, model: str | None = None) -> TransformChoice:
         """The transform of ``transform.model`` (or ``model``) for a registered result, fitted to
         its final matches with the homography refinement's Cauchy scale."""
@@ -285,20 +313,28 @@ class Registrar:
             warped = cv2.warpPerspective(gamma(equalised_query), H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
             return to_model_input(warped, self.model_hw)
         # Same warp expressed between the two model frames: ~15x cheaper on FIRE-size images.
-        h_q, w_q = equalised_query.shape
-        to_ref_model = np.diag([wm / w_r, hm / h_r, 1.0])
-        from_query_model = np.diag([w_q / wm, h_q / hm, 1.0])
-        return cv2.warpPerspective(query_input, to_ref_model @ H1 @ from_query_model, (wm, hm), flags=cv2.INTER_LINEAR)
+        return self._model_warp(H1, equalised_query.shape, refer_size, query_input)
+
+    def _model_warp(self, H1: np.ndarray, query_hw: tuple, refer_hw: tuple, image: np.ndarray) -> np.ndarray:
+        """A query model-frame (H_m, W_m) image (float32 input, or a bool mask: nearest, outside
+        False) warped by H1 into the reference's model frame."""
+        (hm, wm), (h_r, w_r), (h_q, w_q) = self.model_hw, refer_hw, query_hw[:2]
+        M = np.diag([wm / w_r, hm / h_r, 1.0]) @ H1 @ np.diag([w_q / wm, h_q / hm, 1.0])
+        if image.dtype == bool:
+            return cv2.warpPerspective(image.astype(np.uint8), M, (wm, hm), flags=cv2.INTER_NEAREST).astype(bool)
+        return cv2.warpPerspective(image, M, (wm, hm), flags=cv2.INTER_LINEAR)
 
     def _matching_trick(self, result: RegistrationResult, equalised_query: np.ndarray, query_input: np.ndarray,
-                        t: Timer) -> None:
+                        t: Timer, query_fov: np.ndarray | None = None) -> None:
         h_r, w_r = result.refer_size
         H1 = result.first.homography.H
         with t("trick_warp"):
             warped = self._warped_query_input(H1, equalised_query, query_input, result.refer_size)
+            if query_fov is not None:  # the query's field of view, warped the same way (nearest)
+                query_fov = self._model_warp(H1, equalised_query.shape, result.refer_size, query_fov)
         with t("trick_inference"):
             det, desc = self.backend.infer(warped[None, None])
-        fw = self._features(det[0], desc[0], (h_r, w_r), t, "trick_")
+        fw = self._features(det[0], desc[0], (h_r, w_r), t, "trick_", fov=query_fov)
         second = self._match(fw, result.refer, t, "trick_")
         result.second, result.warped_query = second, fw
         if second.homography.ok:
@@ -344,7 +380,9 @@ class Registrar:
         from .stream_client import PipelineError
 
         with t("stream"):  # decode + enhance + inference of both photographs, in the stream
-            futures = [self.backend.infer_encoded_async(data, images) for data in (query, refer)]
+            # the photographs come back too where the pictures or the field-of-view mask need them
+            want = images or self.cfg["keypoints"]["fov_margin"] >= 0
+            futures = [self.backend.infer_encoded_async(data, want) for data in (query, refer)]
             try:
                 dq, dr = (f.result() for f in futures)
             except PipelineError:
@@ -353,7 +391,8 @@ class Registrar:
                 return None
         det = np.concatenate([dq.detector, dr.detector])
         desc = np.concatenate([dq.descriptor, dr.descriptor])
-        result = self._register_maps(dq.equalised, dr.equalised, dq.model_input, det, desc, t)
+        result = self._register_maps(dq.equalised, dr.equalised, dq.model_input, det, desc, t, (dq.image, dr.image))
         result.decoded_in = "stream"
-        result.query_image, result.refer_image = dq.image, dr.image
+        if images:
+            result.query_image, result.refer_image = dq.image, dr.image
         return result

@@ -32,7 +32,7 @@ QUADRATIC_COLUMNS = ([f"q{axis}_{term}" for axis in "xy" for term in ("1", "x", 
 # Header entries of DICOM photographs (result.json ``dicom``), empty for other files.
 DICOM_COLUMNS = [f"{side}_{key}" for side in ("query", "refer")
                  for key in ("sop_instance_uid", "study_date", "laterality")]
-ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "transform", *H_COLUMNS, *QUADRATIC_COLUMNS,
+ROW_COLUMNS = (["id", "query", "refer", "status", "reason", "confidence", "transform", *H_COLUMNS, *QUADRATIC_COLUMNS,
                 "keypoints_query", "keypoints_refer", "matches", "inliers", "inlier_rate_pct",
                 "residual_median_px", "within_3px_pct", "within_5px_pct", "within_10px_pct", "seconds",
                 *DICOM_COLUMNS])
@@ -68,6 +68,7 @@ def row_from_info(job: PairJob, info: dict, seconds: float) -> dict:
 
     reg = Registration(info)
     row = _row(job, reg.status, reg.reason or "", seconds)
+    row["confidence"] = f"{reg.confidence:.4f}"
     if reg.homography is not None:
         row.update(zip(H_COLUMNS, (repr(float(v)) for v in reg.homography.ravel())))
     if reg.transform is not None:

@@ -53,7 +53,8 @@ from .protocol import (AUC_THRESHOLDS, FAILED_ERROR, PairSpec, Summary, list_pai
                        load_control_points, pair_error, success_curve, summarise)
 
 CSV_COLUMNS = ["pair", "category", "mean_error", "median_error", "max_error", "status", "matches",
-               "inliers", "inlier_rate", "seconds", "homography", "reason", "model", "inputs_sha", "setup_sha"]
+               "inliers", "inlier_rate", "seconds", "homography", "reason", "model", "inputs_sha", "setup_sha",
+               "confidence"]
 ROW_STATUSES = ("acceptable", "inaccurate", "failed", "error")
 RegisterFn = Callable[[Path, Path], RegistrationOutcome]
 
@@ -104,7 +105,8 @@ def run_pair(spec: PairSpec, register_fn: RegisterFn) -> dict:
             "median_error": pe.median, "max_error": pe.max, "status": pe.status,
             "matches": int(out.num_matches), "inliers": int(out.num_inliers),
             "inlier_rate": float(out.inlier_rate), "seconds": seconds, "homography": H,
-            "reason": reason, "model": out.model if H is not None else "homography"}
+            "reason": reason, "model": out.model if H is not None else "homography",
+            "confidence": out.confidence}
 
 
 # --------------------------------------------------------------------------- pairs.csv
@@ -116,7 +118,8 @@ def _format_row(row: dict) -> dict:
               f"{float(row['seconds']):.4f}",
               "" if H is None else " ".join(f"{v:.12g}" for v in np.asarray(H, np.float64).ravel()),
               " ".join(str(row.get("reason", "") or "").split()), row.get("model") or "homography",
-              row.get("inputs_sha", ""), row.get("setup_sha", "")]
+              row.get("inputs_sha", ""), row.get("setup_sha", ""),
+              "" if row.get("confidence") is None else f"{float(row['confidence']):.4f}"]
     return dict(zip(CSV_COLUMNS, values))
 
 
@@ -134,7 +137,8 @@ def _parse_row(rec: dict) -> Optional[dict]:
                 "inlier_rate": float(rec["inlier_rate"]), "seconds": float(rec["seconds"]),
                 "homography": np.float64(hom).reshape(3, 3) if hom else None,
                 "reason": rec["reason"], "model": rec.get("model") or "homography",
-                "inputs_sha": rec.get("inputs_sha", ""), "setup_sha": rec.get("setup_sha", "")}
+                "inputs_sha": rec.get("inputs_sha", ""), "setup_sha": rec.get("setup_sha", ""),
+                "confidence": float(rec["confidence"]) if rec.get("confidence") else None}
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 

@@ -34,6 +34,9 @@ class RegistrationOutcome:
     transform : object with ``apply(points) -> points`` and ``model``, or None
         The transform the method returns when it is not the homography ``H`` (e.g. a
         ``transform.QuadraticTransform``): the protocol maps the control points through it.
+    confidence : float or None
+        The method's confidence that the result is right (SuperRetina: ``superretina.confidence``,
+        in [0, 1]); None for methods without one.
     """
 
     status: str
@@ -44,6 +47,7 @@ class RegistrationOutcome:
     inlier_rate: float = 0.0
     seconds: Optional[float] = None
     transform: Any = None
+    confidence: Optional[float] = None
 
     @property
     def model(self) -> str:

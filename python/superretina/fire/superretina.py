@@ -17,7 +17,8 @@ def _outcome(res, choice, seconds: float) -> RegistrationOutcome:
     return RegistrationOutcome(
         status=res.status, reason=reason, H=res.H, num_matches=len(st.matches),
         num_inliers=st.homography.num_inliers, inlier_rate=st.homography.inlier_rate,
-        seconds=seconds, transform=transform)
+        seconds=seconds, transform=transform,
+        confidence=0.0 if res.assessment is None else res.assessment.confidence)
 
 
 def make_register_fn(app, model: Optional[str] = None):

@@ -30,6 +30,7 @@ _TEMPLATE = Path(__file__).with_name("template.html")
 
 # (key in the rows file, label shown, numeric?)
 BATCH_COLUMNS = [("id", "id", False), ("status", "status", False), ("reason", "reason", False),
+                 ("confidence", "confidence", True),
                  ("inliers", "inliers", True), ("matches", "matches", True),
                  ("inlier_rate_pct", "inlier rate (%)", True), ("transform", "transform", False),
                  ("residual_median_px", "median residual (px)", True), ("within_5px_pct", "within 5 px (%)", True),
@@ -39,7 +40,8 @@ SERIES_COLUMNS = [("id", "series", False), ("status", "status", False), ("reason
                   ("transform", "transform", False), ("pairs_registered", "pairs registered", True),
                   ("refined_median_px", "median residual (px)", True), ("seconds", "seconds", True)]
 FIRE_COLUMNS = [("pair", "pair", False), ("category", "category", False), ("status", "status", False),
-                ("reason", "reason", False), ("mean_error", "mean error (px)", True),
+                ("reason", "reason", False), ("confidence", "confidence", True),
+                ("mean_error", "mean error (px)", True),
                 ("max_error", "max error (px)", True), ("inliers", "inliers", True),
                 ("inlier_rate", "inlier rate", True), ("seconds", "seconds", True)]
 
