@@ -124,8 +124,8 @@ def evidence(res: "RegistrationResult", model_hw: tuple[int, int]) -> Evidence:
     """Measure a transformed result (``res.transform`` and ``res.H`` set); see :class:`Evidence`."""
     t = res.transform.transform
     px = res.refer.pixel_scale                       # reference pixels per model pixel
-    st = res.final
-    q_final = res.final_query_xy[st.matches[:, 0]] if len(st.matches) else np.zeros((0, 2))
+    st = res.network_final   # not the guided passes: their matches were found where the transform pointed
+    q_final = res.stage_query_xy(st)[st.matches[:, 0]] if len(st.matches) else np.zeros((0, 2))
     r_final = res.refer.xy[st.matches[:, 1]] if len(st.matches) else np.zeros((0, 2))
     d = _distances(t, q_final, r_final) / px
     close = d <= TOLERANCE_PX

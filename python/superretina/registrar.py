@@ -101,16 +101,26 @@ class RegistrationResult:
 
     @property
     def final(self) -> Stage:
-        if self.guided:
-            return self.guided[-1]
+        """The last pass: the last guided pass, else the last network pass."""
+        return self.guided[-1] if self.guided else self.network_final
+
+    @property
+    def network_final(self) -> Stage:
+        """The last pass whose matches the network's descriptors found without a transform's
+        guidance: the matching trick's where it ran and found a homography, else the first.
+        The confidence counts its support (guided matches back whatever transform guided them)."""
         return self.second if self.second is not None and self.second.homography.ok else self.first
 
     @property
     def final_query_xy(self) -> np.ndarray:
         """Query-side points of the final matches, in original query pixels."""
-        if self.final.query_xy is not None:
-            return self.final.query_xy
-        if self.final is self.first:
+        return self.stage_query_xy(self.final)
+
+    def stage_query_xy(self, stage: Stage) -> np.ndarray:
+        """Query-side points (original query pixels) that ``stage``'s match indices refer to."""
+        if stage.query_xy is not None:
+            return stage.query_xy
+        if stage is self.first:
             return self.query.xy
         # The second pass matched the warped query: bring its points back through H1⁻¹.
         return transform_points(np.linalg.inv(self.first.homography.H), self.warped_query.xy)
