@@ -77,7 +77,7 @@ def test_transform_applies_and_warps_in_the_reference_frame(result, demo):
 
 def test_result_json_says_what_produced_it(result):
     info = result.to_json()
-    assert info["schema_version"] == 2 and info["package_version"] == superretina.__version__
+    assert info["schema_version"] == 3 and info["package_version"] == superretina.__version__
     model = Path(info["model"])
     digest = hashlib.sha256(model.read_bytes() + model.with_suffix(".bin").read_bytes()).hexdigest()
     assert model.name == "superretina_bf16.xml" and info["model_sha256"] == digest

@@ -148,7 +148,8 @@ def final_matches(res: RegistrationResult) -> tuple[np.ndarray, np.ndarray, np.n
     return q, r, st.homography.inlier_mask.astype(bool)
 
 
-SCHEMA_VERSION = 2   # of result.json; 2: snake_case names, provenance (package version, model sha256, config)
+SCHEMA_VERSION = 3   # of result.json; 2: snake_case names, provenance (package version, model sha256, config);
+                     # 3: confidence and assessment, match_counts and matching_trick, decoded_in, dicom, device, engine
 
 
 def result_json(res: RegistrationResult, query_path, refer_path, provenance: dict) -> dict:
