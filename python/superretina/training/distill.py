@@ -14,7 +14,8 @@ training code's visit augmentation (``augment.revisit``), enhanced and resized t
 as at inference, then viewed through a random rotation/zoom (``augment.random_view``): crops
 centred on vessels, and some anywhere on the frame so the field-of-view edge and the black
 surround are learned too. Runs on one thread, checkpoints every few minutes and resumes
-(``--resume``), logs JSON lines; the teacher runs under bf16 autocast unless ``--fp32-teacher``; the learning rate follows a cosine over the ``--minutes`` budget.
+(``--resume``; the budget may be raised on resuming), logs JSON lines; the teacher runs under
+bf16 autocast unless ``--fp32-teacher``; the learning rate follows a cosine over ``--minutes``.
 """
 from __future__ import annotations
 
@@ -98,6 +99,37 @@ def student_logits(student: SuperRetinaFastNet, x1: torch.Tensor, y2: torch.Tens
     return F.pixel_shuffle(student.det_out(r(student.det_refine(y))), 2)
 
 
+class FeaturePool:
+    """A ring of crops with the teacher's features and logits, so that the teacher's pass (four
+    fifths of a step's arithmetic) is paid once per crop while the head trains on each crop many
+    times. Features are kept in bf16 (x1 of a 256x256 crop: 4 MB)."""
+
+    def __init__(self, teacher, size: int, bf16: bool, rng: np.random.Generator):
+        self.teacher, self.size, self.bf16, self.rng = teacher, size, bf16, rng
+        self.items: list[tuple] = []
+        self.next = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, crops: np.ndarray) -> None:
+        """Run the teacher on (n, crop, crop) inputs and keep them (oldest replaced)."""
+        logits, x1, y2 = teacher_and_features(self.teacher, torch.from_numpy(crops[:, None]), self.bf16)
+        for i in range(len(crops)):
+            item = (x1[i].bfloat16(), y2[i].bfloat16(), logits[i])
+            if len(self.items) < self.size:
+                self.items.append(item)
+            else:
+                self.items[self.next] = item
+                self.next = (self.next + 1) % self.size
+
+    def batch(self, n: int):
+        """(x1, y2, teacher logits) float32 of n crops: the newest and random others."""
+        last = len(self.items) - 1 if len(self.items) < self.size else (self.next - 1) % self.size
+        idx = [last] + list(self.rng.choice(len(self.items), size=min(n, len(self.items)) - 1, replace=False))
+        return tuple(torch.stack([self.items[i][j] for i in idx]).float() for j in range(3))
+
+
 def distill_loss(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """BCE against the teacher's probabilities + L1 on logits where either map is non-negligible."""
     pt = torch.sigmoid(t)
@@ -153,12 +185,16 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--views-per-visit", type=int, default=4, help="crops drawn from one augmented visit")
+    ap.add_argument("--pool", type=int, default=96, help="crops whose teacher features are kept for training")
+    ap.add_argument("--visit-every", type=int, default=4,
+                    help="steps between fresh visits (VIEWS_PER_VISIT crops through the teacher into the pool)")
+    ap.add_argument("--check-images", type=int, default=2, help="held-out frames of the agreement checks")
     ap.add_argument("--fp32-teacher", action="store_true", help="teacher in float32 (default: bf16 autocast)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
-    ap.add_argument("--validate-minutes", type=float, default=10.0)
+    ap.add_argument("--validate-minutes", type=float, default=30.0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -181,9 +217,12 @@ def main(argv=None) -> int:
     train_paths, held_paths = split(args.data)
     views = Views(train_paths, 768, args.crop, args.seed + step)
     held = [model_input(equalise(cv2.imread(str(p), cv2.IMREAD_COLOR)[..., 1]), (768, 768))
-            for p in held_paths[:4]]
+            for p in held_paths[:args.check_images]]
     print(f"distilling on {len(train_paths)} photographs ({len(held_paths)} held out; "
           f"{len(held)} for agreement checks); {sum(p.numel() for p in params)} trainable parameters", flush=True)
+    pool = FeaturePool(teacher, args.pool, not args.fp32_teacher, np.random.default_rng(args.seed + step + 1))
+    while len(pool) < 4 * args.views_per_visit:
+        pool.add(views.sample(args.views_per_visit))
     log = (args.out / "log.jsonl").open("a")
     budget = 60.0 * args.minutes
     last_ck = last_val = time.time()
@@ -193,7 +232,7 @@ def main(argv=None) -> int:
     def save():
         meta = {"teacher": str(args.teacher), "step": step, "elapsed_s": time.time() - t_start,
                 "crop": args.crop, "batch": args.batch, "views_per_visit": args.views_per_visit,
-                "teacher_bf16": not args.fp32_teacher, "lr": args.lr, "minutes": args.minutes}
+                "pool": args.pool, "visit_every": args.visit_every, "teacher_bf16": not args.fp32_teacher, "lr": args.lr, "minutes": args.minutes}
         tmp = args.out / "last.pth.tmp"
         torch.save(checkpoint_dict(student, optimizer=opt.state_dict(), distillation=meta, **meta), tmp)
         tmp.replace(args.out / "last.pth")
@@ -202,9 +241,9 @@ def main(argv=None) -> int:
         progress = (time.time() - t_start) / budget
         for g in opt.param_groups:
             g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
-        k = args.views_per_visit
-        x = torch.from_numpy(np.concatenate([views.sample(k) for _ in range(max(1, args.batch // k))])[:, None])
-        t_logits, x1, y2 = teacher_and_features(teacher, x, bf16=not args.fp32_teacher)
+        if step % args.visit_every == 0:
+            pool.add(views.sample(args.views_per_visit))
+        x1, y2, t_logits = pool.batch(args.batch)
         loss, parts = distill_loss(student_logits(student, x1, y2), t_logits)
         opt.zero_grad()
         loss.backward()
@@ -235,8 +274,9 @@ def main(argv=None) -> int:
     log.write(json.dumps(rec) + "\n")
     torch.save(checkpoint_dict(student, step=step, distillation={
         "teacher": str(args.teacher), "steps": step, "crop": args.crop, "batch": args.batch,
-        "views_per_visit": args.views_per_visit, "teacher_bf16": not args.fp32_teacher, "lr": args.lr,
-        "minutes": args.minutes, "agreement_heldout4": rec["agreement"]}), args.out / "final.pth")
+        "views_per_visit": args.views_per_visit, "pool": args.pool, "visit_every": args.visit_every,
+        "teacher_bf16": not args.fp32_teacher, "lr": args.lr, "minutes": args.minutes,
+        "agreement_heldout": rec["agreement"]}), args.out / "final.pth")
     print(f"stopped at step {step}; {args.out / 'final.pth'}", flush=True)
     return 0
 
