@@ -39,6 +39,7 @@ from .augment import random_view, revisit
 
 LOGIT_FLOOR = 0.002   # L1 on logits where teacher or student probability exceeds this
 LOGIT_CLAMP = 12.0    # logits beyond this are saturated either way
+WINDOW_MARGIN = 8     # px left out of the loss at a training window's edge (the head sees ~5 px)
 
 
 class Views:
@@ -123,11 +124,22 @@ class FeaturePool:
                 self.items[self.next] = item
                 self.next = (self.next + 1) % self.size
 
-    def batch(self, n: int):
-        """(x1, y2, teacher logits) float32 of n crops: the newest and random others."""
+    def batch(self, n: int, window: int = 0):
+        """(x1, y2, teacher logits) float32 of n crops: the newest and random others; with
+        ``window`` (even), a random window x window part of each (more, smaller steps)."""
         last = len(self.items) - 1 if len(self.items) < self.size else (self.next - 1) % self.size
         idx = [last] + list(self.rng.choice(len(self.items), size=min(n, len(self.items)) - 1, replace=False))
-        return tuple(torch.stack([self.items[i][j] for i in idx]).float() for j in range(3))
+        parts = []
+        for i in idx:
+            x1, y2, t = self.items[i]
+            side = x1.shape[-1]
+            if window and window < side:
+                oy, ox = 2 * self.rng.integers(0, (side - window) // 2 + 1, size=2)
+                x1 = x1[:, oy:oy + window, ox:ox + window]
+                y2 = y2[:, oy // 2:(oy + window) // 2, ox // 2:(ox + window) // 2]
+                t = t[:, oy:oy + window, ox:ox + window]
+            parts.append((x1, y2, t))
+        return tuple(torch.stack([p[j] for p in parts]).float() for j in range(3))
 
 
 def distill_loss(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -186,8 +198,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--views-per-visit", type=int, default=4, help="crops drawn from one augmented visit")
     ap.add_argument("--pool", type=int, default=96, help="crops whose teacher features are kept for training")
-    ap.add_argument("--visit-every", type=int, default=4,
+    ap.add_argument("--visit-every", type=int, default=8,
                     help="steps between fresh visits (VIEWS_PER_VISIT crops through the teacher into the pool)")
+    ap.add_argument("--window", type=int, default=128,
+                    help="train on random WINDOW x WINDOW parts of the pooled crops (even; 0 = whole crops)")
     ap.add_argument("--check-images", type=int, default=2, help="held-out frames of the agreement checks")
     ap.add_argument("--fp32-teacher", action="store_true", help="teacher in float32 (default: bf16 autocast)")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -232,7 +246,8 @@ def main(argv=None) -> int:
     def save():
         meta = {"teacher": str(args.teacher), "step": step, "elapsed_s": time.time() - t_start,
                 "crop": args.crop, "batch": args.batch, "views_per_visit": args.views_per_visit,
-                "pool": args.pool, "visit_every": args.visit_every, "teacher_bf16": not args.fp32_teacher, "lr": args.lr, "minutes": args.minutes}
+                "pool": args.pool, "visit_every": args.visit_every, "window": args.window,
+                "teacher_bf16": not args.fp32_teacher, "lr": args.lr, "minutes": args.minutes}
         tmp = args.out / "last.pth.tmp"
         torch.save(checkpoint_dict(student, optimizer=opt.state_dict(), distillation=meta, **meta), tmp)
         tmp.replace(args.out / "last.pth")
@@ -243,8 +258,11 @@ def main(argv=None) -> int:
             g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
         if step % args.visit_every == 0:
             pool.add(views.sample(args.views_per_visit))
-        x1, y2, t_logits = pool.batch(args.batch)
-        loss, parts = distill_loss(student_logits(student, x1, y2), t_logits)
+        x1, y2, t_logits = pool.batch(args.batch, args.window)
+        m = WINDOW_MARGIN if args.window else 0  # a window's edge lacks the context the teacher had
+        s_logits = student_logits(student, x1, y2)
+        h, w = s_logits.shape[-2:]
+        loss, parts = distill_loss(s_logits[..., m:h - m, m:w - m], t_logits[..., m:h - m, m:w - m])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -275,8 +293,8 @@ def main(argv=None) -> int:
     torch.save(checkpoint_dict(student, step=step, distillation={
         "teacher": str(args.teacher), "steps": step, "crop": args.crop, "batch": args.batch,
         "views_per_visit": args.views_per_visit, "pool": args.pool, "visit_every": args.visit_every,
-        "teacher_bf16": not args.fp32_teacher, "lr": args.lr, "minutes": args.minutes,
-        "agreement_heldout": rec["agreement"]}), args.out / "final.pth")
+        "window": args.window, "teacher_bf16": not args.fp32_teacher, "lr": args.lr,
+        "minutes": args.minutes, "agreement_heldout": rec["agreement"]}), args.out / "final.pth")
     print(f"stopped at step {step}; {args.out / 'final.pth'}", flush=True)
     return 0
 
