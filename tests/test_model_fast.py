@@ -26,7 +26,7 @@ ov = pytest.importorskip("openvino")
 from superretina.enhance import enhance, to_model_input  # noqa: E402
 from superretina.model.export import INPUT_NAME, OUTPUT_NAMES, export_onnx  # noqa: E402
 from superretina.model.network import (SuperRetinaFastNet, SuperRetinaNet, architecture_of,  # noqa: E402
-                                       checkpoint_dict, load_checkpoint)
+                                       checkpoint_dict, load_checkpoint, read_checkpoint)
 from superretina.model.to_openvino import convert  # noqa: E402
 from superretina.training.distill import init_student, student_logits, teacher_and_features  # noqa: E402
 
@@ -132,6 +132,16 @@ def test_onnx_and_ir_agree_with_pytorch(fast_model, photo):
     assert np.abs(det_b - det_t).mean() < 0.01 and np.abs(desc_b - desc_t).mean() < 0.01
 
 
+def test_bench_reads_the_fast_weights_back_from_onnx(fast_model, photo):
+    """The bench's PyTorch column runs the weights of an ONNX export: the fast head is recognised."""
+    from benchmarks.bench import torch_network
+
+    net = torch_network(fast_model["onnx"])
+    assert isinstance(net, SuperRetinaFastNet)
+    for a, b in zip(torch_run(net, photo), torch_run(fast_model["net"], photo)):
+        np.testing.assert_array_equal(a, b)
+
+
 def full_resolution_convolutions(xml: Path, side: int = 256) -> list[str]:
     """Names of the IR's Convolution nodes whose output is side x side for a side x side input."""
     model = ov.Core().read_model(str(xml))
@@ -173,3 +183,37 @@ def test_shipped_fast_model_is_one_model_in_three_formats(photo):
     assert fast_p["superretina"]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina_fast_bf16.xml"
     default_p["superretina"]["mxpi_tensorinfer0"]["props"].pop("modelPath")
     assert fast_p == default_p
+
+
+def test_distillation_run_trains_the_head_only_and_resumes(retina_bgr, tmp_path):
+    """A short run on a folder of two photographs: the written model is a fast network whose
+    descriptors are the teacher's; --resume continues the step count; bad paths exit 2."""
+    import cv2
+
+    from superretina.training.distill import main as distill
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    small = cv2.resize(retina_bgr, (400, 400), interpolation=cv2.INTER_AREA)
+    for name in ("one", "two"):
+        cv2.imwrite(str(data / f"{name}.png"), small)
+    torch.manual_seed(4)
+    teacher = SuperRetinaNet("half").eval()
+    torch.save(checkpoint_dict(teacher), tmp_path / "teacher.pth")
+    out = tmp_path / "run"
+    args = ["--teacher", str(tmp_path / "teacher.pth"), "--data", str(data), "--out", str(out), "--crop", "64",
+            "--batch", "2", "--views-per-visit", "2", "--pool", "4", "--window", "32", "--minutes", "0.05"]
+    assert distill(args) == 0
+    first = read_checkpoint(out / "last.pth")["step"]
+    assert first > 0
+    net = load_checkpoint(out / "final.pth")
+    assert isinstance(net, SuperRetinaFastNet)
+    x = to_model_input(enhance(small), (128, 128))[None, None].astype(np.float32)
+    np.testing.assert_array_equal(torch_run(net, x)[1], torch_run(teacher, x)[1])
+    changed = [k for k, v in net.state_dict().items() if k.startswith("det_")
+               and not torch.equal(v, init_student(teacher).state_dict()[k])]
+    assert changed  # the head learned something
+    assert distill(args[:-1] + ["0.1", "--resume"]) == 0
+    assert read_checkpoint(out / "last.pth")["step"] > first
+    assert distill(["--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert distill(["--teacher", str(out / "final.pth"), "--data", str(data), "--out", str(out)]) == 2

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from superretina.enhance import equalise, model_input
 from superretina.keypoints import detect
 
 from ..data_split import split
-from ..model.network import SuperRetinaFastNet, checkpoint_dict, load_checkpoint, read_checkpoint
+from ..model.network import (CheckpointError, SuperRetinaFastNet, checkpoint_dict, load_checkpoint,
+                             read_checkpoint)
 from .augment import random_view, revisit
 
 LOGIT_FLOOR = 0.002   # L1 on logits where teacher or student probability exceeds this
@@ -157,6 +159,8 @@ def distill_loss(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
 def keypoint_agreement(teacher, student, images: list[np.ndarray]) -> dict:
     """On whole model frames: mean |p_s - p_t|, and how many teacher keypoints (detect, default
     settings) have a student keypoint within 1 px, and the reverse."""
+    if not images:
+        return {}
     diffs, hit_t, hit_s, n_t, n_s = [], 0, 0, 0, 0
     with torch.no_grad():
         for img in images:
@@ -213,9 +217,18 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    teacher = load_checkpoint(args.teacher)
-    if type(teacher).__name__ != "SuperRetinaNet":
-        raise SystemExit(f"error: {args.teacher}: the teacher must have the published (unet) detector head")
+    if not args.data.is_dir():
+        print(f"error: --data {args.data}: no such folder of fundus photographs", file=sys.stderr)
+        return 2
+    try:
+        teacher = load_checkpoint(args.teacher)
+    except (CheckpointError, RuntimeError) as exc:
+        print(f"error: --teacher {args.teacher}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return 2
+    if isinstance(teacher, SuperRetinaFastNet):
+        print(f"error: --teacher {args.teacher}: expected the published (unet) detector head, got a fast one",
+              file=sys.stderr)
+        return 2
     student = init_student(teacher)
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
@@ -235,7 +248,7 @@ def main(argv=None) -> int:
     print(f"distilling on {len(train_paths)} photographs ({len(held_paths)} held out; "
           f"{len(held)} for agreement checks); {sum(p.numel() for p in params)} trainable parameters", flush=True)
     pool = FeaturePool(teacher, args.pool, not args.fp32_teacher, np.random.default_rng(args.seed + step + 1))
-    while len(pool) < 4 * args.views_per_visit:
+    while len(pool) < min(args.pool, 4 * args.views_per_visit):
         pool.add(views.sample(args.views_per_visit))
     log = (args.out / "log.jsonl").open("a")
     budget = 60.0 * args.minutes
