@@ -422,7 +422,7 @@ def torch_network(path: Path):
     """SuperRetinaNet (eval) with the weights of a float32 ONNX export or a ``{'net': ...}`` checkpoint."""
     import torch
 
-    from superretina.model.network import SuperRetinaNet, infer_widths, load_checkpoint
+    from superretina.model.network import ARCHITECTURES, architecture_of, infer_widths, load_checkpoint
 
     if path.suffix.lower() in (".pth", ".pt"):
         return load_checkpoint(path)
@@ -432,7 +432,7 @@ def torch_network(path: Path):
     model = onnx.load(str(path))
     state = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
     try:
-        net = SuperRetinaNet(infer_widths(state))
+        net = ARCHITECTURES[architecture_of(state)](infer_widths(state))  # published or fast head
         net.load_state_dict({k: state[k] for k in net.state_dict()}, strict=True)
     except (KeyError, RuntimeError) as exc:
         raise BenchError(f"{path}: no float32 SuperRetina weights to run in PyTorch ({exc}); "

@@ -8,6 +8,12 @@ parameter names (only the channel counts differ); the official widths are the de
 Input: (N, 1, H, W) float32 in [0, 1], H and W multiples of 8 (768x768 in the reference).
 Outputs: detector (N, 1, H, W) sigmoid probabilities; descriptor (N, 256, 2*(H/16-1), 2*(W/16-1))
 (94x94 for 768), computed from L2-normalised features through a 2x2 transposed convolution.
+
+Two detector heads (``ARCHITECTURES``), told apart by their parameter names so that a
+checkpoint says which it is: ``unet`` (the published decoder, ending in a full-resolution
+block) and ``fast`` (:class:`SuperRetinaFastNet`: the same encoder, descriptor head and first
+two decoder blocks, then a head that ends at 1/2 resolution and reaches full resolution by
+depth-to-space, as SuperPoint's detector does).
 """
 from __future__ import annotations
 
@@ -106,6 +112,59 @@ class SuperRetinaNet(nn.Module):
         return self.detector_head(x1, x2, x3, x4), self.descriptor_head(x4)
 
 
+class SuperRetinaFastNet(SuperRetinaNet):
+    """SuperRetina with a detector head that does no convolution at full resolution.
+
+    The published decoder's last block (``dconv_up1``: upsample to full resolution, concat with
+    ``x1``, two 3x3 convolutions) and ``conv_last`` are replaced by a head at 1/2 resolution:
+
+    * ``det_skip``: 2x2 stride-2 convolution of ``x1`` (N, c1, H, W) -> (N, cs, H/2, W/2) —
+      the full-resolution detail, read once, with each 2x2 cell's layout kept in the channels;
+    * ``det_fuse`` (3x3) on concat(``dconv_up2`` output, ``det_skip``), ``det_refine`` (3x3);
+    * ``det_out``: 1x1 convolution to 4 channels, depth-to-space (pixel shuffle) by 2 ->
+      (N, 1, H, W) logits, sigmoid.
+
+    Inputs, outputs and the encoder/descriptor parameters are those of :class:`SuperRetinaNet`,
+    so a checkpoint of the published head gives this network identical descriptors when its
+    encoder and descriptor head are copied over (training/distill.py).
+    """
+
+    SKIP = 32   # channels of det_skip
+    HIDDEN = 32  # channels of det_fuse / det_refine
+
+    def __init__(self, widths: Widths | str = "half"):
+        super().__init__(widths)
+        w = self.widths
+        del self.dconv_up1, self.conv_last
+        self.det_skip = nn.Conv2d(w.c1, self.SKIP, 2, stride=2)
+        self.det_fuse = nn.Conv2d(w.c2 + self.SKIP, self.HIDDEN, 3, padding=1)
+        self.det_refine = nn.Conv2d(self.HIDDEN, self.HIDDEN, 3, padding=1)
+        self.det_out = nn.Conv2d(self.HIDDEN, 4, 1)
+
+    def detector_logits(self, x1, x2, x3, x4) -> torch.Tensor:
+        """(N, 1, H, W) logits of the detector (before the sigmoid)."""
+        def up(t):
+            return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
+
+        r = self.relu
+        y = self.dconv_up3(torch.cat([up(x4), x3], dim=1))
+        y = self.dconv_up2(torch.cat([up(y), x2], dim=1))  # (N, c2, H/2, W/2)
+        y = r(self.det_fuse(torch.cat([y, r(self.det_skip(x1))], dim=1)))
+        y = r(self.det_refine(y))
+        return F.pixel_shuffle(self.det_out(y), 2)
+
+    def detector_head(self, x1, x2, x3, x4) -> torch.Tensor:
+        return torch.sigmoid(self.detector_logits(x1, x2, x3, x4))
+
+
+ARCHITECTURES = {"unet": SuperRetinaNet, "fast": SuperRetinaFastNet}
+
+
+def architecture_of(state_dict: dict) -> str:
+    """``unet`` or ``fast``: which detector head a checkpoint's parameter names belong to."""
+    return "fast" if any(k.removeprefix("module.").startswith("det_out.") for k in state_dict) else "unet"
+
+
 def infer_widths(state_dict: dict) -> Widths:
     """Channel counts of a checkpoint, read off its weight shapes (official or narrow)."""
     return Widths(
@@ -144,11 +203,13 @@ def load_checkpoint(path, map_location="cpu") -> SuperRetinaNet:
     ckpt = read_checkpoint(path, map_location)
     state = ckpt["net"]
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
-    net = SuperRetinaNet(infer_widths(state))
+    net = ARCHITECTURES[architecture_of(state)](infer_widths(state))
     net.load_state_dict(state, strict=True)
     return net.eval()
 
 
 def checkpoint_dict(net: SuperRetinaNet, **extra) -> dict:
-    """The reference's checkpoint layout plus this project's metadata under separate keys."""
-    return {"net": net.state_dict(), "widths": asdict(net.widths), **extra}
+    """The reference's checkpoint layout plus this project's metadata under separate keys
+    (``architecture``: ``unet`` or ``fast``, also readable off the parameter names)."""
+    arch = "fast" if isinstance(net, SuperRetinaFastNet) else "unet"
+    return {"net": net.state_dict(), "widths": asdict(net.widths), "architecture": arch, **extra}

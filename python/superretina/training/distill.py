@@ -1,0 +1,316 @@
+"""Train the ``fast`` detector head by distillation from a shipped SuperRetina checkpoint.
+
+    python -m superretina.training.distill --teacher model/superretina.pth --out runs/fast --minutes 60
+
+The student (:class:`~superretina.model.network.SuperRetinaFastNet`) starts as a copy of the
+teacher: encoder, descriptor head and the decoder blocks ``dconv_up3``/``dconv_up2`` are copied
+and frozen (descriptors stay bit-identical), only the new head (``det_*``) learns. Its target is
+the teacher's detector on the same input: binary cross-entropy against the teacher's
+probabilities, plus an L1 term on the logits wherever either map is above a low floor, because
+keypoints are read off the map down to ``nms_thresh`` (0.01) and refined from its neighbours.
+
+Inputs are the training photographs of ``data_split.split`` (never the held-out ones) with the
+training code's visit augmentation (``augment.revisit``), enhanced and resized to the model frame
+as at inference, then viewed through a random rotation/zoom (``augment.random_view``): crops
+centred on vessels, and some anywhere on the frame so the field-of-view edge and the black
+surround are learned too. Runs on one thread, checkpoints every few minutes and resumes
+(``--resume``; the budget may be raised on resuming), logs JSON lines; the teacher runs under
+bf16 autocast unless ``--fp32-teacher``; the learning rate follows a cosine over ``--minutes``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from superretina.enhance import equalise, model_input
+from superretina.keypoints import detect
+
+from ..data_split import split
+from ..model.network import (CheckpointError, SuperRetinaFastNet, checkpoint_dict, load_checkpoint,
+                             read_checkpoint)
+from .augment import random_view, revisit
+
+LOGIT_FLOOR = 0.002   # L1 on logits where teacher or student probability exceeds this
+LOGIT_CLAMP = 12.0    # logits beyond this are saturated either way
+WINDOW_MARGIN = 8     # px left out of the loss at a training window's edge (the head sees ~5 px)
+
+
+class Views:
+    """Random augmented crops of training photographs in the model frame."""
+
+    def __init__(self, paths: list[Path], frame: int, crop: int, seed: int):
+        self.frame, self.crop = frame, crop
+        self.rng = np.random.default_rng(seed)
+        self.green, self.vessels = [], []
+        for p in paths:
+            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise SystemExit(f"error: {p}: not a readable image")
+            self.green.append(bgr[..., 1].copy())
+            mask = cv2.imread(str(p.with_name(p.stem + "_vessels.png")), cv2.IMREAD_GRAYSCALE)
+            ys, xs = (np.nonzero(cv2.resize(mask, (frame, frame), interpolation=cv2.INTER_NEAREST) > 127)
+                      if mask is not None else (np.zeros(0), np.zeros(0)))
+            self.vessels.append((xs, ys))
+
+    def sample(self, n: int) -> np.ndarray:
+        """(n, crop, crop) float32 model inputs in [0, 1]: n views of one augmented visit
+        (the visit and its enhancement cost as much as the teacher's pass on a crop)."""
+        rng, i = self.rng, int(self.rng.integers(len(self.green)))
+        green = revisit(rng, self.green[i], 1.0, haze=0.6, reflections=0.3) if rng.random() < 0.9 else self.green[i]
+        frame_img = model_input(equalise(green), (self.frame, self.frame))
+        xs, ys = self.vessels[i]
+        out = []
+        for _ in range(n):
+            centre = None
+            if len(xs) and rng.random() < 0.75:  # most crops on vessels, the rest anywhere (FOV edge, surround)
+                j = rng.integers(len(xs))
+                centre = (float(xs[j]), float(ys[j]))
+            H = random_view(rng, self.frame, self.crop, 15.0, (0.9, 1.35), 0.0, 0.1, centre)
+            out.append(cv2.warpPerspective(frame_img, H, (self.crop, self.crop), flags=cv2.INTER_LINEAR))
+        return np.stack(out)
+
+
+def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False):
+    """Teacher logits (N,1,H,W) and the shared features the student's head reads (no grad), as
+    float32. ``bf16``: compute them under bf16 autocast (half the CPU time here; the shipped
+    IRs run in bf16 too)."""
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x1, x2, x3, x4 = teacher.encode(x)
+
+        def up(t):
+            return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
+
+        y3 = teacher.dconv_up3(torch.cat([up(x4), x3], dim=1))
+        y2 = teacher.dconv_up2(torch.cat([up(y3), x2], dim=1))
+        logits = teacher.conv_last(teacher.dconv_up1(torch.cat([up(y2), x1], dim=1)))
+    return logits.float(), x1.float(), y2.float()
+
+
+def student_logits(student: SuperRetinaFastNet, x1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+    """The fast head on precomputed features (same arithmetic as ``detector_logits``)."""
+    r = student.relu
+    y = r(student.det_fuse(torch.cat([y2, r(student.det_skip(x1))], dim=1)))
+    return F.pixel_shuffle(student.det_out(r(student.det_refine(y))), 2)
+
+
+class FeaturePool:
+    """A ring of crops with the teacher's features and logits, so that the teacher's pass (four
+    fifths of a step's arithmetic) is paid once per crop while the head trains on each crop many
+    times. Features are kept in bf16 (x1 of a 256x256 crop: 4 MB)."""
+
+    def __init__(self, teacher, size: int, bf16: bool, rng: np.random.Generator):
+        self.teacher, self.size, self.bf16, self.rng = teacher, size, bf16, rng
+        self.items: list[tuple] = []
+        self.next = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, crops: np.ndarray) -> None:
+        """Run the teacher on (n, crop, crop) inputs and keep them (oldest replaced)."""
+        logits, x1, y2 = teacher_and_features(self.teacher, torch.from_numpy(crops[:, None]), self.bf16)
+        for i in range(len(crops)):
+            item = (x1[i].bfloat16(), y2[i].bfloat16(), logits[i])
+            if len(self.items) < self.size:
+                self.items.append(item)
+            else:
+                self.items[self.next] = item
+                self.next = (self.next + 1) % self.size
+
+    def batch(self, n: int, window: int = 0):
+        """(x1, y2, teacher logits) float32 of n crops: the newest and random others; with
+        ``window`` (even), a random window x window part of each (more, smaller steps)."""
+        last = len(self.items) - 1 if len(self.items) < self.size else (self.next - 1) % self.size
+        idx = [last] + list(self.rng.choice(len(self.items), size=min(n, len(self.items)) - 1, replace=False))
+        parts = []
+        for i in idx:
+            x1, y2, t = self.items[i]
+            side = x1.shape[-1]
+            if window and window < side:
+                oy, ox = 2 * self.rng.integers(0, (side - window) // 2 + 1, size=2)
+                x1 = x1[:, oy:oy + window, ox:ox + window]
+                y2 = y2[:, oy // 2:(oy + window) // 2, ox // 2:(ox + window) // 2]
+                t = t[:, oy:oy + window, ox:ox + window]
+            parts.append((x1, y2, t))
+        return tuple(torch.stack([p[j] for p in parts]).float() for j in range(3))
+
+
+def distill_loss(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """BCE against the teacher's probabilities + L1 on logits where either map is non-negligible."""
+    pt = torch.sigmoid(t)
+    bce = F.binary_cross_entropy_with_logits(s, pt)
+    floor = math.log(LOGIT_FLOOR / (1 - LOGIT_FLOOR))
+    mask = ((t > floor) | (s.detach() > floor)).float()
+    diff = (s.clamp(-LOGIT_CLAMP, LOGIT_CLAMP) - t.clamp(-LOGIT_CLAMP, LOGIT_CLAMP)).abs()
+    l1 = (diff * mask).sum() / mask.sum().clamp(min=1.0)
+    loss = bce * 10.0 + 0.1 * l1
+    return loss, {"loss": loss.item(), "bce": bce.item(), "l1_logit": l1.item()}
+
+
+def keypoint_agreement(teacher, student, images: list[np.ndarray]) -> dict:
+    """On whole model frames: mean |p_s - p_t|, and how many teacher keypoints (detect, default
+    settings) have a student keypoint within 1 px, and the reverse."""
+    if not images:
+        return {}
+    diffs, hit_t, hit_s, n_t, n_s = [], 0, 0, 0, 0
+    with torch.no_grad():
+        for img in images:
+            x = torch.from_numpy(img[None, None])
+            pt = teacher(x)[0][0, 0].numpy()
+            ps = student(x)[0][0, 0].numpy()
+            diffs.append(float(np.abs(ps - pt).mean()))
+            kt, _ = detect(pt)
+            ks, _ = detect(ps)
+            n_t, n_s = n_t + len(kt), n_s + len(ks)
+            if len(kt) and len(ks):
+                d = np.linalg.norm(kt[:, None, :].astype(float) - ks[None, :, :].astype(float), axis=2)
+                hit_t += int((d.min(axis=1) <= 1.0).sum())
+                hit_s += int((d.min(axis=0) <= 1.0).sum())
+    return {"mean_abs_prob": float(np.mean(diffs)), "teacher_kp": n_t, "student_kp": n_s,
+            "teacher_kp_found": hit_t / max(n_t, 1), "student_kp_in_teacher": hit_s / max(n_s, 1)}
+
+
+def init_student(teacher) -> SuperRetinaFastNet:
+    """Fast network with the teacher's shared parameters copied; only ``det_*`` trainable."""
+    student = SuperRetinaFastNet(teacher.widths)
+    shared = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict()}
+    missing, _ = student.load_state_dict(shared, strict=False)
+    assert all(k.startswith("det_") for k in missing), missing
+    for name, p in student.named_parameters():
+        p.requires_grad = name.startswith("det_")
+    return student
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m superretina.training.distill", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", type=Path, default=Path("model/superretina.pth"))
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/fundus"))
+    ap.add_argument("--out", type=Path, default=Path("runs/fast"))
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
+    ap.add_argument("--minutes", type=float, default=60.0, help="training time budget (cosine schedule over it)")
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--views-per-visit", type=int, default=4, help="crops drawn from one augmented visit")
+    ap.add_argument("--pool", type=int, default=96, help="crops whose teacher features are kept for training")
+    ap.add_argument("--visit-every", type=int, default=8,
+                    help="steps between fresh visits (VIEWS_PER_VISIT crops through the teacher into the pool)")
+    ap.add_argument("--window", type=int, default=128,
+                    help="train on random WINDOW x WINDOW parts of the pooled crops (even; 0 = whole crops)")
+    ap.add_argument("--check-images", type=int, default=2, help="held-out frames of the agreement checks")
+    ap.add_argument("--fp32-teacher", action="store_true", help="teacher in float32 (default: bf16 autocast)")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    ap.add_argument("--validate-minutes", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    if not args.data.is_dir():
+        print(f"error: --data {args.data}: no such folder of fundus photographs", file=sys.stderr)
+        return 2
+    try:
+        teacher = load_checkpoint(args.teacher)
+    except (CheckpointError, RuntimeError) as exc:
+        print(f"error: --teacher {args.teacher}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return 2
+    if isinstance(teacher, SuperRetinaFastNet):
+        print(f"error: --teacher {args.teacher}: expected the published (unet) detector head, got a fast one",
+              file=sys.stderr)
+        return 2
+    student = init_student(teacher)
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    elapsed, step = 0.0, 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.resume and (args.out / "last.pth").exists():
+        ck = read_checkpoint(args.out / "last.pth")
+        student.load_state_dict(ck["net"], strict=True)
+        opt.load_state_dict(ck["optimizer"])
+        elapsed, step = float(ck["elapsed_s"]), int(ck["step"])
+        print(f"resumed at step {step}, {elapsed / 60:.1f} min", flush=True)
+
+    train_paths, held_paths = split(args.data)
+    views = Views(train_paths, 768, args.crop, args.seed + step)
+    held = [model_input(equalise(cv2.imread(str(p), cv2.IMREAD_COLOR)[..., 1]), (768, 768))
+            for p in held_paths[:args.check_images]]
+    print(f"distilling on {len(train_paths)} photographs ({len(held_paths)} held out; "
+          f"{len(held)} for agreement checks); {sum(p.numel() for p in params)} trainable parameters", flush=True)
+    pool = FeaturePool(teacher, args.pool, not args.fp32_teacher, np.random.default_rng(args.seed + step + 1))
+    while len(pool) < min(args.pool, 4 * args.views_per_visit):
+        pool.add(views.sample(args.views_per_visit))
+    log = (args.out / "log.jsonl").open("a")
+    budget = 60.0 * args.minutes
+    last_ck = last_val = time.time()
+    run = []
+    t_start = time.time() - elapsed
+
+    def save():
+        meta = {"teacher": str(args.teacher), "step": step, "elapsed_s": time.time() - t_start,
+                "crop": args.crop, "batch": args.batch, "views_per_visit": args.views_per_visit,
+                "pool": args.pool, "visit_every": args.visit_every, "window": args.window,
+                "teacher_bf16": not args.fp32_teacher, "lr": args.lr, "minutes": args.minutes}
+        tmp = args.out / "last.pth.tmp"
+        torch.save(checkpoint_dict(student, optimizer=opt.state_dict(), distillation=meta, **meta), tmp)
+        tmp.replace(args.out / "last.pth")
+
+    while time.time() - t_start < budget:
+        progress = (time.time() - t_start) / budget
+        for g in opt.param_groups:
+            g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+        if step % args.visit_every == 0:
+            pool.add(views.sample(args.views_per_visit))
+        x1, y2, t_logits = pool.batch(args.batch, args.window)
+        m = WINDOW_MARGIN if args.window else 0  # a window's edge lacks the context the teacher had
+        s_logits = student_logits(student, x1, y2)
+        h, w = s_logits.shape[-2:]
+        loss, parts = distill_loss(s_logits[..., m:h - m, m:w - m], t_logits[..., m:h - m, m:w - m])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        run.append(parts)
+        if step % 20 == 0:
+            mean = {k: float(np.mean([r[k] for r in run])) for k in run[0]}
+            rec = {"step": step, "minutes": (time.time() - t_start) / 60, "lr": opt.param_groups[0]["lr"], **mean}
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            run = []
+        if time.time() - last_ck > 60 * args.checkpoint_minutes:
+            save()
+            last_ck = time.time()
+        if time.time() - last_val > 60 * args.validate_minutes:
+            student.eval()
+            rec = {"step": step, "agreement": keypoint_agreement(teacher, student, held)}
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            last_val = time.time()
+    save()
+    student.eval()
+    rec = {"step": step, "final": True, "agreement": keypoint_agreement(teacher, student, held)}
+    print(json.dumps(rec), flush=True)
+    log.write(json.dumps(rec) + "\n")
+    torch.save(checkpoint_dict(student, step=step, distillation={
+        "teacher": str(args.teacher), "steps": step, "crop": args.crop, "batch": args.batch,
+        "views_per_visit": args.views_per_visit, "pool": args.pool, "visit_every": args.visit_every,
+        "window": args.window, "teacher_bf16": not args.fp32_teacher, "lr": args.lr,
+        "minutes": args.minutes, "agreement_heldout": rec["agreement"]}), args.out / "final.pth")
+    print(f"stopped at step {step}; {args.out / 'final.pth'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
