@@ -80,8 +80,8 @@ def test_model_names_come_from_the_pipeline_files(tmp_path):
     # A pipeline file added to the folder is a name at once.
     for f in files:
         shutil.copy(f, tmp_path / f.name)
-    shutil.copy(files[0], tmp_path / "superretina_fast.pipeline")
-    assert "fast" in shipped_models(tmp_path) and set(names) < set(shipped_models(tmp_path))
+    shutil.copy(files[0], tmp_path / "superretina_extra.pipeline")
+    assert "extra" in shipped_models(tmp_path) and set(names) < set(shipped_models(tmp_path))
     assert choose_pipeline("fp32", None) == names["fp32"] and choose_pipeline(None, None) is None
     with pytest.raises(ModelChoiceError, match="give one of them"):
         choose_pipeline("fp32", "my.pipeline")
