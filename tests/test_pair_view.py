@@ -19,7 +19,7 @@ from superretina.batch.pairs import read_pairs
 from superretina.batch.runner import run_batch
 from superretina.report.pair_view import MATCHES, QUERY, REFERENCE, VIEW_PAGE, WARPED, write_pair_view
 from superretina.report import build_report
-from tests.batch_fixtures import FAST_CONFIG, make_inputs, read_summary, write_pairs
+from tests.batch_fixtures import make_inputs, read_summary, write_pairs
 from tests.headless_chromium import CHROMIUM, Chromium
 
 
@@ -44,7 +44,7 @@ def registrations(inputs):
 
     out = {}
     refer = cv2.imread(str(inputs / "example2.jpg"))
-    with Session(yaml.safe_load(FAST_CONFIG)) as s:
+    with Session(yaml.safe_load((inputs / "fast.yaml").read_text())) as s:   # the batch tests' settings
         for name, qfile in (("ok", "example1.jpg"), ("failed", "noise.png")):
             query = cv2.imread(str(inputs / qfile))
             out[name] = (s.register(query, refer), query, refer)

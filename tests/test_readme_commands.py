@@ -32,6 +32,8 @@ SKIP = {
     r"^bash run\.sh test\b": "the test suite itself",
     r"\bfire /data/FIRE\b": "needs the real FIRE set, which cannot be downloaded here",
     r"\b(fire|compare) SET\b": "needs a FIRE-format set (SET: the real FIRE or a synth set of 2912-px pairs)",
+    r"\bfire \.\./shared/data/fire_dev\b": "needs ../shared/data (the FIRE development split), which a user's folder has not "
+                                        "(tests/test_fire_evaluate.py runs fire)",
     r"\bsynth\b": "renders 2912x2912 pairs from an eye model: minutes (tests/test_fire_synth.py covers synth)",
     r"\bcompare out/eye_heldout\b": "needs the synth set of the line before (minutes)",
     r"Ascend|onnx2om|--runtime ascend|\bexport model/superretina\.pth\b":

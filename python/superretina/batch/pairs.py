@@ -46,6 +46,22 @@ class PairJob:
     extra: dict = field(default_factory=dict)
 
 
+def read_list_text(path: Path, expected: str = "a CSV file with columns query,refer") -> str:
+    """The text of a batch list: a regular file of at most ``MAX_PAIRS_BYTES`` (a FIFO would block,
+    /dev/zero would fill the memory), UTF-8; every failure a one-line :class:`BatchInputError`."""
+    try:
+        raw, _ = read_regular(path, MAX_PAIRS_BYTES, "pair list")
+        return raw.decode("utf-8-sig")
+    except FileNotFoundError:
+        raise BatchInputError(f"{path}: pair list not found") from None
+    except InputFileError as exc:
+        raise BatchInputError(f"{path}: {exc} ({expected})") from None
+    except UnicodeDecodeError:
+        raise BatchInputError(f"{path}: not UTF-8 text, expected {expected}") from None
+    except OSError as exc:
+        raise BatchInputError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
 def read_pairs(path: str | Path) -> tuple[list[PairJob], list[str]]:
     """Read PAIRS.csv; returns (jobs in file order, names of the carried-through columns).
 
@@ -56,20 +72,9 @@ def read_pairs(path: str | Path) -> tuple[list[PairJob], list[str]]:
         a duplicate or unsafe id; the message names the file, the line and what was expected.
     """
     path = Path(path)
-    try:  # a regular file of bounded size: a FIFO would block, /dev/zero would fill the memory
-        raw, _ = read_regular(path, MAX_PAIRS_BYTES, "pair list")
-        text = raw.decode("utf-8-sig")
-    except FileNotFoundError:
-        raise BatchInputError(f"{path}: pair list not found") from None
-    except InputFileError as exc:
-        raise BatchInputError(f"{path}: {exc} (a CSV file with columns query,refer)") from None
-    except UnicodeDecodeError:
-        raise BatchInputError(f"{path}: not UTF-8 text, expected a CSV file with columns query,refer") from None
-    except OSError as exc:
-        raise BatchInputError(f"{path}: cannot be read ({exc.strerror})") from None
     # The csv module splits the records (newline=''): a quoted cell keeps its line breaks, and
     # U+2028 or a form feed inside a cell does not start a row (str.splitlines split on both).
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(read_list_text(path), newline=""))
     try:
         header = [h.strip() for h in (reader.fieldnames or [])]
     except csv.Error as exc:

@@ -12,6 +12,7 @@ and Ray (one series per actor), through the engines' ``map(..., work=...)``.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import socket
@@ -54,22 +55,22 @@ class SeriesJob:
 
 def has_series_column(path: Path) -> bool:
     """Whether a batch list's header names a ``series`` column."""
+    from ..batch.pairs import read_list_text
+
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f), [])
-    except OSError:
-        return False
+        header = next(csv.reader(io.StringIO(read_list_text(Path(path)), newline="")), [])
+    except csv.Error:
+        return False   # read_pairs says what is wrong with it
     return "series" in [h.strip() for h in header]
 
 
 def read_series_jobs(path: str | Path) -> list[SeriesJob]:
     """Group a batch list's rows by ``series``; one-line :class:`BatchInputError` for bad input."""
+    from ..batch.pairs import read_list_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BatchInputError(f"{path}: cannot read the list ({exc})") from None
-    reader = csv.DictReader(text.splitlines())
+    text = read_list_text(path, "a CSV file with columns series,image")
+    reader = csv.DictReader(io.StringIO(text, newline=""))   # quoted line breaks stay in their cell
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
     cols = ["image"] if "image" in header else [c for c in ("query", "refer") if c in header]
@@ -77,7 +78,8 @@ def read_series_jobs(path: str | Path) -> list[SeriesJob]:
         raise BatchInputError(f"{path}: a list with a 'series' column needs an 'image' column (or query,refer)")
     base = path.resolve().parent
     groups: dict = {}
-    for line, rec in enumerate(reader, start=2):
+    for rec in reader:
+        line = reader.line_num   # where the record ends (a quoted cell may span lines)
         rec = {k: (v or "").strip() for k, v in rec.items() if k is not None}
         if not any(rec.values()):
             continue
