@@ -41,7 +41,8 @@ class _Scaled:
         return self.s_q * self.t.inverse(pts / self.s_r, **kw)
 
 
-def _shrunk(image: np.ndarray, s: float) -> np.ndarray:
+def shrunk(image: np.ndarray, s: float) -> np.ndarray:
+    """``image`` scaled by ``s`` (INTER_AREA), at least one pixel a side."""
     h, w = image.shape[:2]
     size = (max(1, round(w * s)), max(1, round(h * s)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -81,14 +82,14 @@ def write_thumbnails(res: RegistrationResult, query_img: np.ndarray, refer_img: 
         return []
     s = side / max(refer_img.shape[:2])
     s_r = s_q = min(1.0, s)
-    r_small = _shrunk(to_uint8(refer_img), s_r)
+    r_small = shrunk(to_uint8(refer_img), s_r)
     refer_wh = (r_small.shape[1], r_small.shape[0])
     warp = thumbnail_warp(res, s_q, s_r, refer_wh)
     written = []
     if merged:
-        picture = viz.merged(_shrunk(res.query_equalised, s_q), warp, _shrunk(res.refer_equalised, s_r))
+        picture = viz.merged(shrunk(res.query_equalised, s_q), warp, shrunk(res.refer_equalised, s_r))
         written.append(save_jpeg(Path(folder) / "thumb_result.jpg", picture, THUMB_QUALITY))
     if checkerboard:
-        picture = viz.checkerboard(_shrunk(to_uint8(query_img), s_q), warp, r_small, tiles)
+        picture = viz.checkerboard(shrunk(to_uint8(query_img), s_q), warp, r_small, tiles)
         written.append(save_jpeg(Path(folder) / "thumb_checkerboard.jpg", picture, THUMB_QUALITY))
     return written

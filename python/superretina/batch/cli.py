@@ -68,9 +68,12 @@ def main(argv=None) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise BatchInputError(f"{args.out}: --out must be a folder, and this is a file")
     from ..series.batch import has_series_column
-    if has_series_column(args.pairs):
-        return _series_main(args)
-    jobs, extra = read_pairs(args.pairs)
+    from .pairs import read_list_text
+
+    text = read_list_text(args.pairs)   # once: bounded, regular files only
+    if has_series_column(text):
+        return _series_main(args, text)
+    jobs, extra = read_pairs(args.pairs, text)
     carried_names(extra, STORE_COLUMNS, where=str(args.pairs))   # before the model loads
     pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
     # The folder is held before the model loads: a second run is refused at once, and a run
@@ -94,12 +97,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def _series_main(args) -> int:
+def _series_main(args, text: str) -> int:
     """A list with a ``series`` column: one series per value (superretina.series.batch)."""
     from ..series.batch import read_series_jobs, run_series_batch
     from .engines import make_engine
 
-    jobs = read_series_jobs(args.pairs)
+    jobs = read_series_jobs(args.pairs, text)
     pictures = "none" if args.no_pictures else "thumbnails" if args.thumbnails else "full"
     from .outfolder import claim_out
 

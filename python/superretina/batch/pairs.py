@@ -62,8 +62,9 @@ def read_list_text(path: Path, expected: str = "a CSV file with columns query,re
         raise BatchInputError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
-def read_pairs(path: str | Path) -> tuple[list[PairJob], list[str]]:
-    """Read PAIRS.csv; returns (jobs in file order, names of the carried-through columns).
+def read_pairs(path: str | Path, text: str | None = None) -> tuple[list[PairJob], list[str]]:
+    """Read PAIRS.csv (``text``: its content, when the caller has read it with :func:`read_list_text`);
+    returns (jobs in file order, names of the carried-through columns).
 
     Raises
     ------
@@ -74,7 +75,7 @@ def read_pairs(path: str | Path) -> tuple[list[PairJob], list[str]]:
     path = Path(path)
     # The csv module splits the records (newline=''): a quoted cell keeps its line breaks, and
     # U+2028 or a form feed inside a cell does not start a row (str.splitlines split on both).
-    reader = csv.DictReader(io.StringIO(read_list_text(path), newline=""))
+    reader = csv.DictReader(io.StringIO(read_list_text(path) if text is None else text, newline=""))
     try:
         header = [h.strip() for h in (reader.fieldnames or [])]
     except csv.Error as exc:

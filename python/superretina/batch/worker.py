@@ -108,15 +108,12 @@ def _pictures_config(cfg: dict, pictures: str) -> dict:
 def _failed_thumbnail(folder: Path) -> None:
     """A failed pair's report thumbnail: its matches picture (the registered ones' are drawn by thumbnails.py)."""
     from ..outputs import save_jpeg
-    from ..thumbnails import THUMB_QUALITY, THUMB_SIDE
+    from ..thumbnails import THUMB_QUALITY, THUMB_SIDE, shrunk
 
     for full, thumb in FAILED_THUMBNAIL.items():
         img = cv2.imread(str(folder / full)) if (folder / full).is_file() else None
-        if img is not None:
-            s = THUMB_SIDE / max(img.shape[:2])
-            small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                               interpolation=cv2.INTER_AREA)
-            save_jpeg(folder / thumb, small, THUMB_QUALITY)   # through write_file: never follows a link
+        if img is not None:   # save_jpeg writes through write_file: never follows a link
+            save_jpeg(folder / thumb, shrunk(img, THUMB_SIDE / max(img.shape[:2])), THUMB_QUALITY)
 
 
 def process_pair(app, job: PairJob, pictures: str = "full", dest: Path | None = None) -> PairOutput:

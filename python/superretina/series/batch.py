@@ -53,23 +53,24 @@ class SeriesJob:
         return self.images[-1]
 
 
-def has_series_column(path: Path) -> bool:
-    """Whether a batch list's header names a ``series`` column."""
-    from ..batch.pairs import read_list_text
-
+def has_series_column(text: str) -> bool:
+    """Whether a batch list's header (``text``: the list, as ``batch.pairs.read_list_text`` read it)
+    names a ``series`` column."""
     try:
-        header = next(csv.reader(io.StringIO(read_list_text(Path(path)), newline="")), [])
+        header = next(csv.reader(io.StringIO(text, newline="")), [])
     except csv.Error:
         return False   # read_pairs says what is wrong with it
     return "series" in [h.strip() for h in header]
 
 
-def read_series_jobs(path: str | Path) -> list[SeriesJob]:
-    """Group a batch list's rows by ``series``; one-line :class:`BatchInputError` for bad input."""
+def read_series_jobs(path: str | Path, text: str | None = None) -> list[SeriesJob]:
+    """Group a batch list's rows by ``series`` (``text``: the list's content, if already read);
+    one-line :class:`BatchInputError` for bad input."""
     from ..batch.pairs import read_list_text
 
     path = Path(path)
-    text = read_list_text(path, "a CSV file with columns series,image")
+    if text is None:
+        text = read_list_text(path, "a CSV file with columns series,image")
     reader = csv.DictReader(io.StringIO(text, newline=""))   # quoted line breaks stay in their cell
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
