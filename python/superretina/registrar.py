@@ -271,15 +271,10 @@ class Registrar:
         st = result.final
         qxy = result.final_query_xy
         qdesc = result.warped_query.descriptors if st is result.second else result.query.descriptors
-        g, c = self.cfg["guided"], self.cfg["transform"]
+        g = self.cfg["guided"]
         scale = (self.cfg["homography"]["refine_scale"] or 3.0) * result.refer.pixel_scale
-        qwh, rwh = (result.query_size[1], result.query_size[0]), (result.refer_size[1], result.refer_size[0])
-
-        def choose(q, r, H):
-            return choose_transform(c["model"], q, r, H, scale, qwh, rwh, c["min_matches"], c["auto_gain"],
-                                    extrapolation=c["extrapolation"])
-
-        passes = guided_refinement(qxy, qdesc, result.refer.xy, result.refer.descriptors, result.H, choose,
+        passes = guided_refinement(qxy, qdesc, result.refer.xy, result.refer.descriptors, result.H,
+                                   self._transform_chooser(result),
                                    scale, result.refer.pixel_scale, g["radius"], g["ratio"], g["iterations"],
                                    g["min_gain"], start=result.transform, start_count=len(st.matches),
                                    keep=st.matches)
@@ -306,14 +301,21 @@ class Registrar:
         """The transform of ``transform.model`` (or ``model``) for a registered result, fitted to
         its final matches with the homography refinement's Cauchy scale."""
         st = result.final
-        q = result.final_query_xy[st.matches[:, 0]]
-        r = result.refer.xy[st.matches[:, 1]]
+        return self._transform_chooser(result, model)(result.final_query_xy[st.matches[:, 0]],
+                                                      result.refer.xy[st.matches[:, 1]], result.H)
+
+    def _transform_chooser(self, result: RegistrationResult, model: str | None = None):
+        """``choose(q, r, H) -> TransformChoice`` for this pair: ``transform.model`` (or ``model``)
+        fitted to matched points q, r (M, 2), original pixels) from homography H, with the
+        homography refinement's Cauchy scale and the pair's image sizes."""
         c = self.cfg["transform"]
         scale = (self.cfg["homography"]["refine_scale"] or 3.0) * result.refer.pixel_scale
-        return choose_transform(model or c["model"], q, r, result.H, scale,
-                                (result.query_size[1], result.query_size[0]),
-                                (result.refer_size[1], result.refer_size[0]), c["min_matches"], c["auto_gain"],
-                                extrapolation=c["extrapolation"])
+        qwh, rwh = (result.query_size[1], result.query_size[0]), (result.refer_size[1], result.refer_size[0])
+
+        def choose(q: np.ndarray, r: np.ndarray, H: np.ndarray) -> TransformChoice:
+            return choose_transform(model or c["model"], q, r, H, scale, qwh, rwh, c["min_matches"], c["auto_gain"],
+                                    extrapolation=c["extrapolation"])
+        return choose
 
     def _warped_query_input(self, H1: np.ndarray, equalised_query: np.ndarray, query_input: np.ndarray,
                             refer_size: tuple) -> np.ndarray:
