@@ -25,6 +25,7 @@ from queue import Queue
 
 import numpy as np
 
+from .enhance import PROPS, REFERENCE, EnhanceSettings
 from .sdk import Sdk
 
 DESCRIPTOR_DIM = 256
@@ -52,6 +53,7 @@ class DecodeLayout:
     decoder_key: bytes          # mxpi_imagedecoder's photograph
     image_format: str           # the decoder's imageFormat ("jpg", "png" or "bmp")
     model_hw: tuple             # superretina_enhance's (resizeHeight, resizeWidth)
+    enhance: EnhanceSettings = REFERENCE  # its enhancement properties (claheClip, gamma, ...)
 
 
 @dataclass(frozen=True)
@@ -159,9 +161,13 @@ def _decode_layout(path: Path, stream: str, elements: dict, enhance: str, infer:
         hw = (int(props.get("resizeHeight", 768)), int(props.get("resizeWidth", 768)))
     except (TypeError, ValueError):
         raise PipelineError(f"{where}: {enhance}'s resizeHeight/resizeWidth must be integers") from None
+    try:
+        settings = EnhanceSettings.from_props(props)
+    except (TypeError, ValueError):
+        raise PipelineError(f"{where}: {enhance}'s {', '.join(PROPS)} must be numbers (channel: green or luminance)") from None
     return DecodeLayout(stream.encode(), src.encode(), infer.encode(), enhance.encode(),
                         (enhance + EQUALISED_SUFFIX).encode(),
-                        decoder.encode(), fmt, hw)
+                        decoder.encode(), fmt, hw, settings)
 
 
 def _json_kind(value) -> str:
