@@ -76,8 +76,11 @@ VARIANTS: list[tuple[str, dict]] = [
 
 
 def pair_sets(fire: Path, eyes: list[Path], scope: str) -> dict[str, list]:
-    """{set label: [PairSpec]}: 'fire' (A only for scope a, none for eye) and '<eye folder name>' (A pairs)."""
-    sets = {} if scope.startswith("eye") else {"fire": [p for p in list_pairs(fire) if scope == "all" or p.category == "A"]}
+    """{set label: [PairSpec]}: 'fire' (A only for scope a, none for eye*) and each eye set's
+    folder name (its A pairs; every pair for eye-all)."""
+    sets = {}
+    if not scope.startswith("eye"):
+        sets["fire"] = [p for p in list_pairs(fire) if scope == "all" or p.category == "A"]
     for eye in eyes:   # labelled by folder name (eye_s0, eye_s1): runs of one set each can be combined
         sets[eye.name] = [p for p in list_pairs(eye) if scope == "eye-all" or p.category == "A"]
     return sets
@@ -197,9 +200,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             errors = run_variant(app, overrides, sets)
             results.append({"name": name, "overrides": overrides, "errors": errors, "auc": scores(errors)})
+            aucs = results[-1]["auc"].items()
             print(f"{name}: {time.perf_counter() - t0:.0f} s  "
-                  + "  ".join(f"{k} " + "/".join(f"{c} {a:.3f}" for c, a in v.items()) for k, v in results[-1]["auc"].items()),
-                  flush=True)
+                  + "  ".join(f"{k} " + "/".join(f"{c} {a:.3f}" for c, a in v.items()) for k, v in aucs), flush=True)
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps({"scope": args.scope, "fire": str(args.fire),

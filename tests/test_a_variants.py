@@ -196,7 +196,8 @@ def test_descriptor_setting_changes_the_registration(random_superretina, tmp_pat
     assert not np.allclose(base.query.descriptors, root.query.descriptors)   # ... other descriptors
 
 
-def test_stream_with_the_same_enhancement_is_used_and_matches_the_driver(random_superretina, tmp_path, jpegs):  # noqa: F811
+def test_stream_with_the_same_enhancement_is_used_and_matches_the_driver(
+        random_superretina, tmp_path, jpegs):  # noqa: F811
     pipe = json.loads(random_superretina.pipeline.read_text())
     pipe["superretina_decode"]["superretina_enhance0"]["props"].update(claheClip="4", gamma="1.0", channel="luminance")
     path = tmp_path / "clip4.pipeline"

@@ -135,7 +135,8 @@ def _sample(kp: np.ndarray, dmap: np.ndarray, scale: int, interpolation: str) ->
         cx = np.stack([x0, x1, x0, x1]).astype(np.int64)
         cy = np.stack([y0, y0, y1, y1]).astype(np.int64)
     else:
-        raise ValueError(f"sample_descriptors: interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+        raise ValueError(f"sample_descriptors: interpolation must be one of {', '.join(INTERPOLATIONS)},"
+                         f" got {interpolation!r}")
     inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
     weights = np.where(inside, weights, f32(0))
     # Out-of-range corners read cell 0 with weight 0 (zero padding without branches).

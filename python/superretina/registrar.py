@@ -327,7 +327,8 @@ class Registrar:
         """The query warped by H1 into the reference frame, as a model input (H_m, W_m)."""
         (hm, wm), (h_r, w_r) = self.model_hw, refer_size
         if self.cfg["matching_trick_warp"] == "full":  # the reference: warp the float image at full size, resize
-            warped = cv2.warpPerspective(gamma(equalised_query, self.enhance.gamma), H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
+            warped = cv2.warpPerspective(gamma(equalised_query, self.enhance.gamma), H1, (w_r, h_r),
+                                         flags=cv2.INTER_LINEAR)
             return to_model_input(warped, self.model_hw)
         # Same warp expressed between the two model frames: ~15x cheaper on FIRE-size images.
         return self._model_warp(H1, equalised_query.shape, refer_size, query_input)

@@ -164,7 +164,8 @@ def _decode_layout(path: Path, stream: str, elements: dict, enhance: str, infer:
     try:
         settings = EnhanceSettings.from_props(props)
     except (TypeError, ValueError):
-        raise PipelineError(f"{where}: {enhance}'s {', '.join(PROPS)} must be numbers (channel: green or luminance)") from None
+        raise PipelineError(f"{where}: {enhance}'s {', '.join(PROPS)} must be numbers"
+                            " (channel: green or luminance)") from None
     return DecodeLayout(stream.encode(), src.encode(), infer.encode(), enhance.encode(),
                         (enhance + EQUALISED_SUFFIX).encode(),
                         decoder.encode(), fmt, hw, settings)
