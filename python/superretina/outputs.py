@@ -204,7 +204,10 @@ def pass_counts(res: RegistrationResult) -> dict:
               "matching_trick": None if res.second is None else int(len(res.second.matches)),
               "guided": [int(len(g.matches)) for g in res.guided]}
     return {"match_counts": counts,
-            "matching_trick": {"ran": res.second is not None, "skipped_reason": res.trick_skipped}}
+            "matching_trick": {"ran": res.second is not None, "skipped_reason": res.trick_skipped,
+                               # the part of the reference's model frame its inference took (model pixels)
+                               "inferred_box": None if res.trick_box is None else dict(
+                                   zip(("x", "y", "width", "height"), map(int, res.trick_box)))}}
 
 
 def assessment_json(res: RegistrationResult) -> dict:
