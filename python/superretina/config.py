@@ -90,6 +90,7 @@ RULES: dict[str, Rule] = {
     "matching_trick_crop_margin": Rule("int", -1, 512),  # model pixels of context; -1 = infer the whole frame
     "outputs.match_result": Rule("bool"),
     "outputs.merged": Rule("bool"),
+    "outputs.merged_max_side": Rule("int", 0, 65_000),  # px; 0 = full size; JPEG's side limit above
     "outputs.checkerboard": Rule("bool"),
     "outputs.checkerboard_tiles": Rule("int", 1, 64),
     # Series (superretina.series): pair selection and the joint refinement.

@@ -273,7 +273,7 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         warp = inverse_maps(res.transform.transform, (res.refer_size[1], res.refer_size[0]),
                             (res.query_size[1], res.query_size[0]))
     if res.H is not None and o["merged"]:
-        jobs.append(lambda: save_jpeg(out / "result.jpg", viz.merged(res.query_equalised, warp, res.refer_equalised)))
+        jobs.append(lambda: save_jpeg(out / "result.jpg", merged_picture(res, warp, o.get("merged_max_side", 0))))
     if res.H is not None and o["checkerboard"]:
         jobs.append(lambda: save_jpeg(out / "checkerboard.jpg",
                                   viz.checkerboard(query_img, warp, refer_img, o["checkerboard_tiles"])))
@@ -287,6 +287,25 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         written = [job() for job in jobs]
     written.append(write_file(out / "result.json", json.dumps(info, indent=1).encode()))  # last: the run's record
     return written
+
+
+def merged_picture(res: RegistrationResult, warp, max_side: int) -> np.ndarray:
+    """The overlay (``viz.merged``) of a registered result, drawn at the reference's size halved
+    until its longer side is at most ``max_side`` (0: full size; ``warp`` is the full-size one).
+
+    The equalised images are halved first (OpenCV's exact 2x area path) and the transform is
+    expressed between the halved frames (``thumbnails.thumbnail_warp``): each halving quarters the
+    warp and the JPEG encoding, the two costliest steps of the pictures.
+    """
+    from .thumbnails import shrunk, thumbnail_warp  # thumbnails imports this module
+
+    s = 1.0
+    while max_side > 0 and max(res.refer_size) * s > max_side and min(res.refer_size) * s >= 64:
+        s /= 2
+    if s == 1.0:
+        return viz.merged(res.query_equalised, warp, res.refer_equalised)
+    q, r = shrunk(res.query_equalised, s), shrunk(res.refer_equalised, s)
+    return viz.merged(q, thumbnail_warp(res, s, s, (r.shape[1], r.shape[0])), r)
 
 
 def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
