@@ -84,6 +84,7 @@ ROWS = [
     ("trick.post", "  NMS..homography"),
     ("transform", "transform (quadratic fit, choice)"),
     ("outputs", "outputs (pictures + json)"),
+    ("outputs_cpu", "  outputs, CPU seconds"),
     ("total", "end to end"),
     ("cpu", "CPU seconds (process)"),
     ("post_per_image", "post-processing / image"),
@@ -243,10 +244,12 @@ class PipelineSide:
         with t("read"):
             q, r = read_pair(self.spec["query"], self.spec["refer"])
         res = self.app.registrar.register_images(q, r, t)
+        c1 = time.process_time()
         with t("outputs"):
             info = result_json(res, self.spec["query"], self.spec["refer"], self.app.provenance)
             write_outputs(res, q, r, self.out, info, self.app.config)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        outputs_cpu = time.process_time() - c1
         s = t.seconds
         trick_post = sum(s.get(f"trick_{k}", 0.0) for k in ("keypoints", "descriptors", "matching", "homography"))
         stages = {
@@ -255,7 +258,7 @@ class PipelineSide:
             "matching": s.get("matching", 0.0), "homography": s.get("homography", 0.0),
             "trick.warp": s.get("trick_warp", 0.0), "trick.inference": s.get("trick_inference", 0.0),
             "trick.post": trick_post, "transform": s.get("transform", 0.0), "outputs": s.get("outputs", 0.0),
-            "total": wall, "cpu": cpu,
+            "total": wall, "cpu": cpu, "outputs_cpu": outputs_cpu,
         }
         stages["matching trick"] = stages["trick.warp"] + stages["trick.inference"] + trick_post
         stages["post_per_image"] = (stages["nms"] + stages["descriptors"] + stages["matching"] + stages["homography"]) / 2
@@ -473,7 +476,9 @@ def _worker(conn, kind: str, spec: dict) -> None:
     except Exception as exc:  # noqa: BLE001 - reported by the parent as one line
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return
-    conn.send({"ready": True, "rss_mb": peak_rss_mb(), "engine": side.engine})
+    import superretina  # the version this side's code is (an earlier one for --baseline)
+
+    conn.send({"ready": True, "rss_mb": peak_rss_mb(), "engine": side.engine, "version": superretina.__version__})
     while True:
         msg = conn.recv()
         if msg == "run":
@@ -500,7 +505,7 @@ class Worker:
         if "error" in msg:
             self.proc.join(5)
             raise BenchError(f"{name}: {msg['error']}")
-        self.engine = msg["engine"]
+        self.engine, self.version = msg["engine"], msg["version"]
 
     def run(self) -> dict:
         self.conn.send("run")
@@ -587,6 +592,7 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
                 log(f"  {size}px run {i - args.warmup + 1}/{args.runs}: "
                     + ", ".join(f"{n} {runs[n][-1]['stages']['total']:.2f} s" for n in names))
         engines = {n: w.engine for n, w in zip(names, workers)}
+        versions = {n: w.version for n, w in zip(names, workers)}
         peaks = {n: w.stop() for n, w in zip(names, workers)}
     finally:
         for w in workers:
@@ -600,6 +606,7 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
         last = rs[-1]
         result["sides"][n] = {
             "median": med, "runs": [r["stages"] for r in rs], "peak_rss_mb": peaks[n], "engine": engines[n],
+            "version": versions[n],
             "status": last["status"], "keypoints": last["keypoints"], "matches": last["matches"],
             "inliers": last["inliers"], "H": last["H"],
             "control_point_error_px": _control_point_error(last["H"], pair["G"], pair["points"]),
