@@ -2,7 +2,9 @@
 
 read → enhance → 768x768 pair batch → stream (SuperRetina) → NMS/borders → descriptor sampling
 → ratio matching → homography; then the matching trick: warp the enhanced query with H1, infer
-the warped query alone (the reference's network outputs are reused), match again, H = H2 · H1.
+the warped query alone (the reference's network outputs are reused; the whole model frame, or
+with ``matching_trick_crop_margin`` >= 0 only the box of its field of view, docs/critical-path.md),
+match again, H = H2 · H1.
 Then ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
 the homography (``transform.choose_transform``, fitted to the final matches); the network passes
 above do not depend on it. The trick is skipped when the first pass is conclusive
@@ -16,7 +18,8 @@ result are original-image pixels.
 Files (``register_files``): where the backend has a decode stream and ``input.stream_decode`` is
 on, JPEG files go in as bytes and read → enhance → inference happen in the stream
 (``stream_client.SuperRetinaStream.infer_encoded_async``), which hands back the same maps and
-equalised images the driver would compute; other files, or a file the stream cannot decode, take
+equalised images the driver would compute, and the field-of-view masks (the photographs only
+where pictures are drawn); other files, or a file the stream cannot decode, take
 the driver's path.
 """
 from __future__ import annotations

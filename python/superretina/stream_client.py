@@ -367,7 +367,7 @@ class SuperRetinaStream:
     def _unpack_decoded(self, out, image: bool) -> Decoded:
         d = self.layout.decode
         got = {out[i].messageName: out[i] for i in range(out.size())}
-        if any(key not in got for key in (d.infer_key, d.input_key, d.equalised_key)):
+        if any(key not in got for key in (d.infer_key, d.input_key, d.equalised_key, d.fov_key) if key):
             raise PipelineError(f"the decode stream gave no {d.infer_key.decode()} result (the photograph was not"
                                 " decoded or enhanced; see the runtime's log)")
         if any(item.errorCode != 0 for item in got.values()):
@@ -376,7 +376,7 @@ class SuperRetinaStream:
         det, desc = self._maps(got[d.infer_key].messageBuf, 1, *d.model_hw)
         equalised = self._vision(got[d.equalised_key].messageBuf, 1)
         photo = self._vision(got[d.decoder_key].messageBuf, 3) if image else None
-        fov = self._vision(got[d.fov_key].messageBuf, 1) if d.fov_key and d.fov_key in got else None
+        fov = self._vision(got[d.fov_key].messageBuf, 1) if d.fov_key else None
         x = self.sdk.pb.MxpiTensorPackageList()
         x.ParseFromString(got[d.input_key].messageBuf)
         model_input = np.frombuffer(x.tensorPackageVec[0].tensorVec[0].dataStr, np.float32).reshape(d.model_hw)
