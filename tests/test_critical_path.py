@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from superretina.app import open_app
+from superretina.config import DEFAULT_PIPELINE
+from superretina.stream_client import read_layout
 from superretina.outputs import merged_picture, result_json
 from superretina.registrar import Registrar, RegistrationResult, trick_crop
 from superretina import viz
@@ -140,3 +142,24 @@ def test_overlay_is_drawn_halved_to_the_configured_side(retina_bgr, tmp_path):
         ref = viz.shrink(full, (expected, expected)).astype(float)
         m = expected // 8
         assert np.abs(small.astype(float) - ref)[m:-m, m:-m].mean() < 3.0
+
+
+# -- the field-of-view mask's key -------------------------------------------------------------
+def test_without_the_mask_from_the_stream_the_photographs_come_back(random_superretina, small_disc, tmp_path):
+    assert read_layout(DEFAULT_PIPELINE).decode.fov_key == b"superretina_enhance0_fov"
+    cfg = json.loads(random_superretina.pipeline.read_text())
+    enhance = next(el for stream in cfg.values() for el in stream.values()
+                   if isinstance(el, dict) and el.get("factory") == "superretina_enhance")
+    enhance.setdefault("props", {})["outputFov"] = "0"
+    off = random_superretina.pipeline.with_name("no_fov.pipeline")   # beside the model it names
+    off.write_text(json.dumps(cfg))
+    assert read_layout(off).decode.fov_key is None
+    path = tmp_path / "disc.jpg"
+    cv2.imwrite(str(path), small_disc, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    with open_app(random_superretina.fast_config, off, "local") as app:
+        assert app.stream.infer_encoded_async(path.read_bytes()).result(timeout=120).fov is None
+        res = app.registrar.register_files(path, path)   # the mask found on the photographs instead
+        app.config["input"]["stream_decode"] = False
+        driver = app.registrar.register_files(path, path)
+    assert res.decoded_in == "stream" and driver.decoded_in == "driver"
+    assert np.array_equal(res.query.xy, driver.query.xy) and np.array_equal(res.refer.xy, driver.refer.xy)
