@@ -142,6 +142,12 @@ def test_overlay_is_drawn_halved_to_the_configured_side(retina_bgr, tmp_path):
         ref = viz.shrink(full, (expected, expected)).astype(float)
         m = expected // 8
         assert np.abs(small.astype(float) - ref)[m:-m, m:-m].mean() < 3.0
+    # remap maps (another transform's way to the pictures) give the homography's picture
+    from superretina.transform import HomographyTransform, inverse_maps
+    maps = inverse_maps(HomographyTransform(H), (1024, 1024), (1024, 1024))
+    by_maps, by_h = merged_picture(res, maps, 600), merged_picture(res, H, 600)
+    assert by_maps.shape == by_h.shape == (512, 512, 3)
+    assert np.abs(by_maps.astype(float) - by_h)[64:-64, 64:-64].mean() < 1.0
 
 
 # -- the field-of-view mask's key -------------------------------------------------------------

@@ -294,8 +294,9 @@ def merged_picture(res: RegistrationResult, warp, max_side: int) -> np.ndarray:
     until its longer side is at most ``max_side`` (0: full size; ``warp`` is the full-size one).
 
     The equalised images are halved first (OpenCV's exact 2x area path) and the transform is
-    expressed between the halved frames (``thumbnails.thumbnail_warp``): each halving quarters the
-    warp and the JPEG encoding, the two costliest steps of the pictures.
+    expressed between the halved frames (a homography scaled as ``thumbnails.thumbnail_warp``
+    does; full-size remap maps ``(mx, my)`` taken every 1/s-th pixel and scaled): each halving
+    quarters the warp and the JPEG encoding, the costliest steps of the pictures.
     """
     from .thumbnails import shrunk, thumbnail_warp  # thumbnails imports this module
 
@@ -305,7 +306,12 @@ def merged_picture(res: RegistrationResult, warp, max_side: int) -> np.ndarray:
     if s == 1.0:
         return viz.merged(res.query_equalised, warp, res.refer_equalised)
     q, r = shrunk(res.query_equalised, s), shrunk(res.refer_equalised, s)
-    return viz.merged(q, thumbnail_warp(res, s, s, (r.shape[1], r.shape[0])), r)
+    if isinstance(warp, tuple):   # small pixel (x, y) is full pixel (x/s, y/s), as in thumbnails.py
+        k, (h, w) = round(1 / s), r.shape[:2]
+        small = tuple(np.ascontiguousarray(m[::k, ::k][:h, :w] * np.float32(s)) for m in warp)
+    else:
+        small = thumbnail_warp(res, s, s, (r.shape[1], r.shape[0]))
+    return viz.merged(q, small, r)
 
 
 def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
