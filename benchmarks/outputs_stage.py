@@ -1,0 +1,93 @@
+"""CPU seconds of the outputs stage and of each picture, on the bench pair (benchmarks/bench.py's
+2912x2912 pair), this tree's code, default pipeline and configuration.
+
+    PYTHONPATH=python .venv/bin/python benchmarks/outputs_stage.py [--runs 5] [--size 2912]
+
+The pair is registered once; then each step is timed ``--runs`` times (median), in process CPU
+seconds (``time.process_time``: all threads, so OpenCV's own threads count and the machine's
+other load does not), the pictures drawn and JPEG-encoded as ``outputs.write_outputs`` does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT / "python", ROOT):
+    if str(p) not in sys.path:
+        sys.path.insert(1, str(p))
+
+import cv2  # noqa: E402
+
+from benchmarks.bench import make_bench_pair  # noqa: E402
+
+
+def cpu(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--size", type=int, default=2912)
+    args = ap.parse_args(argv)
+
+    from superretina import viz
+    from superretina.app import open_app
+    from superretina.image_io import read_pair
+    from superretina.outputs import final_matches, merged_picture, result_json, write_outputs
+    from superretina.transform import inverse_maps
+
+    def encode(image):
+        return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+    with tempfile.TemporaryDirectory() as tmp, open_app(None, None, "local") as app:
+        pair = make_bench_pair(args.size, Path(tmp) / "pair")
+        q, r = read_pair(pair["query"], pair["refer"])
+        res = app.registrar.register_images(q, r)
+        info = result_json(res, pair["query"], pair["refer"], app.provenance)
+        o = app.config["outputs"]
+        rows = {"write_outputs (all pictures + result.json)":
+                lambda: write_outputs(res, q, r, Path(tmp) / "out", info, app.config),
+                "result.json (JSON text)": lambda: json.dumps(info, indent=1)}
+        warp = res.H
+        if res.transform is not None and res.transform.model != "homography":
+            wh_r, wh_q = (res.refer_size[1], res.refer_size[0]), (res.query_size[1], res.query_size[0])
+            rows["inverse maps (full size)"] = lambda: inverse_maps(res.transform.transform, wh_r, wh_q)
+            warp = inverse_maps(res.transform.transform, wh_r, wh_q)
+        qq, rr, inl = final_matches(res)
+        match = viz.draw_matches(q, r, qq, rr, inl, ["x"])
+        over = merged_picture(res, warp, o["merged_max_side"])
+        full = viz.merged(res.query_equalised, warp, res.refer_equalised)
+        board = viz.checkerboard(q, warp, r, o["checkerboard_tiles"])
+        rows.update({
+            "match picture: draw": lambda: viz.draw_matches(q, r, qq, rr, inl, ["x"]),
+            "match picture: encode": lambda: encode(match),
+            f"overlay at merged_max_side {o['merged_max_side']} ({over.shape[1]} px): draw": lambda: merged_picture(
+                res, warp, o["merged_max_side"]),
+            f"overlay at merged_max_side {o['merged_max_side']}: encode": lambda: encode(over),
+            f"overlay full size ({full.shape[1]} px): draw": lambda: viz.merged(res.query_equalised, warp,
+                                                                                 res.refer_equalised),
+            "overlay full size: encode": lambda: encode(full),
+            "checkerboard: draw": lambda: viz.checkerboard(q, warp, r, o["checkerboard_tiles"]),
+            "checkerboard: encode": lambda: encode(board),
+        })
+        print(f"{args.size}x{args.size} bench pair, transform {res.transform.model if res.transform else None}; "
+              f"CPU seconds, median of {args.runs}")
+        for label, fn in rows.items():
+            print(f"  {label:55s} {cpu(fn, args.runs):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
