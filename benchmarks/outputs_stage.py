@@ -48,8 +48,8 @@ def main(argv=None) -> int:
     from superretina.outputs import final_matches, merged_picture, result_json, write_outputs
     from superretina.transform import inverse_maps
 
-    def encode(image):
-        return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    def encode(image, quality=90):   # outputs.save_jpeg's quality
+        return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
 
     with tempfile.TemporaryDirectory() as tmp, open_app(None, None, "local") as app:
         pair = make_bench_pair(args.size, Path(tmp) / "pair")
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
             "overlay full size: encode": lambda: encode(full),
             "checkerboard: draw": lambda: viz.checkerboard(q, warp, r, o["checkerboard_tiles"]),
             "checkerboard: encode": lambda: encode(board),
+            "checkerboard: encode at JPEG quality 80": lambda: encode(board, 80),
         })
         print(f"{args.size}x{args.size} bench pair, transform {res.transform.model if res.transform else None}; "
               f"CPU seconds, median of {args.runs}")
