@@ -83,10 +83,24 @@ def main(argv=None) -> int:
             "checkerboard: encode": lambda: encode(board),
             "checkerboard: encode at JPEG quality 80": lambda: encode(board, 80),
         })
+        # thumbnails (batch --pictures thumbnails): a photograph to 240 px, one INTER_AREA resize
+        # (before) against exact halvings first (thumbnails.shrunk, now)
+        side = 240
+        wh = (round(r.shape[1] * side / max(r.shape[:2])), round(r.shape[0] * side / max(r.shape[:2])))
+        grey = res.refer_equalised
+        rows.update({
+            "thumbnail of the BGR reference: one INTER_AREA resize": lambda: cv2.resize(r, wh, interpolation=cv2.INTER_AREA),
+            "thumbnail of the BGR reference: halvings first": lambda: viz.shrink(r, wh),
+            "thumbnail of the grey equalised: one INTER_AREA resize": lambda: cv2.resize(grey, wh,
+                                                                                      interpolation=cv2.INTER_AREA),
+            "thumbnail of the grey equalised: halvings first": lambda: viz.shrink(grey, wh),
+        })
+        diff = abs(cv2.resize(r, wh, interpolation=cv2.INTER_AREA).astype(float) - viz.shrink(r, wh)).mean()
         print(f"{args.size}x{args.size} bench pair, transform {res.transform.model if res.transform else None}; "
               f"CPU seconds, median of {args.runs}")
         for label, fn in rows.items():
             print(f"  {label:55s} {cpu(fn, args.runs):.3f}")
+        print(f"  thumbnail mean difference, halvings vs one resize: {diff:.2f} grey levels")
     return 0
 
 
