@@ -83,12 +83,38 @@ def keypoint_shift(spec, box) -> tuple[int, float, int]:
     return len(d), float(np.median(d)) if len(d) else float("nan"), int((d < 1e-3).sum())
 
 
+def input_sizes(sizes: list[tuple[int, int]]) -> None:
+    """Output shapes and one inference's time (after one untimed run) of the default bf16 model
+    for each (H, W) input: which sizes the stream's ``H/8-2`` descriptor map fits."""
+    import time
+
+    from mxlocal.model_runtime import open_model
+    from superretina.stream_client import model_file, read_layout
+    from superretina.config import DEFAULT_PIPELINE
+
+    model = open_model(model_file(DEFAULT_PIPELINE, read_layout(DEFAULT_PIPELINE).model_path))
+    x = np.random.default_rng(0).random((1, 1, 768, 768), np.float32)
+    print(f"{'input H x W':>12s} {'detector':>16s} {'descriptor':>20s} {'H/8-2 x W/8-2':>14s} {'seconds':>8s}")
+    for h, w in sizes:
+        crop = np.ascontiguousarray(x[:, :, :h, :w])
+        model.run([crop])
+        t0 = time.perf_counter()
+        det, desc = model.run([crop])
+        t = time.perf_counter() - t0
+        print(f"{h:5d} x {w:<5d} {str(det.shape):>16s} {str(desc.shape):>20s} {f'{h // 8 - 2} x {w // 8 - 2}':>14s} {t:8.3f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--margin", type=int, default=32, help="crop margin to compare with the whole frame (default 32)")
     ap.add_argument("--rounds", type=int, default=2, help="alternations (default 2)")
     ap.add_argument("--pairs", help="comma-separated pair names (default: all of fire_dev)")
+    ap.add_argument("--sizes", action="store_true",
+                    help="only: the model's output shapes and time for a few input sizes (multiples of 8 and 16)")
     args = ap.parse_args(argv)
+    if args.sizes:
+        input_sizes([(160, 240), (328, 456), (336, 464), (520, 768), (768, 768)])
+        return 0
     if not FIRE_DEV.is_dir():
         print(f"error: {FIRE_DEV} not found", file=sys.stderr)
         return 2
