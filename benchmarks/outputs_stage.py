@@ -2,6 +2,11 @@
 2912x2912 pair), this tree's code, default pipeline and configuration.
 
     PYTHONPATH=python .venv/bin/python benchmarks/outputs_stage.py [--runs 5] [--size 2912]
+    PYTHONPATH=python .venv/bin/python benchmarks/outputs_stage.py --baseline e81c82d [--rounds 3]
+
+``--baseline REV``: ``write_outputs`` of this tree against that git revision's (extracted as
+``bench.py --baseline`` does, its own default configuration), each in its own process, taking
+turns ``--rounds`` times; prints the median CPU seconds of each side.
 
 The pair is registered once; then each step is timed ``--runs`` times (median), in process CPU
 seconds (``time.process_time``: all threads, so OpenCV's own threads count and the machine's
@@ -27,6 +32,12 @@ import cv2  # noqa: E402
 from benchmarks.bench import make_bench_pair  # noqa: E402
 
 
+def os_environ_pythonpath() -> str:
+    import os
+
+    return os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
+
+
 def cpu(fn, runs: int) -> float:
     times = []
     for _ in range(runs):
@@ -36,11 +47,63 @@ def cpu(fn, runs: int) -> float:
     return statistics.median(times)
 
 
+def write_outputs_only(runs: int, size: int) -> float:
+    """Median CPU seconds of ``write_outputs`` on the bench pair, with whatever superretina is imported."""
+    from superretina.app import open_app
+    from superretina.image_io import read_pair
+    from superretina.outputs import result_json, write_outputs
+
+    with tempfile.TemporaryDirectory() as tmp, open_app(None, None, "local") as app:
+        pair = make_bench_pair(size, Path(tmp) / "pair")
+        q, r = read_pair(pair["query"], pair["refer"])
+        res = app.registrar.register_images(q, r)
+        info = result_json(res, pair["query"], pair["refer"], app.provenance)
+        return cpu(lambda: write_outputs(res, q, r, Path(tmp) / "out", info, app.config), runs)
+
+
+def against(rev: str, rounds: int, runs: int, size: int) -> int:
+    import os
+    import subprocess
+
+    from benchmarks.batch_throughput import extract
+
+    with tempfile.TemporaryDirectory() as tmp:
+        code = {rev: extract(rev, Path(tmp) / "base") / "python", "this tree": ROOT / "python"}
+        got: dict = {k: [] for k in code}
+        for i in range(rounds):
+            for side in (list(code) if i % 2 == 0 else list(code)[::-1]):
+                env = {**os.environ, "PYTHONPATH": str(code[side])}
+                out = subprocess.run([sys.executable, __file__, "--one", "--runs", str(runs), "--size", str(size)],
+                                     env=env, capture_output=True, text=True, check=True).stdout
+                got[side].append(float(out.strip().splitlines()[-1]))
+                print(f"round {i} {side:10s} write_outputs {got[side][-1]:.3f} CPU s  ({out.strip().splitlines()[0]})",
+                      flush=True)
+    print(f"write_outputs on the {size}x{size} bench pair, CPU seconds, median of {rounds} processes"
+          f" (each the median of {runs}):")
+    for side, v in got.items():
+        print(f"  {side:10s} {statistics.median(v):.3f}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size", type=int, default=2912)
+    ap.add_argument("--baseline", metavar="REV", help="compare write_outputs with this git revision's")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.one:   # a side's process: its code is first on PYTHONPATH
+        from benchmarks.bench import use_code   # bench imported today's superretina: drop it
+
+        use_code(os_environ_pythonpath())
+        import superretina
+
+        print(f"code {Path(superretina.__file__).parents[1]}, version {superretina.__version__}")
+        print(f"{write_outputs_only(args.runs, args.size):.4f}")
+        return 0
+    if args.baseline:
+        return against(args.baseline, args.rounds, args.runs, args.size)
 
     from superretina import viz
     from superretina.app import open_app
