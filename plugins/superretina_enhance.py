@@ -11,7 +11,7 @@ Input: the ``MxpiVisionList`` of ``dataSource`` (one vision): packed BGR/RGB uin
 13/12, ``cvProcessor: opencv``) or NV12/NV21 (format 1/2, DVPP's output; converted to BGR first,
 so its values can differ from a host decode by the YUV round trip).
 
-Outputs, two metadata entries on the buffer:
+Outputs, up to three metadata entries on the buffer:
 
 * ``<name>`` — ``MxpiTensorPackageList``, one (1, 1, resizeHeight, resizeWidth) float32 tensor
   in [0, 1]: ``enhance.model_input(enhance.equalise(image))``, the driver's own model input bit
