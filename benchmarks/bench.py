@@ -21,6 +21,13 @@ take turns run by run, so that a change of machine load hits both alike:
   cv2.BFMatcher 2-NN + ratio test, cv2.findHomography LMEDS, the matching trick (warped query
   alone through the network again, the reference's outputs reused), the same output files.
 
+* ``0.2.0 (git 6edbbc6)`` (``--baseline REV``, repeatable; ``none`` for no such side): the same
+  driver steps run by an earlier version of this application, its ``python/ plugins/ pipeline/
+  configs/`` extracted from git into a temporary folder (``batch_throughput.extract``), on the
+  same model file, with its own default configuration: the version issue 19 measures against.
+  The line ``end to end with pictures: ... = 0.NNx`` is this tree's end-to-end median over each
+  such side's, from the same run.
+
 Reported per stage: median over ``--runs`` runs after ``--warmup`` untimed runs; the ratio is
 torch time / pipeline time (> 1: the pipeline is faster). Stages of the pipeline come from the
 driver's own timer (read, enhance, inference, keypoints, descriptors, matching, homography and
@@ -39,6 +46,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +58,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "python") not in sys.path:  # a checkout without the package installed
     sys.path.insert(1, str(ROOT / "python"))
 
+if str(ROOT) not in sys.path:  # benchmarks.batch_throughput's git extraction
+    sys.path.insert(1, str(ROOT))
+
 from mxlocal.cpu import physical_cores  # noqa: E402
+
+from benchmarks.batch_throughput import DEFAULT_BASELINE, extract  # noqa: E402
 
 from superretina.config import DEFAULT_PIPELINE  # noqa: E402
 
@@ -71,6 +84,7 @@ ROWS = [
     ("trick.post", "  NMS..homography"),
     ("transform", "transform (quadratic fit, choice)"),
     ("outputs", "outputs (pictures + json)"),
+    ("outputs_cpu", "  outputs, CPU seconds"),
     ("total", "end to end"),
     ("cpu", "CPU seconds (process)"),
     ("post_per_image", "post-processing / image"),
@@ -230,10 +244,12 @@ class PipelineSide:
         with t("read"):
             q, r = read_pair(self.spec["query"], self.spec["refer"])
         res = self.app.registrar.register_images(q, r, t)
+        c1 = time.process_time()
         with t("outputs"):
             info = result_json(res, self.spec["query"], self.spec["refer"], self.app.provenance)
             write_outputs(res, q, r, self.out, info, self.app.config)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        outputs_cpu = time.process_time() - c1
         s = t.seconds
         trick_post = sum(s.get(f"trick_{k}", 0.0) for k in ("keypoints", "descriptors", "matching", "homography"))
         stages = {
@@ -242,7 +258,7 @@ class PipelineSide:
             "matching": s.get("matching", 0.0), "homography": s.get("homography", 0.0),
             "trick.warp": s.get("trick_warp", 0.0), "trick.inference": s.get("trick_inference", 0.0),
             "trick.post": trick_post, "transform": s.get("transform", 0.0), "outputs": s.get("outputs", 0.0),
-            "total": wall, "cpu": cpu,
+            "total": wall, "cpu": cpu, "outputs_cpu": outputs_cpu,
         }
         stages["matching trick"] = stages["trick.warp"] + stages["trick.inference"] + trick_post
         stages["post_per_image"] = (stages["nms"] + stages["descriptors"] + stages["matching"] + stages["homography"]) / 2
@@ -440,16 +456,29 @@ def torch_network(path: Path):
     return net.eval()
 
 
+def use_code(python_dir: str) -> None:
+    """Make ``python_dir``'s superretina and mxlocal the ones imported from now on (a worker of an
+    earlier version: this module imported today's at its top, so those modules are dropped)."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("superretina", "mxlocal"):
+            del sys.modules[name]
+    sys.path.insert(0, python_dir)
+
+
 def _worker(conn, kind: str, spec: dict) -> None:
     """Worker process: build one side, then answer 'run' / 'stop' requests."""
     if kind == "pipeline":
         os.environ["MXLOCAL_INFER_THREADS"] = str(spec["threads"])
+    if spec.get("code"):
+        use_code(spec["code"])
     try:
         side = PipelineSide(spec) if kind == "pipeline" else TorchSide(spec)
     except Exception as exc:  # noqa: BLE001 - reported by the parent as one line
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return
-    conn.send({"ready": True, "rss_mb": peak_rss_mb(), "engine": side.engine})
+    import superretina  # the version this side's code is (an earlier one for --baseline)
+
+    conn.send({"ready": True, "rss_mb": peak_rss_mb(), "engine": side.engine, "version": superretina.__version__})
     while True:
         msg = conn.recv()
         if msg == "run":
@@ -476,7 +505,7 @@ class Worker:
         if "error" in msg:
             self.proc.join(5)
             raise BenchError(f"{name}: {msg['error']}")
-        self.engine = msg["engine"]
+        self.engine, self.version = msg["engine"], msg["version"]
 
     def run(self) -> dict:
         self.conn.send("run")
@@ -535,7 +564,10 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
     for i, model in enumerate(models):
         pipe = pipeline_with_model(model, tmp / f"pipeline_{i}.pipeline", args.pipeline)
         sides.append((model.name, "pipeline", {"pipeline": str(pipe), "model": str(model)}))
-    if not args.no_baseline:
+    for rev, code in args.baseline_code.items():  # earlier versions of the application, same model
+        pipe = pipeline_with_model(models[0], tmp / f"pipeline_{rev}.pipeline", code.parent / "pipeline" / "superretina.pipeline")
+        sides.append((baseline_name(rev), "pipeline", {"pipeline": str(pipe), "model": str(models[0]), "code": str(code)}))
+    if not args.no_torch:
         sides.append(("torch eager", "torch", {"weights": str(args.torch_weights or baseline_weights(models))}))
     workers, names = [], []
     load0 = os.getloadavg()
@@ -560,6 +592,7 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
                 log(f"  {size}px run {i - args.warmup + 1}/{args.runs}: "
                     + ", ".join(f"{n} {runs[n][-1]['stages']['total']:.2f} s" for n in names))
         engines = {n: w.engine for n, w in zip(names, workers)}
+        versions = {n: w.version for n, w in zip(names, workers)}
         peaks = {n: w.stop() for n, w in zip(names, workers)}
     finally:
         for w in workers:
@@ -573,6 +606,7 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
         last = rs[-1]
         result["sides"][n] = {
             "median": med, "runs": [r["stages"] for r in rs], "peak_rss_mb": peaks[n], "engine": engines[n],
+            "version": versions[n],
             "status": last["status"], "keypoints": last["keypoints"], "matches": last["matches"],
             "inliers": last["inliers"], "H": last["H"],
             "control_point_error_px": _control_point_error(last["H"], pair["G"], pair["points"]),
@@ -582,6 +616,31 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
         result["sides"][n]["H_distance_to_" + first] = homography_distance(
             result["sides"][n]["H"], result["sides"][first]["H"], pair["points"])
     return result
+
+
+def baseline_name(rev: str) -> str:
+    """Column name of an earlier version's side: ``0.2.0 (git 6edbbc6)`` (its package version, read from git)."""
+    import re
+    import subprocess
+
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:python/superretina/__init__.py"],
+                          capture_output=True, text=True).stdout
+    m = re.search(r'^__version__\s*=\s*"([^"]+)"', text, re.M)
+    return f"{m.group(1)} (git {rev})" if m else f"git {rev}"
+
+
+def ratio_lines(res: dict) -> list[str]:
+    """``end to end with pictures: <this tree> / <earlier version> = 0.NNx`` for each earlier
+    version's side (issue 19's measure: the first --model against it, same run, taking turns)."""
+    sides = list(res["sides"])
+    ours = sides[0]
+    out = []
+    for s in sides:
+        if "(git " in s or s.startswith("git "):
+            a, b = res["sides"][ours]["median"]["total"], res["sides"][s]["median"]["total"]
+            out.append(f"end to end with pictures: {ours} {a:.3f} s / {s} {b:.3f} s = {a / b:.2f}x "
+                       f"({res['size']}x{res['size']} pair, issue 19 asks <= 0.50x)")
+    return out
 
 
 def format_table(res: dict, runs: int, warmup: int) -> str:
@@ -623,6 +682,7 @@ def format_table(res: dict, runs: int, warmup: int) -> str:
     if len(sides) > 1:
         key = "H_distance_to_" + sides[0]
         lines.append(info_row("|H - H(first column)|, px", lambda d: f"{d.get(key, 0.0):.2f}"))
+    lines += ratio_lines(res)
     return "\n".join(lines)
 
 
@@ -656,7 +716,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "untrained weights (whose first homography the driver rejects)")
     ap.add_argument("--threads", type=int, default=physical_cores(),
                     help="compute threads for the inference engine and PyTorch (default: physical cores)")
-    ap.add_argument("--no-baseline", action="store_true", help="skip the PyTorch eager side")
+    ap.add_argument("--no-torch", "--no-baseline", dest="no_torch", action="store_true",
+                    help="skip the PyTorch eager side (--no-baseline: its older name)")
+    ap.add_argument("--baseline", action="append", metavar="REV",
+                    help=f"git revision of an earlier version of this application to run as a side on the first "
+                         f"model, taking turns (default {DEFAULT_BASELINE}, version 0.2.0; repeat for several; "
+                         f"'none': no such side); prints the end-to-end ratio line")
     ap.add_argument("--json", type=Path, help="write every measurement to this JSON file")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     return ap
@@ -674,7 +739,7 @@ def main(argv=None) -> int:
         if not m.is_file():
             print(f"error: {m}: model not found", file=sys.stderr)
             return 2
-    if not args.no_baseline:
+    if not args.no_torch:
         try:
             import torch  # noqa: F401
         except ImportError:
@@ -686,8 +751,15 @@ def main(argv=None) -> int:
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "threads": args.threads,
               "runs": args.runs, "warmup": args.warmup, "models": [str(m) for m in models],
               "memory_measure": "VmHWM (peak resident size) of each side's worker process (MB)", "sizes": []}
+    revs = [r for r in (args.baseline or [DEFAULT_BASELINE]) if r.lower() != "none"]
+    report["baselines"] = revs
     try:
         with tempfile.TemporaryDirectory(prefix="superretina_bench_") as tmp:
+            try:
+                args.baseline_code = {rev: extract(rev, Path(tmp) / f"code_{i}") / "python" for i, rev in enumerate(revs)}
+            except subprocess.CalledProcessError as exc:
+                raise BenchError(f"--baseline: cannot extract {exc.cmd[4] if len(exc.cmd) > 4 else ''} from git "
+                                 f"({exc.stderr.decode(errors='replace').strip()[:200]})") from None
             for size in args.sizes:
                 log(f"{size}x{size} pair:")
                 res = run_size(size, models, args, Path(tmp), log)

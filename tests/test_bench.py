@@ -43,7 +43,15 @@ def test_bench_cli_runs_both_sides_and_writes_json(small_model, tmp_path, capsys
         assert label in table
     report = json.loads(out.read_text())
     sides = report["sizes"][0]["sides"]
-    assert set(sides) == {"random.onnx", "random.xml", "torch eager"}
+    # the default --baseline: version 0.2.0's driver, extracted from git, on the first model
+    assert set(sides) == {"random.onnx", "random.xml", "0.2.0 (git 6edbbc6)", "torch eager"}
+    assert sides["0.2.0 (git 6edbbc6)"]["engine"].startswith("onnxruntime ")
+    import superretina
+    assert sides["0.2.0 (git 6edbbc6)"]["version"] == "0.2.0" != superretina.__version__
+    assert sides["random.onnx"]["version"] == superretina.__version__
+    ratio = sides["random.onnx"]["median"]["total"] / sides["0.2.0 (git 6edbbc6)"]["median"]["total"]
+    assert (f"end to end with pictures: random.onnx {sides['random.onnx']['median']['total']:.3f} s / "
+            f"0.2.0 (git 6edbbc6) {sides['0.2.0 (git 6edbbc6)']['median']['total']:.3f} s = {ratio:.2f}x") in table
     assert sides["random.onnx"]["engine"].startswith("onnxruntime ")
     assert sides["random.xml"]["engine"].startswith("openvino ")
     assert sides["torch eager"]["engine"].startswith("torch ")

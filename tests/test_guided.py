@@ -125,7 +125,9 @@ def _register(app, pair, **overrides):
 def test_counts_of_every_pass_reach_result_json(app, p_pair):
     res, spy, info = _register(app, p_pair, matching_trick_skip_inliers=0, guided={"max_inliers": 0})
     assert res.status == "registered"
-    assert len(spy.calls) == 2 and info["matching_trick"] == {"ran": True, "skipped_reason": None}
+    # the trick inferred the whole model frame (matching_trick_crop_margin -1, the default)
+    assert len(spy.calls) == 2 and info["matching_trick"] == {
+        "ran": True, "skipped_reason": None, "inferred_box": {"x": 0, "y": 0, "width": 768, "height": 768}}
     counts = info["match_counts"]
     names = [p["name"] for p in info["passes"]]
     assert names[:2] == ["first", "matching_trick"] and len(names) == 2 + len(counts["guided"])
@@ -158,7 +160,7 @@ def test_skipped_second_pass_is_recorded(app, p_pair):
     res, spy, info = _register(app, p_pair, matching_trick_skip_inliers=4)
     assert res.status == "registered" and res.first.homography.num_inliers >= 4
     assert len(spy.calls) == 1 and res.second is None                # one inference: the pair
-    assert info["matching_trick"]["ran"] is False
+    assert info["matching_trick"]["ran"] is False and info["matching_trick"]["inferred_box"] is None
     assert "conclusive" in info["matching_trick"]["skipped_reason"]
     assert info["match_counts"]["matching_trick"] is None
     assert "matching_trick" not in [p["name"] for p in info["passes"]]

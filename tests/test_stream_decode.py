@@ -19,6 +19,7 @@ import pytest
 
 from superretina.app import open_app
 from superretina.enhance import equalise, model_input
+from superretina.fov import half_fov, half_fov_hw
 from superretina.image_io import ImageReadError
 from superretina.stream_client import PipelineError, read_layout
 from tests.model_fixtures import PROJECT_ROOT, random_superretina, write_pipeline  # noqa: F401
@@ -55,6 +56,28 @@ def test_enhance_element_matches_the_driver_bit_for_bit(app, files):
     assert np.array_equal(decoded.model_input, model_input(eq, (768, 768)))
     det, desc = app.stream.infer(model_input(eq, (768, 768))[None, None])
     assert np.array_equal(decoded.detector, det) and np.array_equal(decoded.descriptor, desc)
+
+
+def test_the_stream_sends_the_field_of_view_mask_instead_of_the_photograph(app, files):
+    data = files["refer"].read_bytes()
+    decoded = app.stream.infer_encoded_async(data).result(timeout=120)
+    assert decoded.image is None
+    photo = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    # the mask the driver finds on the photograph, at half the model frame, as 0/1 bytes
+    assert decoded.fov.dtype == np.uint8 and decoded.fov.shape == half_fov_hw((768, 768))
+    assert np.array_equal(decoded.fov, half_fov(photo, (768, 768)))
+    assert 0.3 < decoded.fov.mean() < 0.95   # the retina's disc, not the whole frame
+    # Without pictures nothing full-size comes back, and the keypoints are the driver's (same mask).
+    assert app.config["keypoints"]["fov_margin"] >= 0
+    streamed = app.registrar.register_files(files["query"], files["refer"])
+    assert streamed.decoded_in == "stream" and streamed.query_image is None and streamed.refer_image is None
+    app.config["input"]["stream_decode"] = False
+    try:
+        driver = app.registrar.register_files(files["query"], files["refer"])
+    finally:
+        app.config["input"]["stream_decode"] = True
+    assert driver.decoded_in == "driver"
+    _same(streamed, driver)
 
 
 def _same(a, b):

@@ -96,8 +96,10 @@ RULES: dict[str, Rule] = {
     "use_matching_trick": Rule("bool"),
     "matching_trick_skip_inliers": Rule("int", 0, 100_000),  # 0 = never skip
     "matching_trick_warp": Rule("choice", choices=("model", "full")),
+    "matching_trick_crop_margin": Rule("int", -1, 512),  # model pixels of context; -1 = infer the whole frame
     "outputs.match_result": Rule("bool"),
     "outputs.merged": Rule("bool"),
+    "outputs.merged_max_side": Rule("int", 0, 65_000),  # px; 0 = full size; JPEG's side limit above
     "outputs.checkerboard": Rule("bool"),
     "outputs.checkerboard_tiles": Rule("int", 1, 64),
     # Series (superretina.series): pair selection and the joint refinement.

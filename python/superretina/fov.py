@@ -66,6 +66,9 @@ MIN_FOV_SHARE = 0.10
 def model_fov(image: np.ndarray, model_hw: tuple[int, int], margin: int) -> np.ndarray:
     """The field of view in the model frame, eroded by ``margin`` model pixels.
 
+    ``erode_fov(half_fov(image, model_hw), model_hw, margin)``: the decode stream's enhance
+    element computes ``half_fov`` where it has the photograph and sends only that back.
+
     Parameters
     ----------
     image : ndarray, (H, W) or (H, W, 3), uint8 or uint16
@@ -81,22 +84,50 @@ def model_fov(image: np.ndarray, model_hw: tuple[int, int], margin: int) -> np.n
     ndarray (H_m, W_m), bool
         True inside the (eroded) disc; all True when no disc is found (``MIN_FOV_SHARE``).
     """
-    hm, wm = model_hw
+    return erode_fov(half_fov(image, model_hw), model_hw, margin)
+
+
+def half_fov_hw(model_hw: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of the frame :func:`half_fov` works in: half the model frame, at least 16."""
+    return max(model_hw[0] // 2, 16), max(model_hw[1] // 2, 16)
+
+
+def half_fov(image: np.ndarray, model_hw: tuple[int, int]) -> np.ndarray:
+    """The field of view at half the model frame, before any margin.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W) or (H, W, 3), uint8 or uint16
+        The photograph as read (BGR when colour).
+    model_hw : (int, int)
+        (height, width) of the network input.
+
+    Returns
+    -------
+    ndarray (h, w) uint8, :func:`half_fov_hw`
+        1 inside the disc, 0 outside; all 1 when no disc is found (``MIN_FOV_SHARE``).
+    """
+    h2, w2 = half_fov_hw(model_hw)
     # Found at half the model frame, bilinear straight from the photograph (a mask needs no
     # anti-aliasing, fov_mask smooths; INTER_AREA over a FIRE image alone costs ~40 ms), and
     # eroded there: a few milliseconds, next to the network's hundreds.
-    h2, w2 = max(hm // 2, 16), max(wm // 2, 16)
     mask = fov_mask(cv2.resize(np.asarray(image), (w2, h2), interpolation=cv2.INTER_LINEAR))
     if mask.mean() < MIN_FOV_SHARE:
-        return np.ones((hm, wm), bool)
-    mask = mask.astype(np.uint8)
-    r = int(round(margin * w2 / wm))
-    if r > 0:
+        return np.ones((h2, w2), np.uint8)
+    return mask.astype(np.uint8)
+
+
+def erode_fov(half: np.ndarray, model_hw: tuple[int, int], margin: int) -> np.ndarray:
+    """A :func:`half_fov` mask (h, w) uint8 eroded by ``margin`` model pixels, in the model frame:
+    (H_m, W_m) bool."""
+    hm, wm = model_hw
+    mask = np.asarray(half, np.uint8)
+    r = int(round(margin * mask.shape[1] / wm))
+    if r > 0 and not mask.all():
         # OpenCV's erosion treats the outside of the frame as inside the mask: a disc cut by the
         # frame keeps its keypoints near the frame (keypoints.border handles those).
         mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    mask = cv2.resize(mask, (wm, hm), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return mask
+    return cv2.resize(mask, (wm, hm), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def inside(mask: np.ndarray, xy: np.ndarray) -> np.ndarray:

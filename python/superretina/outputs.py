@@ -204,7 +204,10 @@ def pass_counts(res: RegistrationResult) -> dict:
               "matching_trick": None if res.second is None else int(len(res.second.matches)),
               "guided": [int(len(g.matches)) for g in res.guided]}
     return {"match_counts": counts,
-            "matching_trick": {"ran": res.second is not None, "skipped_reason": res.trick_skipped}}
+            "matching_trick": {"ran": res.second is not None, "skipped_reason": res.trick_skipped,
+                               # the part of the reference's model frame its inference took (model pixels)
+                               "inferred_box": None if res.trick_box is None else dict(
+                                   zip(("x", "y", "width", "height"), map(int, res.trick_box)))}}
 
 
 def assessment_json(res: RegistrationResult) -> dict:
@@ -270,7 +273,7 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         warp = inverse_maps(res.transform.transform, (res.refer_size[1], res.refer_size[0]),
                             (res.query_size[1], res.query_size[0]))
     if res.H is not None and o["merged"]:
-        jobs.append(lambda: save_jpeg(out / "result.jpg", viz.merged(res.query_equalised, warp, res.refer_equalised)))
+        jobs.append(lambda: save_jpeg(out / "result.jpg", merged_picture(res, warp, o.get("merged_max_side", 0))))
     if res.H is not None and o["checkerboard"]:
         jobs.append(lambda: save_jpeg(out / "checkerboard.jpg",
                                   viz.checkerboard(query_img, warp, refer_img, o["checkerboard_tiles"])))
@@ -284,6 +287,31 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
         written = [job() for job in jobs]
     written.append(write_file(out / "result.json", json.dumps(info, indent=1).encode()))  # last: the run's record
     return written
+
+
+def merged_picture(res: RegistrationResult, warp, max_side: int) -> np.ndarray:
+    """The overlay (``viz.merged``) of a registered result, drawn at the reference's size halved
+    until its longer side is at most ``max_side`` (0: full size; ``warp`` is the full-size one).
+
+    The equalised images are halved first (OpenCV's exact 2x area path) and the transform is
+    expressed between the halved frames (a homography scaled as ``thumbnails.thumbnail_warp``
+    does; full-size remap maps ``(mx, my)`` taken every 1/s-th pixel and scaled): each halving
+    quarters the warp and the JPEG encoding, the costliest steps of the pictures.
+    """
+    from .thumbnails import shrunk, thumbnail_warp  # thumbnails imports this module
+
+    s = 1.0
+    while max_side > 0 and max(res.refer_size) * s > max_side and min(res.refer_size) * s >= 64:
+        s /= 2
+    if s == 1.0:
+        return viz.merged(res.query_equalised, warp, res.refer_equalised)
+    q, r = shrunk(res.query_equalised, s), shrunk(res.refer_equalised, s)
+    if isinstance(warp, tuple):   # small pixel (x, y) is full pixel (x/s, y/s), as in thumbnails.py
+        k, (h, w) = round(1 / s), r.shape[:2]
+        small = tuple(np.ascontiguousarray(m[::k, ::k][:h, :w] * np.float32(s)) for m in warp)
+    else:
+        small = thumbnail_warp(res, s, s, (r.shape[1], r.shape[0]))
+    return viz.merged(q, small, r)
 
 
 def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:

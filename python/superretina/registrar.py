@@ -2,7 +2,9 @@
 
 read → enhance → 768x768 pair batch → stream (SuperRetina) → NMS/borders → descriptor sampling
 → ratio matching → homography; then the matching trick: warp the enhanced query with H1, infer
-the warped query alone (the reference's network outputs are reused), match again, H = H2 · H1.
+the warped query alone (the reference's network outputs are reused; the whole model frame, or
+with ``matching_trick_crop_margin`` >= 0 only the box of its field of view, docs/critical-path.md),
+match again, H = H2 · H1.
 Then ``transform.model`` (homography | quadratic | auto) chooses the transform returned beside
 the homography (``transform.choose_transform``, fitted to the final matches); the network passes
 above do not depend on it. The trick is skipped when the first pass is conclusive
@@ -16,7 +18,8 @@ result are original-image pixels.
 Files (``register_files``): where the backend has a decode stream and ``input.stream_decode`` is
 on, JPEG files go in as bytes and read → enhance → inference happen in the stream
 (``stream_client.SuperRetinaStream.infer_encoded_async``), which hands back the same maps and
-equalised images the driver would compute; other files, or a file the stream cannot decode, take
+equalised images the driver would compute, and the field-of-view masks (the photographs only
+where pictures are drawn); other files, or a file the stream cannot decode, take
 the driver's path.
 """
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 from .confidence import Assessment, assess
 from .descriptors import sample_descriptors
 from .enhance import EnhanceSettings, equalise, gamma, model_input, to_model_input
-from .fov import inside, model_fov
+from .fov import erode_fov, half_fov, inside
 from .guided import guided_refinement
 from .homography import DEFAULT_THRESHOLDS, HomographyResult, estimate_homography, transform_points
 from .image_io import ImageReadError, read_encoded, read_image_file
@@ -96,6 +99,7 @@ class RegistrationResult:
     input_stats: tuple | None = None             # register_files: fstat of the query's and reference's bytes read
     guided: list = field(default_factory=list)   # guided passes (Stage with query_xy), in order
     trick_skipped: str | None = None             # why the matching trick did not run (None: it ran or is off)
+    trick_box: tuple | None = None               # (x, y, w, h) model pixels the matching trick inferred (ran only)
     assessment: Assessment | None = None         # evidence and confidence of the transform (confidence.py)
     rejected: tuple | None = None                # (H, transform) a failed assessment did not return
 
@@ -124,6 +128,39 @@ class RegistrationResult:
             return self.query.xy
         # The second pass matched the warped query: bring its points back through H1⁻¹.
         return transform_points(np.linalg.inv(self.first.homography.H), self.warped_query.xy)
+
+
+def frame_corners(M: np.ndarray, model_hw: tuple) -> np.ndarray | None:
+    """(4, 2) corners of a (H_m, W_m) frame under the homography M, or None where one maps through
+    the horizon (w <= 0: the warped frame is unbounded, its corners do not bound it)."""
+    hm, wm = model_hw
+    c = np.array([[0, 0, 1], [wm, 0, 1], [wm, hm, 1], [0, hm, 1]], np.float64) @ M.T
+    if np.any(c[:, 2] <= 1e-9):
+        return None
+    return c[:, :2] / c[:, 2:]
+
+
+CROP_ALIGN = 16   # the network's coarsest stride (descriptor head): crops start and end on it
+
+
+def trick_crop(box: tuple, margin: int, model_hw: tuple) -> tuple | None:
+    """(x, y, w, h) of the box (x0, y0, x1, y1) (model pixels, floats allowed) grown by ``margin``,
+    out to multiples of ``CROP_ALIGN`` and cut to the (H_m, W_m) frame; None where that is the
+    whole frame or nothing of it."""
+    hm, wm = model_hw
+    a = CROP_ALIGN
+    x0 = max(0, int(np.floor((box[0] - margin) / a)) * a)
+    y0 = max(0, int(np.floor((box[1] - margin) / a)) * a)
+    x1 = min(wm, int(np.ceil((box[2] + margin) / a)) * a)
+    y1 = min(hm, int(np.ceil((box[3] + margin) / a)) * a)
+    # at least 2 x CROP_ALIGN a side: a descriptor map of one cell or none is not a map
+    if x1 - x0 < 2 * a:
+        x0, x1 = (max(0, x1 - 2 * a), max(0, x1 - 2 * a) + 2 * a) if x1 >= 2 * a else (0, 2 * a)
+    if y1 - y0 < 2 * a:
+        y0, y1 = (max(0, y1 - 2 * a), max(0, y1 - 2 * a) + 2 * a) if y1 >= 2 * a else (0, 2 * a)
+    if x1 <= x0 or y1 <= y0 or (x0, y0, x1, y1) == (0, 0, wm, hm):
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
 
 
 class Timer:
@@ -212,15 +249,19 @@ class Registrar:
         return self._register_maps(eq, er, batch[0, 0], det, desc, t, (query, refer))
 
     def _register_maps(self, eq: np.ndarray, er: np.ndarray, query_input: np.ndarray, det: np.ndarray,
-                       desc: np.ndarray, t: Timer, photographs: tuple) -> RegistrationResult:
+                       desc: np.ndarray, t: Timer, photographs: tuple, half_fovs: tuple = (None, None)
+                       ) -> RegistrationResult:
         """Everything after the first inference: eq/er (H, W) uint8 equalised images, query_input
         (h, w) float32 the query's model input, det (2, h, w) and desc (2, 256, h/8-2, w/8-2),
-        photographs the (query, reference) as decoded (their field of view is found on them)."""
+        photographs the (query, reference) as decoded (their field of view is found on them,
+        unless ``half_fovs`` has it already: ``fov.half_fov`` masks, e.g. from the decode stream)."""
         margin = self.cfg["keypoints"]["fov_margin"]
         fovs = (None, None)
         if margin >= 0:
             with t("fov"):
-                fovs = pair_map(lambda im: model_fov(im, self.model_hw, margin), *photographs)
+                if any(h is None for h in half_fovs):   # found on the photographs, both at once
+                    half_fovs = pair_map(lambda im: half_fov(im, self.model_hw), *photographs)
+                fovs = tuple(erode_fov(h, self.model_hw, margin) for h in half_fovs)
         fq = self._features(det[0], desc[0], eq.shape, t, fov=fovs[0])
         fr = self._features(det[1], desc[1], er.shape, t, fov=fovs[1])
         first = self._match(fq, fr, t)
@@ -336,11 +377,58 @@ class Registrar:
     def _model_warp(self, H1: np.ndarray, query_hw: tuple, refer_hw: tuple, image: np.ndarray) -> np.ndarray:
         """A query model-frame (H_m, W_m) image (float32 input, or a bool mask: nearest, outside
         False) warped by H1 into the reference's model frame."""
-        (hm, wm), (h_r, w_r), (h_q, w_q) = self.model_hw, refer_hw, query_hw[:2]
-        M = np.diag([wm / w_r, hm / h_r, 1.0]) @ H1 @ np.diag([w_q / wm, h_q / hm, 1.0])
+        hm, wm = self.model_hw
+        M = self._model_matrix(H1, query_hw, refer_hw)
         if image.dtype == bool:
             return cv2.warpPerspective(image.astype(np.uint8), M, (wm, hm), flags=cv2.INTER_NEAREST).astype(bool)
         return cv2.warpPerspective(image, M, (wm, hm), flags=cv2.INTER_LINEAR)
+
+    def _model_matrix(self, H1: np.ndarray, query_hw: tuple, refer_hw: tuple) -> np.ndarray:
+        """(3, 3) H1 between the model frames: query model pixels → reference model pixels."""
+        (hm, wm), (h_r, w_r), (h_q, w_q) = self.model_hw, refer_hw[:2], query_hw[:2]
+        return np.diag([wm / w_r, hm / h_r, 1.0]) @ H1 @ np.diag([w_q / wm, h_q / hm, 1.0])
+
+    def _trick_box(self, corners: np.ndarray | None, warped_fov: np.ndarray | None) -> tuple | None:
+        """The part of the reference's model frame the matching trick infers, (x, y, w, h), or None
+        for the whole frame (``matching_trick_crop_margin`` -1, or a box that is the frame).
+
+        The warped query's valid region — its field of view where the mask is on, else its warped
+        frame (``corners`` (4, 2), None where the warp folds the frame over the horizon) — within
+        the frame, grown by the margin (context for the network, whose outputs near a cut differ
+        from the whole frame's) and out to multiples of 16 (``trick_crop``), so that the crop's
+        maps line up with the frame's cells.
+        """
+        margin = self.cfg["matching_trick_crop_margin"]
+        hm, wm = self.model_hw
+        if margin < 0 or hm % 16 or wm % 16 or not getattr(self.backend, "any_input_size", True):
+            return None
+        if warped_fov is not None:
+            x, y, w, h = cv2.boundingRect(warped_fov.astype(np.uint8))
+            if w == 0:      # nothing of the query's field of view lands in the frame
+                return None
+            box = (x, y, x + w, y + h)
+        elif corners is not None:
+            lo, hi = corners.min(axis=0), corners.max(axis=0)
+            box = (lo[0], lo[1], hi[0], hi[1])
+        else:
+            return None
+        return trick_crop(box, margin, self.model_hw)
+
+    def _infer_box(self, warped: np.ndarray, box: tuple | None) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """Infer the (H_m, W_m) warped query input within ``box`` (None: all of it); the maps come
+        back in the whole frame's shape, zero outside the box, with the box (x, y, w, h) inferred."""
+        hm, wm = self.model_hw
+        if box is None:
+            det, desc = self.backend.infer(warped[None, None])
+            return det, desc, (0, 0, wm, hm)
+        x, y, w, h = box
+        det_c, desc_c = self.backend.infer(np.ascontiguousarray(warped[y:y + h, x:x + w])[None, None])
+        det = np.zeros((1, hm, wm), np.float32)
+        det[0, y:y + h, x:x + w] = det_c[0]
+        # Descriptor cell j of the crop is cell j + offset/8 of the frame (both maps drop one cell per side).
+        desc = np.zeros((1, desc_c.shape[1], hm // 8 - 2, wm // 8 - 2), np.float32)
+        desc[0, :, y // 8:y // 8 + h // 8 - 2, x // 8:x // 8 + w // 8 - 2] = desc_c[0]
+        return det, desc, box
 
     def _matching_trick(self, result: RegistrationResult, equalised_query: np.ndarray, query_input: np.ndarray,
                         t: Timer, query_fov: np.ndarray | None = None) -> None:
@@ -350,8 +438,10 @@ class Registrar:
             warped = self._warped_query_input(H1, equalised_query, query_input, result.refer_size)
             if query_fov is not None:  # the query's field of view, warped the same way (nearest)
                 query_fov = self._model_warp(H1, equalised_query.shape, result.refer_size, query_fov)
+            box = self._trick_box(frame_corners(self._model_matrix(H1, equalised_query.shape, result.refer_size),
+                                                   self.model_hw), query_fov)
         with t("trick_inference"):
-            det, desc = self.backend.infer(warped[None, None])
+            det, desc, result.trick_box = self._infer_box(warped, box)
         fw = self._features(det[0], desc[0], (h_r, w_r), t, "trick_", fov=query_fov)
         second = self._match(fw, result.refer, t, "trick_")
         result.second, result.warped_query = second, fw
@@ -400,8 +490,9 @@ class Registrar:
         from .stream_client import PipelineError
 
         with t("stream"):  # decode + enhance + inference of both photographs, in the stream
-            # the photographs come back too where the pictures or the field-of-view mask need them
-            want = images or self.cfg["keypoints"]["fov_margin"] >= 0
+            # the photographs come back where the pictures need them, or the field-of-view mask and
+            # the stream does not send that (superretina_enhance outputFov 0)
+            want = images or (self.cfg["keypoints"]["fov_margin"] >= 0 and self.backend.layout.decode.fov_key is None)
             futures = [self.backend.infer_encoded_async(data, want) for data in (query, refer)]
             try:
                 dq, dr = (f.result() for f in futures)
@@ -411,7 +502,8 @@ class Registrar:
                 return None
         det = np.concatenate([dq.detector, dr.detector])
         desc = np.concatenate([dq.descriptor, dr.descriptor])
-        result = self._register_maps(dq.equalised, dr.equalised, dq.model_input, det, desc, t, (dq.image, dr.image))
+        result = self._register_maps(dq.equalised, dr.equalised, dq.model_input, det, desc, t, (dq.image, dr.image),
+                                     (dq.fov, dr.fov))
         result.decoded_in = "stream"
         if images:
             result.query_image, result.refer_image = dq.image, dr.image

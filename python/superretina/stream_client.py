@@ -8,7 +8,8 @@ A pipeline file holds up to two streams running the same model:
 * the decode stream, optional (appsrc → mxpi_imagedecoder → superretina_enhance →
   mxpi_tensorinfer → appsink): a JPEG file's bytes go in with ``SendData``; the stream decodes,
   enhances and infers, and hands back the detector/descriptor maps with the full-size equalised
-  image (``superretina_enhance``'s second output) and, when asked, the decoded photograph.
+  image (``superretina_enhance``'s second output), the field-of-view mask at half the model
+  frame (its third) and, when asked, the decoded photograph.
 
 Results come back with ``GetProtobuf``. Several requests can be in flight on each stream (each
 element works on a different one): a sender queues them, one receiver thread per stream collects
@@ -39,6 +40,7 @@ class PipelineError(RuntimeError):
 
 ENHANCE_FACTORY = "superretina_enhance"
 EQUALISED_SUFFIX = "_equalised"   # superretina_enhance's second output key (plugins/superretina_enhance.py)
+FOV_SUFFIX = "_fov"               # its field-of-view mask at half the model frame (outputFov)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class DecodeLayout:
     decoder_key: bytes          # mxpi_imagedecoder's photograph
     image_format: str           # the decoder's imageFormat ("jpg", "png" or "bmp")
     model_hw: tuple             # superretina_enhance's (resizeHeight, resizeWidth)
+    fov_key: bytes | None = None  # superretina_enhance's field-of-view mask (None: outputFov 0)
     enhance: EnhanceSettings = REFERENCE  # its enhancement properties (claheClip, gamma, ...)
 
 
@@ -161,14 +164,15 @@ def _decode_layout(path: Path, stream: str, elements: dict, enhance: str, infer:
         hw = (int(props.get("resizeHeight", 768)), int(props.get("resizeWidth", 768)))
     except (TypeError, ValueError):
         raise PipelineError(f"{where}: {enhance}'s resizeHeight/resizeWidth must be integers") from None
+    fov = str(props.get("outputFov", "1")).strip() != "0"
     try:
         settings = EnhanceSettings.from_props(props)
     except (TypeError, ValueError):
         raise PipelineError(f"{where}: {enhance}'s {', '.join(PROPS)} must be numbers"
                             " (channel: green or luminance)") from None
     return DecodeLayout(stream.encode(), src.encode(), infer.encode(), enhance.encode(),
-                        (enhance + EQUALISED_SUFFIX).encode(),
-                        decoder.encode(), fmt, hw, settings)
+                        (enhance + EQUALISED_SUFFIX).encode(), decoder.encode(), fmt, hw,
+                        (enhance + FOV_SUFFIX).encode() if fov else None, settings)
 
 
 def _json_kind(value) -> str:
@@ -196,6 +200,9 @@ class Decoded:
         The network input it was computed from (the matching trick warps it).
     image : ndarray (H, W, 3) uint8 BGR or None
         The decoded photograph, when asked for (the pictures draw it).
+    fov : ndarray (h, w) uint8 or None
+        ``fov.half_fov`` of the photograph (superretina_enhance's ``outputFov``), None where the
+        element does not send it.
     """
 
     equalised: np.ndarray
@@ -203,6 +210,7 @@ class Decoded:
     descriptor: np.ndarray
     model_input: np.ndarray
     image: np.ndarray | None = None
+    fov: np.ndarray | None = None
 
 
 class SuperRetinaStream:
@@ -231,6 +239,12 @@ class SuperRetinaStream:
                                       name=f"superretina-receiver-{stream.decode()}")
             thread.start()
             self._receivers.append(thread)
+
+    @property
+    def any_input_size(self) -> bool:
+        """Whether the tensor stream takes inputs of other sizes than the model frame (multiples of
+        16: the matching trick's crop); an Ascend .om model has one static input shape."""
+        return self.layout.fixed_batch is None
 
     @property
     def can_decode(self) -> str | None:
@@ -283,7 +297,8 @@ class SuperRetinaStream:
                                 f" {ENHANCE_FACTORY} → mxpi_tensorinfer)")
         item = self.sdk.api.MxDataInput()
         item.data = bytes(data)
-        keys = [d.infer_key, d.input_key, d.equalised_key] + ([d.decoder_key] if image else [])
+        keys = ([d.infer_key, d.input_key, d.equalised_key] + ([d.decoder_key] if image else [])
+                + ([d.fov_key] if d.fov_key else []))
         return self._send(d.stream, lambda: self.api.SendData(d.stream, d.src, item), keys,
                           lambda out: self._unpack_decoded(out, image))
 
@@ -359,7 +374,7 @@ class SuperRetinaStream:
     def _unpack_decoded(self, out, image: bool) -> Decoded:
         d = self.layout.decode
         got = {out[i].messageName: out[i] for i in range(out.size())}
-        if any(key not in got for key in (d.infer_key, d.input_key, d.equalised_key)):
+        if any(key not in got for key in (d.infer_key, d.input_key, d.equalised_key, d.fov_key) if key):
             raise PipelineError(f"the decode stream gave no {d.infer_key.decode()} result (the photograph was not"
                                 " decoded or enhanced; see the runtime's log)")
         if any(item.errorCode != 0 for item in got.values()):
@@ -368,10 +383,11 @@ class SuperRetinaStream:
         det, desc = self._maps(got[d.infer_key].messageBuf, 1, *d.model_hw)
         equalised = self._vision(got[d.equalised_key].messageBuf, 1)
         photo = self._vision(got[d.decoder_key].messageBuf, 3) if image else None
+        fov = self._vision(got[d.fov_key].messageBuf, 1) if d.fov_key else None
         x = self.sdk.pb.MxpiTensorPackageList()
         x.ParseFromString(got[d.input_key].messageBuf)
         model_input = np.frombuffer(x.tensorPackageVec[0].tensorVec[0].dataStr, np.float32).reshape(d.model_hw)
-        return Decoded(equalised, det, desc, model_input, photo)
+        return Decoded(equalised, det, desc, model_input, photo, fov)
 
     def _vision(self, message: bytes, channels: int) -> np.ndarray:
         """The first vision of a serialized MxpiVisionList as (H, W) or (H, W, 3) uint8 (alignment cut off)."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from . import viz
 from .image_io import to_uint8
 from .outputs import save_jpeg
+from .parallel import run_all
 from .registrar import RegistrationResult
 from .transform import HomographyTransform, inverse_maps
 
@@ -42,10 +42,10 @@ class _Scaled:
 
 
 def shrunk(image: np.ndarray, s: float) -> np.ndarray:
-    """``image`` scaled by ``s`` (INTER_AREA), at least one pixel a side."""
+    """``image`` scaled by ``s`` <= 1 (area average, ``viz.shrink``: exact halvings first, 5-20x
+    faster than one INTER_AREA resize to a thumbnail), at least one pixel a side."""
     h, w = image.shape[:2]
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return viz.shrink(image, (max(1, round(w * s)), max(1, round(h * s))))
 
 
 def thumbnail_warp(res: RegistrationResult, s_q: float, s_r: float, refer_wh: tuple[int, int]):
@@ -85,11 +85,11 @@ def write_thumbnails(res: RegistrationResult, query_img: np.ndarray, refer_img: 
     r_small = shrunk(to_uint8(refer_img), s_r)
     refer_wh = (r_small.shape[1], r_small.shape[0])
     warp = thumbnail_warp(res, s_q, s_r, refer_wh)
-    written = []
+    jobs = []
     if merged:
-        picture = viz.merged(shrunk(res.query_equalised, s_q), warp, shrunk(res.refer_equalised, s_r))
-        written.append(save_jpeg(Path(folder) / "thumb_result.jpg", picture, THUMB_QUALITY))
+        jobs.append(lambda: save_jpeg(Path(folder) / "thumb_result.jpg", viz.merged(
+            shrunk(res.query_equalised, s_q), warp, shrunk(res.refer_equalised, s_r)), THUMB_QUALITY))
     if checkerboard:
-        picture = viz.checkerboard(shrunk(to_uint8(query_img), s_q), warp, r_small, tiles)
-        written.append(save_jpeg(Path(folder) / "thumb_checkerboard.jpg", picture, THUMB_QUALITY))
-    return written
+        jobs.append(lambda: save_jpeg(Path(folder) / "thumb_checkerboard.jpg", viz.checkerboard(
+            shrunk(to_uint8(query_img), s_q), warp, r_small, tiles), THUMB_QUALITY))
+    return run_all(*jobs)   # side by side: OpenCV releases the GIL
