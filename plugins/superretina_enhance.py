@@ -24,6 +24,11 @@ Outputs, up to three metadata entries on the buffer:
   the registrar erodes it by ``keypoints.fov_margin``, so it needs the decoded photograph back only
   where pictures are drawn (a FIRE photograph is 25 MB through the stream, this mask 147 KB).
 
+Enhancement properties (defaults: the reference's; ``enhance.EnhanceSettings``, the config's
+``enhance.*`` under these names): ``claheClip``, ``claheTiles``, ``gamma``, ``flatten``,
+``channel`` (green | luminance). The registrar uses this stream only where they equal its
+config's ``enhance`` section, so the stream and the driver always enhance alike.
+
 Only the first vision is used (the decoder gives one per buffer).
 """
 from __future__ import annotations
@@ -34,7 +39,7 @@ import numpy as np
 from mxlocal import MxpiDataType_pb2 as pb
 from mxlocal import errors as E
 from mxlocal.plugin_base import PluginBase, Prop
-from superretina.enhance import equalise, model_input
+from superretina.enhance import EnhanceSettings, equalise, model_input
 from superretina.fov import half_fov
 
 FORMAT_GREY, FORMAT_NV12, FORMAT_NV21, FORMAT_RGB, FORMAT_BGR = 0, 1, 2, 12, 13
@@ -87,6 +92,12 @@ class SuperRetinaEnhance(PluginBase):
         "resizeWidth": Prop("uint", 768, minimum=16, maximum=4096),
         "outputEqualised": Prop("uint", 1, maximum=1),
         "outputFov": Prop("uint", 1, maximum=1),
+        # ranges as config.RULES' enhance.* (the registrar compares the two)
+        "claheClip": Prop("float", 2.0, minimum=0.001, maximum=40),
+        "claheTiles": Prop("uint", 8, minimum=1, maximum=64),
+        "gamma": Prop("float", 1.2, minimum=0.2, maximum=5),
+        "flatten": Prop("float", 0.0, minimum=0, maximum=0.5),
+        "channel": Prop("string", "green", choices=("green", "luminance")),
     }
     sink_pads = 1
 
@@ -96,6 +107,7 @@ class SuperRetinaEnhance(PluginBase):
             raise self.config_error(f"dataSource must name one key (the decoder), got {','.join(sources) or 'none'}")
         self.source = sources[0]
         self.size = (self.props["resizeHeight"], self.props["resizeWidth"])
+        self.settings = EnhanceSettings.from_props(self.props)
 
     def process(self, buffers):
         buffer = buffers[0]
@@ -106,8 +118,8 @@ class SuperRetinaEnhance(PluginBase):
                                       f"dataSource '{self.source}' holds {what}; an MxpiVisionList is required")
         try:
             image = vision_bgr(buffer, src.visionVec[0])
-            eq = equalise(image)
-            x = model_input(eq, self.size)[None, None]
+            eq = equalise(image, self.settings)
+            x = model_input(eq, self.size, self.settings.gamma)[None, None]
             fov = half_fov(image, self.size) if self.props["outputFov"] else None
         except (ValueError, KeyError, cv2.error) as exc:
             return self.forward_error(buffer, E.APP_ERR_COMM_INVALID_PARAM, f"enhancement failed: {exc}")

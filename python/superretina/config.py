@@ -69,6 +69,15 @@ RULES: dict[str, Rule] = {
     "keypoints.subpixel": Rule("bool"),
     "keypoints.fov_margin": Rule("int", -1, 64),         # model pixels; -1 = no field-of-view mask
     "matching.knn_thresh": Rule("float", 0, 1, lo_open=True),
+    # Enhancement and descriptor variants (A-category study; defaults = the reference's).
+    "enhance.clahe_clip": Rule("float", 0, 40, lo_open=True),   # OpenCV: <= 0 turns the clip off
+    "enhance.clahe_tiles": Rule("int", 1, 64),
+    "enhance.gamma": Rule("float", 0.2, 5),
+    "enhance.flatten": Rule("float", 0, 0.5),           # sigma / shorter side; 0 = off
+    "enhance.channel": Rule("choice", choices=("green", "luminance")),
+    "descriptors.interpolation": Rule("choice", choices=("bilinear", "bicubic")),
+    "descriptors.pool": Rule("float", 0, 16),           # model pixels; 0 = at the keypoint
+    "descriptors.normalise": Rule("choice", choices=("l2", "root", "centred")),
     "homography.method": Rule("choice", choices=("LMEDS", "RANSAC", "USAC_MAGSAC")),
     "homography.reproj_threshold": Rule("float", 0, 1000, lo_open=True),  # pixels; <= 0 gave 0 inliers
     "homography.fallback": Rule("choice", choices=("none", "LMEDS", "RANSAC", "USAC_MAGSAC")),

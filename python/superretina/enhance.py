@@ -14,14 +14,22 @@ float enhanced image, then its uint8 truncation resized). The driver uses :func:
 :func:`model_input`: the CLAHE output stays uint8, and gamma, "/ 255", the float32 "* 255" and
 the uint8 truncation of ``to_model_input`` collapse into one 256-entry uint8 table, so the model
 input is bit-identical without a full-size float image (~5x less time at 2912x2912).
+
+:class:`EnhanceSettings` (config ``enhance.*``) varies the steps for the A-category study
+(docs/registration-models.md, "A-category robustness"): CLAHE clip and tiles, gamma, an
+illumination flattening before the z-score and the channel read. Its defaults are the
+reference's, and every function here gives the reference's result without it.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
 __all__ = ["green_channel", "equalise", "enhance", "gamma", "to_model_input", "model_input",
-           "GAMMA", "CLAHE_CLIP", "CLAHE_TILES"]
+           "EnhanceSettings", "REFERENCE", "flatten_illumination", "GAMMA", "CLAHE_CLIP", "CLAHE_TILES"]
 
 GAMMA = 1.2
 CLAHE_CLIP = 2.0
@@ -37,11 +45,64 @@ def _gamma_table(gamma: float) -> np.ndarray:
     return np.array([((np.float64(i) / 255.0) ** inv) * 255 for i in range(256)]).astype(np.uint8)
 
 
+@lru_cache(maxsize=8)
+def _gamma_tables(value: float) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 table, uint8 model-input table) of one gamma."""
+    # Gamma followed by "/ 255." in float64 and the final cast to float32, as one 256-entry table ...
+    f32 = (_gamma_table(value).astype(np.float64) / 255.0).astype(np.float32)
+    # ... and then to_model_input's float32 "* 255" truncated to uint8, as one table.
+    return f32, np.clip(f32 * np.float32(255), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class EnhanceSettings:
+    """The enhancement's parameters; the defaults are the reference's (method §2).
+
+    Attributes
+    ----------
+    clahe_clip : float
+        CLAHE clip limit.
+    clahe_tiles : int
+        CLAHE tiles per side.
+    gamma : float
+        Gamma of the final lookup table (the image is raised to 1 / gamma).
+    flatten : float
+        0: off. > 0: before the z-score, divide the channel by its Gaussian blur inside the field
+        of view, sigma = ``flatten`` x the shorter image side (fundus background normalisation).
+    channel : str
+        ``green`` (the reference) or ``luminance`` (OpenCV's BGR to grey: 0.299 R + 0.587 G + 0.114 B).
+    """
+
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
+    gamma: float = 1.2
+    flatten: float = 0.0
+    channel: str = "green"
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> "EnhanceSettings":
+        """From the config's ``enhance`` mapping (missing keys: the reference's values)."""
+        s = section or {}
+        d = cls()
+        return cls(float(s.get("clahe_clip", d.clahe_clip)), int(s.get("clahe_tiles", d.clahe_tiles)),
+                   float(s.get("gamma", d.gamma)), float(s.get("flatten", d.flatten)),
+                   str(s.get("channel", d.channel)).lower())
+
+    @classmethod
+    def from_props(cls, props: dict) -> "EnhanceSettings":
+        """From ``superretina_enhance``'s element properties (strings as in a pipeline file, or
+        parsed values; see :data:`PROPS`); ValueError for a value that is not a number."""
+        return cls.from_config({key: props[prop] for prop, key in PROPS.items() if prop in props})
+
+
+# superretina_enhance's property → EnhanceSettings field (plugins/superretina_enhance.py).
+PROPS = {"claheClip": "clahe_clip", "claheTiles": "clahe_tiles", "gamma": "gamma",
+         "flatten": "flatten", "channel": "channel"}
+
+
+REFERENCE = EnhanceSettings()
 _GAMMA_U8 = _gamma_table(GAMMA)
-# Gamma followed by "/ 255." in float64 and the final cast to float32, as one 256-entry table.
-_GAMMA_F32 = (_GAMMA_U8.astype(np.float64) / 255.0).astype(np.float32)
-# ... and then to_model_input's float32 "* 255" truncated to uint8, as one table.
-_GAMMA_MODEL_U8 = np.clip(_GAMMA_F32 * np.float32(255), 0, 255).astype(np.uint8)
+_GAMMA_F32, _GAMMA_MODEL_U8 = _gamma_tables(GAMMA)
 
 
 def green_channel(image: np.ndarray) -> np.ndarray:
@@ -68,6 +129,51 @@ def green_channel(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         return np.ascontiguousarray(image[:, :, 0])
     raise ValueError(f"expected an HxW grey or HxWx3 BGR image, got shape {image.shape}")
+
+
+def _channel(image: np.ndarray, settings: EnhanceSettings) -> np.ndarray:
+    if settings.channel == "luminance" and image.ndim == 3 and image.shape[2] in (3, 4):
+        code = cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        return cv2.cvtColor(np.ascontiguousarray(image), code)
+    return green_channel(image)
+
+
+def flatten_illumination(channel: np.ndarray, sigma_fraction: float) -> np.ndarray:
+    """Divide a channel by its smooth background inside the field of view.
+
+    The background is a normalised convolution (blur of the masked channel over blur of the
+    mask), so the black surround does not darken it near the rim; it is computed at 1/8 scale
+    (a blur this wide has nothing finer) and enlarged back.
+
+    Parameters
+    ----------
+    channel : np.ndarray
+        (H, W) uint8 or uint16.
+    sigma_fraction : float
+        Gaussian sigma as a fraction of min(H, W).
+
+    Returns
+    -------
+    np.ndarray
+        (H, W) float32: channel / background inside the field of view (clipped to [0, 4]: a few
+        bright specks must not squeeze the rest of the range in the min-max rescale), 0 outside.
+    """
+    from .fov import fov_mask
+
+    h, w = channel.shape
+    mask = fov_mask(channel)
+    if not mask.any():
+        mask = np.ones((h, w), bool)
+    small_hw = (max(1, w // 8), max(1, h // 8))
+    value = cv2.resize(channel.astype(np.float32) * mask, small_hw, interpolation=cv2.INTER_AREA)
+    weight = cv2.resize(mask.astype(np.float32), small_hw, interpolation=cv2.INTER_AREA)
+    sigma = max(0.5, sigma_fraction * min(h, w) / 8)
+    value = cv2.GaussianBlur(value, (0, 0), sigma)
+    weight = cv2.GaussianBlur(weight, (0, 0), sigma)
+    background = cv2.resize(value / np.maximum(weight, 1e-6), (w, h), interpolation=cv2.INTER_LINEAR)
+    out = channel.astype(np.float32) / np.maximum(background, 1.0)
+    out[~mask] = 0
+    return np.clip(out, 0, 4, out=out)
 
 
 def _rescale_to_u8(green: np.ndarray) -> np.ndarray | None:
@@ -115,7 +221,7 @@ def _rescale_to_u8(green: np.ndarray) -> np.ndarray | None:
     return (((z - zmin) / (zmax - zmin)) * 255).astype(np.uint8)
 
 
-def equalise(image: np.ndarray) -> np.ndarray:
+def equalise(image: np.ndarray, settings: EnhanceSettings = REFERENCE) -> np.ndarray:
     """The enhancement up to CLAHE (§2 steps 1-2 without the gamma), as uint8.
 
     Parameters
@@ -123,6 +229,8 @@ def equalise(image: np.ndarray) -> np.ndarray:
     image : np.ndarray
         (H, W) grey or (H, W, 3) BGR, uint8 or uint16 (float is accepted too). The z-score
         makes the result independent of the bit depth.
+    settings : EnhanceSettings
+        Channel, flattening and CLAHE parameters (default: the reference's).
 
     Returns
     -------
@@ -130,27 +238,30 @@ def equalise(image: np.ndarray) -> np.ndarray:
         (H, W) uint8; all zeros for a constant image (the reference would produce NaN from 0/0).
         :func:`gamma` of it is :func:`enhance`; :func:`model_input` of it is the network input.
     """
-    green = green_channel(image)
+    green = _channel(np.asarray(image), settings)
     if green.size == 0:
         raise ValueError("enhance: empty image")
+    if settings.flatten > 0 and np.issubdtype(green.dtype, np.integer):
+        green = flatten_illumination(green, settings.flatten)
     u8 = _rescale_to_u8(green)
     if u8 is None:
         return np.zeros(green.shape, np.uint8)
-    return cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES).apply(u8)
+    tiles = (settings.clahe_tiles, settings.clahe_tiles)
+    return cv2.createCLAHE(clipLimit=settings.clahe_clip, tileGridSize=tiles).apply(u8)
 
 
-def gamma(equalised: np.ndarray) -> np.ndarray:
-    """Gamma 1.2 and "/ 255" of an :func:`equalise` output: (H, W) float32 in [0, 1]."""
-    return cv2.LUT(equalised, _GAMMA_F32)
+def gamma(equalised: np.ndarray, value: float = GAMMA) -> np.ndarray:
+    """Gamma (1.2, the reference's) and "/ 255" of an :func:`equalise` output: (H, W) float32 in [0, 1]."""
+    return cv2.LUT(equalised, _gamma_tables(float(value))[0])
 
 
-def enhance(image: np.ndarray) -> np.ndarray:
+def enhance(image: np.ndarray, settings: EnhanceSettings = REFERENCE) -> np.ndarray:
     """Enhance a fundus photograph as SuperRetina does before inference (§2 steps 1-2).
 
     Returns (H, W) float32 in [0, 1] (all zeros for a constant image); see :func:`equalise`
     for the accepted images.
     """
-    return gamma(equalise(image))
+    return gamma(equalise(image, settings), settings.gamma)
 
 
 def _resize_u8(u8: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -204,8 +315,8 @@ def to_model_input(enhanced: np.ndarray, size: tuple[int, int] = (768, 768)) -> 
     return _resized_input(scaled.astype(np.uint8), height, width)
 
 
-def model_input(equalised: np.ndarray, size: tuple[int, int] = (768, 768)) -> np.ndarray:
-    """``to_model_input(gamma(equalised), size)``, bit for bit, without the float image.
+def model_input(equalised: np.ndarray, size: tuple[int, int] = (768, 768), gamma_value: float = GAMMA) -> np.ndarray:
+    """``to_model_input(gamma(equalised, gamma_value), size)``, bit for bit, without the float image.
 
     Parameters
     ----------
@@ -213,6 +324,8 @@ def model_input(equalised: np.ndarray, size: tuple[int, int] = (768, 768)) -> np
         (H, W) uint8, as returned by :func:`equalise`.
     size : tuple of int
         (height, width) of the model input.
+    gamma_value : float
+        The gamma (``EnhanceSettings.gamma``; the reference's 1.2 by default).
 
     Returns
     -------
@@ -223,7 +336,7 @@ def model_input(equalised: np.ndarray, size: tuple[int, int] = (768, 768)) -> np
         raise ValueError(f"model_input: expected an HxW uint8 image from equalise(), got {equalised.dtype}"
                          f" {equalised.shape}")
     height, width = _checked_size(size, "model_input")
-    return _resized_input(cv2.LUT(equalised, _GAMMA_MODEL_U8), height, width)
+    return _resized_input(cv2.LUT(equalised, _gamma_tables(float(gamma_value))[1]), height, width)
 
 
 def _checked_size(size, who: str) -> tuple[int, int]:

@@ -35,7 +35,7 @@ import numpy as np
 
 from .confidence import Assessment, assess
 from .descriptors import sample_descriptors
-from .enhance import equalise, gamma, model_input, to_model_input
+from .enhance import EnhanceSettings, equalise, gamma, model_input, to_model_input
 from .fov import erode_fov, half_fov, inside
 from .guided import guided_refinement
 from .homography import DEFAULT_THRESHOLDS, HomographyResult, estimate_homography, transform_points
@@ -189,6 +189,10 @@ class Registrar:
         self.cfg = config
         self.estimator = estimator
         self.model_hw = (config["model"]["image_height"], config["model"]["image_width"])
+        self.enhance = EnhanceSettings.from_config(config.get("enhance"))
+        d = config.get("descriptors", {})
+        self.descriptor_args = {"interpolation": d.get("interpolation", "bilinear"), "pool": d.get("pool", 0.0),
+                                "normalise": d.get("normalise", "l2")}
 
     # -- steps ---------------------------------------------------------------------------
     def _features(self, det: np.ndarray, desc: np.ndarray, image_hw: tuple, t: Timer, prefix: str = "",
@@ -205,7 +209,7 @@ class Registrar:
             if k["subpixel"]:
                 xy_model = refine_subpixel(det, xy_model)
         with t(prefix + "descriptors"):
-            descriptors = sample_descriptors(xy_model, desc)
+            descriptors = sample_descriptors(xy_model, desc, **self.descriptor_args)
         scale = (image_hw[0] / self.model_hw[0] + image_hw[1] / self.model_hw[1]) / 2
         return Features(xy_model, to_original(xy_model, self.model_hw, image_hw), descriptors, scale)
 
@@ -237,8 +241,9 @@ class Registrar:
         """Register (H, W[, 3]) BGR/gray uint8/uint16 photographs; sizes may differ."""
         t = timer or Timer()
         with t("enhance"):
-            eq, er = pair_map(equalise, query, refer)  # uint8 CLAHE outputs
-            batch = np.stack([model_input(eq, self.model_hw), model_input(er, self.model_hw)])[:, None]
+            eq, er = pair_map(lambda im: equalise(im, self.enhance), query, refer)  # uint8 CLAHE outputs
+            g = self.enhance.gamma
+            batch = np.stack([model_input(eq, self.model_hw, g), model_input(er, self.model_hw, g)])[:, None]
         with t("inference"):
             det, desc = self.backend.infer(batch)
         return self._register_maps(eq, er, batch[0, 0], det, desc, t, (query, refer))
@@ -363,7 +368,8 @@ class Registrar:
         """The query warped by H1 into the reference frame, as a model input (H_m, W_m)."""
         (hm, wm), (h_r, w_r) = self.model_hw, refer_size
         if self.cfg["matching_trick_warp"] == "full":  # the reference: warp the float image at full size, resize
-            warped = cv2.warpPerspective(gamma(equalised_query), H1, (w_r, h_r), flags=cv2.INTER_LINEAR)
+            warped = cv2.warpPerspective(gamma(equalised_query, self.enhance.gamma), H1, (w_r, h_r),
+                                         flags=cv2.INTER_LINEAR)
             return to_model_input(warped, self.model_hw)
         # Same warp expressed between the two model frames: ~15x cheaper on FIRE-size images.
         return self._model_warp(H1, equalised_query.shape, refer_size, query_input)
@@ -473,8 +479,10 @@ class Registrar:
         """True where JPEG files go through the backend's decode stream (``input.stream_decode``)."""
         decode = getattr(self.backend, "can_decode", None)
         layout = getattr(getattr(self.backend, "layout", None), "decode", None)
+        # a stream that enhances otherwise than the config says is not used (the driver enhances as configured)
         return (bool(self.cfg["input"].get("stream_decode", False)) and decode == "jpg"
-                and layout is not None and tuple(layout.model_hw) == tuple(self.model_hw))
+                and layout is not None and tuple(layout.model_hw) == tuple(self.model_hw)
+                and getattr(layout, "enhance", self.enhance) == self.enhance)
 
     def _register_encoded(self, query: bytes, refer: bytes, t: Timer, images: bool) -> RegistrationResult | None:
         """Both JPEGs through the decode stream (several in flight: the stream's elements overlap

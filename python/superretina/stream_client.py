@@ -26,6 +26,7 @@ from queue import Queue
 
 import numpy as np
 
+from .enhance import PROPS, REFERENCE, EnhanceSettings
 from .sdk import Sdk
 
 DESCRIPTOR_DIM = 256
@@ -55,6 +56,7 @@ class DecodeLayout:
     image_format: str           # the decoder's imageFormat ("jpg", "png" or "bmp")
     model_hw: tuple             # superretina_enhance's (resizeHeight, resizeWidth)
     fov_key: bytes | None = None  # superretina_enhance's field-of-view mask (None: outputFov 0)
+    enhance: EnhanceSettings = REFERENCE  # its enhancement properties (claheClip, gamma, ...)
 
 
 @dataclass(frozen=True)
@@ -163,9 +165,14 @@ def _decode_layout(path: Path, stream: str, elements: dict, enhance: str, infer:
     except (TypeError, ValueError):
         raise PipelineError(f"{where}: {enhance}'s resizeHeight/resizeWidth must be integers") from None
     fov = str(props.get("outputFov", "1")).strip() != "0"
+    try:
+        settings = EnhanceSettings.from_props(props)
+    except (TypeError, ValueError):
+        raise PipelineError(f"{where}: {enhance}'s {', '.join(PROPS)} must be numbers"
+                            " (channel: green or luminance)") from None
     return DecodeLayout(stream.encode(), src.encode(), infer.encode(), enhance.encode(),
-                        (enhance + EQUALISED_SUFFIX).encode(),
-                        decoder.encode(), fmt, hw, (enhance + FOV_SUFFIX).encode() if fov else None)
+                        (enhance + EQUALISED_SUFFIX).encode(), decoder.encode(), fmt, hw,
+                        (enhance + FOV_SUFFIX).encode() if fov else None, settings)
 
 
 def _json_kind(value) -> str:
