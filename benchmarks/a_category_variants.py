@@ -1,7 +1,7 @@
 """What moves the A category (issue 17.4): enhancement, descriptor and matching variants.
 
     PYTHONPATH=python nice -n 5 .venv/bin/python benchmarks/a_category_variants.py \\
-        --fire ../shared/data/fire_dev --eye /work/sets/eye_s0 --eye /work/sets/eye_s1 \\
+        --fire ../shared/data/fire_dev --eye out/eye_heldout --eye out/eye_heldout_s1 \\
         [--scope a|all] [--only TEXT ...] [--json out/a_variants.json]
 
 Every variant is the default configuration with a few keys overridden (the same keys a user's
