@@ -1,10 +1,10 @@
 """Several pairs / images in flight give the one-at-a-time results (issue 19.3):
 ``parallel.in_flight``, a series' pairs in flight, OpenVINO streams ($MXLOCAL_INFER_STREAMS)."""
+import json
 import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -148,14 +148,49 @@ def test_series_with_pairs_in_flight_is_the_one_by_one_series(tmp_path):
     from superretina.series import register_series
 
     _, img = load_source("skimage:retina")
-    make_series(tmp_path / "eye", img, "visits", 4, 384, seed=1)   # 4 images: 6 pairs
-    with Session() as session:
+    make_series(tmp_path / "eye", img, "visits", 3, 384, seed=1)   # 3 images: 3 pairs
+    fast = {"model": {"image_width": 384, "image_height": 384}, "keypoints": {"max_keypoints": 500}}
+    with Session(fast) as session:
         one = register_series([tmp_path / "eye" / "series.csv"], session=session, jobs=1)
         two = register_series([tmp_path / "eye" / "series.csv"], session=session, jobs=3)
     a, b = one.to_json(), two.to_json()
     a.pop("seconds"), b.pop("seconds")
-    assert len(one.pairs) == 6 and a == b
+    assert len(one.pairs) == 3 and a == b
     for p, q in zip(one.pairs, two.pairs):
         assert (p.query, p.refer) == (q.query, q.refer)
         np.testing.assert_array_equal(p.registration.homography, q.registration.homography)
         np.testing.assert_array_equal(p.registration.matches.query_xy, q.registration.matches.query_xy)
+
+
+# ---- a batch: pairs in flight, and OpenVINO streams, give the one-at-a-time rows ----------------
+
+def test_batch_rows_are_the_same_one_at_a_time_and_in_flight_with_streams(shared_data, tmp_path, monkeypatch):
+    from superretina.batch.engines import LocalEngine
+    from superretina.batch.pairs import read_pairs
+    from superretina.batch.runner import run_batch
+    from tests.batch_fixtures import make_inputs, read_summary, write_pairs
+
+    inputs = tmp_path / "in"
+    make_inputs(inputs, shared_data)
+    rows = [("p1", "example1.jpg", "example2.jpg"), ("p2", "example2.jpg", "example1.jpg"),
+            ("p3", "example1.jpg", "example2.jpg"), ("u", "chase.png", "example1.jpg")]
+    jobs, extra = read_pairs(write_pairs(inputs / "pairs.csv", rows, extra=None))
+    got = {}
+    for label, n, streams in (("one", 1, "1"), ("flight", 3, "2")):
+        monkeypatch.setenv("MXLOCAL_INFER_STREAMS", streams)
+        engine = LocalEngine(inputs / "fast.yaml", None, "local", jobs=n)
+        try:
+            run_batch(jobs, extra, tmp_path / label, engine, pictures="none", progress=False)
+        finally:
+            engine.close()
+        got[label] = {r["id"]: r for r in read_summary(tmp_path / label / "summary.csv")}
+    assert sorted(got["one"]) == ["p1", "p2", "p3", "u"]
+    varies = {"seconds", "setup_sha"}   # setup_sha: the engine records its streams
+    for pid, row in got["one"].items():
+        assert {k: v for k, v in row.items() if k not in varies} == \
+               {k: v for k, v in got["flight"][pid].items() if k not in varies}, pid
+    a = json.loads((tmp_path / "one" / "pairs" / "p1" / "result.json").read_text())
+    b = json.loads((tmp_path / "flight" / "pairs" / "p1" / "result.json").read_text())
+    assert a["keypoints"] == b["keypoints"] and a["matches"] == b["matches"] and a["homography"] == b["homography"]
+    if b["engine"]["name"] == "openvino" and b["engine"].get("streams"):
+        assert b["engine"]["streams"] == 2 and "streams" not in a["engine"]
