@@ -1,6 +1,7 @@
 """Several pairs / images in flight give the one-at-a-time results (issue 19.3):
 ``parallel.in_flight``, a series' pairs in flight, OpenVINO streams ($MXLOCAL_INFER_STREAMS)."""
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from superretina.parallel import in_flight
 
 ov = pytest.importorskip("openvino")
 
+from mxlocal.cpu import physical_cores  # noqa: E402
 from mxlocal.model_runtime import OpenVinoModel, open_shared_model, release_model  # noqa: E402
 from superretina.enhance import equalise, model_input  # noqa: E402
 
@@ -86,7 +88,7 @@ def test_streams_give_the_latency_modes_outputs_bit_for_bit(model_inputs, monkey
     if two.streams < 2:
         pytest.skip("one compute thread here: no second stream")
     assert one.concurrency == 1 and two.concurrency == 2
-    assert "streams" not in one.report() and two.report()["streams"] == 2   # recorded only when not the default
+    assert one.report() == two.report()   # a matter of speed: rows made either way share their setup key
     expected = [one.run([x]) for x in model_inputs]
     for got, want in zip(_concurrent(two, model_inputs), expected):
         for g, w in zip(got, want):
@@ -170,14 +172,14 @@ def test_batch_rows_are_the_same_one_at_a_time_and_in_flight_with_streams(shared
     from superretina.batch.runner import run_batch
     from tests.batch_fixtures import make_inputs, read_summary, write_pairs
 
+    monkeypatch.delenv("MXLOCAL_INFER_STREAMS", raising=False)
     inputs = tmp_path / "in"
     make_inputs(inputs, shared_data)
     rows = [("p1", "example1.jpg", "example2.jpg"), ("p2", "example2.jpg", "example1.jpg"),
             ("p3", "example1.jpg", "example2.jpg"), ("u", "chase.png", "example1.jpg")]
     jobs, extra = read_pairs(write_pairs(inputs / "pairs.csv", rows, extra=None))
     got = {}
-    for label, n, streams in (("one", 1, "1"), ("flight", 3, "2")):
-        monkeypatch.setenv("MXLOCAL_INFER_STREAMS", streams)
+    for label, n in (("one", 1), ("flight", 3)):   # 1 job: latency; more: 2 OpenVINO streams (BATCH_STREAMS)
         engine = LocalEngine(inputs / "fast.yaml", None, "local", jobs=n)
         try:
             run_batch(jobs, extra, tmp_path / label, engine, pictures="none", progress=False)
@@ -185,12 +187,20 @@ def test_batch_rows_are_the_same_one_at_a_time_and_in_flight_with_streams(shared
             engine.close()
         got[label] = {r["id"]: r for r in read_summary(tmp_path / label / "summary.csv")}
     assert sorted(got["one"]) == ["p1", "p2", "p3", "u"]
-    varies = {"seconds", "setup_sha"}   # setup_sha: the engine records its streams
-    for pid, row in got["one"].items():
-        assert {k: v for k, v in row.items() if k not in varies} == \
-               {k: v for k, v in got["flight"][pid].items() if k not in varies}, pid
+    for pid, row in got["one"].items():   # everything but the time, setup key included
+        assert {k: v for k, v in row.items() if k != "seconds"} == \
+               {k: v for k, v in got["flight"][pid].items() if k != "seconds"}, pid
     a = json.loads((tmp_path / "one" / "pairs" / "p1" / "result.json").read_text())
     b = json.loads((tmp_path / "flight" / "pairs" / "p1" / "result.json").read_text())
     assert a["keypoints"] == b["keypoints"] and a["matches"] == b["matches"] and a["homography"] == b["homography"]
-    if b["engine"]["name"] == "openvino" and b["engine"].get("streams"):
-        assert b["engine"]["streams"] == 2 and "streams" not in a["engine"]
+    streams = [json.loads((tmp_path / x / "summary.json").read_text())["this_run"]["inference_streams"]
+               for x in ("one", "flight")]
+    assert streams == [1, min(2, physical_cores())]
+    # the user's setting wins, and the environment is left as it was
+    monkeypatch.setenv("MXLOCAL_INFER_STREAMS", "1")
+    engine = LocalEngine(inputs / "fast.yaml", None, "local", jobs=2)
+    engine.close()
+    assert engine.inference_streams == 1
+    monkeypatch.delenv("MXLOCAL_INFER_STREAMS")
+    LocalEngine(inputs / "fast.yaml", None, "local", jobs=2).close()
+    assert "MXLOCAL_INFER_STREAMS" not in os.environ

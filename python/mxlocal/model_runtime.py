@@ -29,7 +29,7 @@ LATENCY hint) unless ``$MXLOCAL_INFER_STREAMS`` asks for N > 1 streams (its THRO
 threads split between the streams): then N requests run at once, one per stream, and callers
 from several threads (the elements of two streams, the samples of a split batch) no longer
 queue behind each other. Each request's outputs are the same either way
-(``tests/test_infer_streams.py``); the engine's ``report()`` says which mode ran.
+(``tests/test_inflight.py``), so ``report()`` leaves the mode out, as it does the thread count.
 
 Every engine keeps one guarantee: a failed ``run`` affects only itself. After an exception the
 engine is put back in the state it had before (OpenVINO: the compiled model is rebuilt, since a
@@ -264,10 +264,9 @@ class OpenVinoModel:
         devices = [str(d) for d in self.compiled.get_property("EXECUTION_DEVICES")]
         precision = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         precision = precision.get_type_name() if hasattr(precision, "get_type_name") else str(precision)
-        report = {**engine_report("openvino", self._version, devices), "precision": precision}
-        if self.streams > 1:   # recorded only when not the default, so earlier results keep their key
-            report["streams"] = int(self.compiled.get_property("NUM_STREAMS"))
-        return report
+        # Not the streams: outputs are bit-identical in either mode, so rows made either way
+        # share their setup key (like the thread count, a matter of speed only).
+        return {**engine_report("openvino", self._version, devices), "precision": precision}
 
     @staticmethod
     def _tensor(port, path: Path) -> ModelTensor:
@@ -300,9 +299,13 @@ class OpenVinoModel:
             log.warning("%s: inference failed; recompiling the model so later requests are unaffected",
                         self._path.name)
             with self._recompile_lock:   # every request back first (the others' runs finish)
-                for _ in range(self.streams):
-                    self._idle.get()
-                self._compile()
+                old = [self._idle.get() for _ in range(self.streams)]
+                try:
+                    self._compile()
+                except ModelLoadError:   # no new requests: keep the old ones rather than none
+                    for req in old:
+                        self._idle.put(req)
+                    raise
             raise
         self._idle.put(request)
         return outputs
@@ -426,7 +429,8 @@ def open_shared_model(path: Path):
     if not env_int(ENV_SHARE, 1):
         return open_model(path)
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    # streams in the key: an engine compiled for latency is not shared with one asked for throughput
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, inference_streams())
     with _SHARED_LOCK:  # held while loading: a second element waits for the first's engine
         shared = _SHARED.get(key)
         if shared is None:
