@@ -13,6 +13,8 @@ Variants (``--variants``, comma-separated, the first is the baseline of the rati
   pipeline and model.
 * ``new``: this tree with its default pipeline; ``new:NAME``: this tree with ``--model NAME``
   (a shipped pipeline, e.g. ``fast``, or the old model by its name once the default changes).
+  This tree's batch runs OpenVINO with 2 CPU streams when 2+ pairs are in flight
+  (``batch.engines.BATCH_STREAMS``); ``new+streams1`` measures it with LATENCY instead.
 * a ``+streamsN`` suffix on either runs it with ``$MXLOCAL_INFER_STREAMS=N`` (OpenVINO CPU
   streams: N requests at once; e.g. ``new+streams2``).
 
