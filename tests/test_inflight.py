@@ -204,3 +204,13 @@ def test_batch_rows_are_the_same_one_at_a_time_and_in_flight_with_streams(shared
     monkeypatch.delenv("MXLOCAL_INFER_STREAMS")
     LocalEngine(inputs / "fast.yaml", None, "local", jobs=2).close()
     assert "MXLOCAL_INFER_STREAMS" not in os.environ
+
+
+def test_series_jobs_out_of_range_is_one_line_and_exit_2(tmp_path, capsys):
+    from superretina.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["series", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "--jobs", "0"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--jobs must be 1 to 16, got 0" in err[0]
