@@ -30,13 +30,16 @@ by the suffix of ``modelPath`` (``mxlocal.model_runtime``; an ``.om`` path is re
 message); a dynamic batch dim batches up to ``$MXLOCAL_MAX_BATCH`` (default 8) samples;
 ``dynamicStrategy``/``deviceId`` are accepted and ignored. On the CPU a package of N samples for
 a model whose inputs and outputs share a dynamic batch dim is run one sample at a time, with
-identical results and about half the activation memory (``$MXLOCAL_SPLIT_BATCH=0`` runs it whole).
+identical results and about half the activation memory (``$MXLOCAL_SPLIT_BATCH=0`` runs it whole);
+when the engine runs several requests at once (OpenVINO streams, ``$MXLOCAL_INFER_STREAMS``)
+the samples run side by side.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +117,7 @@ class TensorInfer(PluginBase):
         self.samples: list = []  # multi-batch queue: (pending, package index, feeds)
         self.last_arrival = 0.0
         self.warned = set()
+        self._pool = None   # threads for the samples of a split batch, when the engine runs several at once
         log.info("%s: model %s (%s); inputs %s; outputs %s; %s", self.where(), path, self.model.engine,
                  ", ".join(t.describe() for t in self.inputs), ", ".join(t.describe() for t in self.outputs),
                  f"multi-batch mode, up to {self.max_batch} samples" if self.multi_batch else "single-batch mode")
@@ -189,6 +193,9 @@ class TensorInfer(PluginBase):
         return self._drain()
 
     def deinit(self):
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if getattr(self, "model", None) is not None:
             release_model(self.model)
         self.model = None
@@ -307,9 +314,18 @@ class TensorInfer(PluginBase):
         """The model outputs for one feed set (raises what the engine raises)."""
         n = feeds[0].shape[0] if feeds and feeds[0].ndim else 1
         if self.split_batch and n > 1 and all(f.ndim and f.shape[0] == n for f in feeds):
-            parts = [self.model.run([a[i:i + 1] for a in feeds]) for i in range(n)]
+            samples = [[a[i:i + 1] for a in feeds] for i in range(n)]
+            if getattr(self.model, "concurrency", 1) > 1:   # OpenVINO streams: the samples at once
+                parts = list(self._sample_pool().map(self.model.run, samples))
+            else:
+                parts = [self.model.run(sample) for sample in samples]
             return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
         return self.model.run(feeds)
+
+    def _sample_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.model.concurrency, thread_name_prefix=f"mxlocal:{self.name}:sample")
+        return self._pool
 
     def _run_samples(self, limit: int) -> None:
         """Infer up to ``limit`` queued samples of the same shape as one batch."""

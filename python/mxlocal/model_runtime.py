@@ -24,7 +24,12 @@ itself (ONNX Runtime's session providers, OpenVINO's compiled ``EXECUTION_DEVICE
 the TorchScript module's weights), so that results record what ran rather than what was asked.
 
 The CPU engines use one compute thread per physical core (``$MXLOCAL_INFER_THREADS`` overrides)
-and hand back arrays the caller owns.
+and hand back arrays the caller owns. OpenVINO runs one request at a time on all of them (its
+LATENCY hint) unless ``$MXLOCAL_INFER_STREAMS`` asks for N > 1 streams (its THROUGHPUT hint, the
+threads split between the streams): then N requests run at once, one per stream, and callers
+from several threads (the elements of two streams, the samples of a split batch) no longer
+queue behind each other. Each request's outputs are the same either way
+(``tests/test_inflight.py``), so ``report()`` leaves the mode out, as it does the thread count.
 
 Every engine keeps one guarantee: a failed ``run`` affects only itself. After an exception the
 engine is put back in the state it had before (OpenVINO: the compiled model is rebuilt, since a
@@ -37,6 +42,7 @@ import importlib
 import json
 import logging
 import os
+import queue
 import threading
 import warnings
 from dataclasses import dataclass
@@ -49,6 +55,7 @@ from mxlocal.cpu import physical_cores
 log = logging.getLogger("mxlocal")
 
 ENV_THREADS = "MXLOCAL_INFER_THREADS"
+ENV_STREAMS = "MXLOCAL_INFER_STREAMS"
 ENV_SPIN = "MXLOCAL_ORT_SPIN"
 ENV_TORCH_DEVICE = "MXLOCAL_TORCH_DEVICE"
 ENV_DEVICE = "MXLOCAL_DEVICE"
@@ -113,6 +120,12 @@ def inference_threads() -> int:
     """Compute threads of a CPU engine: ``$MXLOCAL_INFER_THREADS`` if positive, else one per physical core."""
     threads = env_int(ENV_THREADS, 0)
     return threads if threads > 0 else physical_cores()
+
+
+def inference_streams() -> int:
+    """OpenVINO CPU streams (requests run at once): ``$MXLOCAL_INFER_STREAMS`` if positive, else 1,
+    never more than the compute threads (a stream needs one)."""
+    return max(1, min(env_int(ENV_STREAMS, 1), inference_threads()))
 
 
 def first_line(exc: Exception) -> str:
@@ -228,9 +241,17 @@ class OpenVinoModel:
             log.warning("%s: this CPU has no bf16 instructions; running the model in f32", path.name)
             self.precision = "f32"
         self._core, self._model, self._path = core, model, path
-        self._config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        # LATENCY: one request at a time on every core; THROUGHPUT: N streams of threads/N cores,
+        # N requests at once (for several images in flight; the device's own choice on a GPU).
+        self.streams = inference_streams() if self.device == "CPU" else 1
+        hint = "THROUGHPUT" if self.streams > 1 else "LATENCY"
+        self._config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": hint,
+                        "NUM_STREAMS": self.streams}
         if self.device == "CPU":
             self._config["INFERENCE_NUM_THREADS"] = inference_threads()
+        self.concurrency = self.streams   # runs that may be in flight at once (SharedModel reads it)
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()   # infer requests not running
+        self._recompile_lock = threading.Lock()
         self._compile()
         self.inputs = [self._tensor(p, path) for p in self.compiled.inputs]
         self.outputs = [self._tensor(p, path) for p in self.compiled.outputs]
@@ -243,6 +264,8 @@ class OpenVinoModel:
         devices = [str(d) for d in self.compiled.get_property("EXECUTION_DEVICES")]
         precision = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         precision = precision.get_type_name() if hasattr(precision, "get_type_name") else str(precision)
+        # Not the streams: outputs are bit-identical in either mode, so rows made either way
+        # share their setup key (like the thread count, a matter of speed only).
         return {**engine_report("openvino", self._version, devices), "precision": precision}
 
     @staticmethod
@@ -258,22 +281,34 @@ class OpenVinoModel:
             self.compiled = self._core.compile_model(self._model, self.device, self._config)
         except Exception as exc:
             raise ModelLoadError(f"cannot compile OpenVINO model {self._path}: {first_line(exc)}") from None
-        self.request = self.compiled.create_infer_request()
+        for _ in range(self.streams):
+            self._idle.put(self.compiled.create_infer_request())
 
     def run(self, feeds: list) -> list:
+        request = self._idle.get()   # waits while every stream is busy
         try:
-            self.request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
+            request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
+            # The request reuses its output memory on the next call: hand back copies.
+            outputs = [request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
         except Exception:
+            self._idle.put(request)
             # A shape the network cannot take (e.g. 100x100) leaves the CPU plugin's compiled graph
             # unable to run the last good shape again until another shape succeeds (OpenVINO
             # 2026.4; a new infer request does not help). Recompile (~0.3 s, failures only) so
             # that the failure affects this request alone.
             log.warning("%s: inference failed; recompiling the model so later requests are unaffected",
                         self._path.name)
-            self._compile()
+            with self._recompile_lock:   # every request back first (the others' runs finish)
+                old = [self._idle.get() for _ in range(self.streams)]
+                try:
+                    self._compile()
+                except ModelLoadError:   # no new requests: keep the old ones rather than none
+                    for req in old:
+                        self._idle.put(req)
+                    raise
             raise
-        # The request reuses its output memory on the next call: hand back copies.
-        return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
+        self._idle.put(request)
+        return outputs
 
 
 class TorchScriptModel:
@@ -366,17 +401,18 @@ class SharedModel:
     A pipeline with a decode stream and a tensor stream has two such elements; each would compile
     its own copy (an OpenVINO bf16 SuperRetina at 768x768 holds a few hundred MB of activations),
     and the two would run at once on the same cores. Shared, they load it once and take turns
-    (one ``run`` at a time); outputs are the same as with a private engine. Attributes of the
-    engine (``inputs``, ``outputs``, ``engine``, ``on_cpu``) are read through.
+    (one ``run`` at a time, or as many as the engine's ``concurrency``: OpenVINO's streams);
+    outputs are the same as with a private engine. Attributes of the engine (``inputs``,
+    ``outputs``, ``engine``, ``on_cpu``, ``concurrency``) are read through.
     """
 
     def __init__(self, key: tuple, model):
         self.key, self.model = key, model
         self.users = 0
-        self._run_lock = threading.Lock()
+        self._run_slots = threading.BoundedSemaphore(getattr(model, "concurrency", 1))
 
     def run(self, feeds: list) -> list:
-        with self._run_lock:
+        with self._run_slots:
             return self.model.run(feeds)
 
     def __getattr__(self, name):
@@ -393,7 +429,8 @@ def open_shared_model(path: Path):
     if not env_int(ENV_SHARE, 1):
         return open_model(path)
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    # streams in the key: an engine compiled for latency is not shared with one asked for throughput
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, inference_streams())
     with _SHARED_LOCK:  # held while loading: a second element waits for the first's engine
         shared = _SHARED.get(key)
         if shared is None:

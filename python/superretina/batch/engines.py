@@ -6,7 +6,10 @@ pairs still finishing after an interruption (Ctrl-C), so that none of them is lo
 """
 from __future__ import annotations
 
+import os
+import threading
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
@@ -23,11 +26,37 @@ JOBS_WHY = {"local": "pairs in flight on this machine, each holding ~90 MB of im
             "ray": "Ray workers"}
 
 
+# OpenVINO CPU streams of a local batch with pairs in flight (``$MXLOCAL_INFER_STREAMS`` overrides):
+# 2 streams x 1 thread ran 2 requests at once 18 % faster per image than 1 stream x 2 threads, and
+# one request alone 18 % slower (benchmarks/infer_modes.py; docs/batch-throughput.md): a batch
+# wants throughput, a single registration latency.
+BATCH_STREAMS = 2
+_STREAMS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _streams_setting(jobs: int):
+    """``$MXLOCAL_INFER_STREAMS`` = min(jobs, BATCH_STREAMS) while the application opens, unless set."""
+    from mxlocal.model_runtime import ENV_STREAMS
+
+    with _STREAMS_LOCK:   # the environment is the process's: one opening at a time
+        if os.environ.get(ENV_STREAMS, "").strip():
+            yield
+            return
+        os.environ[ENV_STREAMS] = str(min(jobs, BATCH_STREAMS))
+        try:
+            yield
+        finally:
+            os.environ.pop(ENV_STREAMS, None)
+
+
 class LocalEngine:
     """Pairs in flight through one opened application (one model, one stream) from N threads.
 
     The stream keeps several batches in flight and the image work releases the GIL, so a few
-    threads keep both the model and the CPU cores busy (``--jobs``).
+    threads keep both the model and the CPU cores busy (``--jobs``). With 2 or more jobs the
+    local runtime's OpenVINO engine runs 2 requests at once (``BATCH_STREAMS``; identical
+    outputs; summary.json's ``this_run`` records it).
     """
 
     name = "local"
@@ -37,7 +66,12 @@ class LocalEngine:
         from ..app import open_app
 
         self.jobs = max(1, int(jobs))
-        self.app = open_app(config, pipeline, runtime, device=device)
+        with _streams_setting(self.jobs):
+            from mxlocal.model_runtime import inference_streams
+
+            self.app = open_app(config, pipeline, runtime, device=device)
+            # what the engine was asked for (an OpenVINO CPU engine runs it; others run 1 at a time)
+            self.inference_streams = inference_streams()
         self.config = config
         self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="superretina-batch")
         self._inflight: dict = {}

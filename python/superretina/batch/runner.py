@@ -166,6 +166,8 @@ def _run_claimed(jobs, extra_cols, out: Path, engine, pictures, restart, progres
            "reused_pairs": len(jobs) - len(todo), "wall_seconds": round(wall, 3),
            "pairs_per_second": round(n_new / wall, 4) if n_new and wall > 0 else None,
            "interrupted": interrupted}
+    if getattr(engine, "inference_streams", None):   # local engine: OpenVINO requests at once (speed only)
+        run["inference_streams"] = engine.inference_streams
     summary = summarise(rows, setup, run)
     write_file(out / "summary.json", json.dumps(summary, indent=1).encode())
     from ..report import build_report

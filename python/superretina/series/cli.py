@@ -19,8 +19,13 @@ def main(argv) -> int:
     ap.add_argument("images", nargs="+", type=Path, help="image files, a folder, or a series CSV")
     ap.add_argument("--reference", help="the frame's image (name, file or index; default the image that "
                                         "best connects the others)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="pairs in flight at once, 1-16 (default 2; the series is the same for any value)")
     _common(ap, "series_<first image's stem>")   # --out, --config, --model/--pipeline, --device, --runtime, --transform
     args = ap.parse_args(argv)
+    from ..batch.engines import MAX_JOBS
+    if not 1 <= args.jobs <= MAX_JOBS["local"]:   # pairs in flight on this machine, as batch's
+        ap.exit(2, f"{ap.prog}: error: --jobs must be 1 to {MAX_JOBS['local']}, got {args.jobs}\n")
     from ..cli import _effective_config, _session
     from ..image_io import decoder_messages_silenced
     from ..outputs import out_folder
@@ -35,7 +40,7 @@ def main(argv) -> int:
         ref = int(ref)
     # a refused run leaves no empty --out behind (outputs.out_folder)
     with out_folder(out), _session(args, cfg) as session, decoder_messages_silenced():
-        s = register_series(args.images, ref, session=session, progress=print)   # -q (every command) silences it
+        s = register_series(args.images, ref, session=session, progress=print, jobs=args.jobs)   # -q (every command) silences it
         written = s.save(out)
     print(s.summary())
     for p in written:

@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..api import ImageLike, Registration, Session, _image
+from ..parallel import in_flight
 from ..transform import HomographyTransform, transform_from_json
 from . import frame as frame_mod
 from . import graph
@@ -214,7 +215,7 @@ def _median_residual(t_i, t_j, xi: np.ndarray, xj: np.ndarray) -> Optional[float
 
 def register_series(images: Sequence[ImageLike], reference: Union[int, str, None] = None, *,
                     config: Union[str, Path, Mapping, None] = None, pipeline=None, runtime=None,
-                    session: Optional[Session] = None, progress=None) -> Series:
+                    session: Optional[Session] = None, progress=None, jobs: int = 2) -> Series:
     """Register ``images`` (paths, arrays, one folder or one CSV) of one eye into one frame.
 
     Parameters
@@ -228,6 +229,8 @@ def register_series(images: Sequence[ImageLike], reference: Union[int, str, None
         An open session to register the pairs with.
     progress : callable(str), optional
         Called with a line per registered pair.
+    jobs : int
+        Pairs in flight at once (default 2; 1: one by one). The series is the same either way.
     """
     descs, sources = collect_images(images)
     if len(descs) < 2:
@@ -236,13 +239,13 @@ def register_series(images: Sequence[ImageLike], reference: Union[int, str, None
     own = session is None
     session = Session(config, pipeline, runtime) if own else session
     try:
-        return _register(descs, sources, ref_given, session, progress)
+        return _register(descs, sources, ref_given, session, progress, jobs)
     finally:
         if own:
             session.close()
 
 
-def _register(descs, sources, ref_given, session: Session, progress) -> Series:
+def _register(descs, sources, ref_given, session: Session, progress, jobs: int) -> Series:
     cfg = session.config
     scfg, tcfg = cfg["series"], cfg["transform"]
     t0 = time.perf_counter()
@@ -263,12 +266,18 @@ def _register(descs, sources, ref_given, session: Session, progress) -> Series:
     pairs: list[SeriesPair] = []
     t_pairs = time.perf_counter()
     rounds = 0
+
+    def register_pair(qr):
+        q, r = qr
+        return session.register(pixels[q], pixels[r], paths=(descs[q].path, descs[r].path))
+
     while todo:
-        for a, b in todo:
-            tried.add((a, b))
-            # The later visit is the query (mapped onto the earlier one), as a user would register it.
-            q, r = (b, a) if order.index(a) < order.index(b) else (a, b)
-            reg = session.register(pixels[q], pixels[r], paths=(descs[q].path, descs[r].path))
+        tried.update(todo)
+        # The later visit is the query (mapped onto the earlier one), as a user would register it.
+        qr = [(b, a) if order.index(a) < order.index(b) else (a, b) for a, b in todo]
+        # Up to ``jobs`` pairs in flight (one session: the stream keeps each caller's results
+        # apart); handed back in the round's order, so the series is the one-by-one series.
+        for (q, r), reg in zip(qr, in_flight(register_pair, qr, jobs)):
             pairs.append(SeriesPair(q, r, reg, graph.edge_weight(reg.to_json())))
             if progress:
                 progress(f"pair {descs[q].name} -> {descs[r].name}: {reg.status}"
