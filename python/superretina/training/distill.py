@@ -4,10 +4,16 @@
 
 The student (:class:`~superretina.model.network.SuperRetinaFastNet`) starts as a copy of the
 teacher: encoder, descriptor head and the decoder blocks ``dconv_up3``/``dconv_up2`` are copied
-and frozen (descriptors stay bit-identical), only the new head (``det_*``) learns. Its target is
-the teacher's detector on the same input: binary cross-entropy against the teacher's
-probabilities, plus an L1 term on the logits wherever either map is above a low floor, because
-keypoints are read off the map down to ``nms_thresh`` (0.01) and refined from its neighbours.
+and frozen (descriptors stay bit-identical), only the new head (``det_*``) learns; with
+``--train-decoder`` ``dconv_up2`` learns too (it feeds only the detector: the descriptor head
+reads the encoder's last block, so the descriptors still stay bit-identical). ``--init`` starts
+the head from an earlier fast checkpoint. Its target is the teacher's detector on the same
+input: binary cross-entropy against the teacher's probabilities, plus an L1 term on the logits
+wherever either map is above a low floor, because keypoints are read off the map down to
+``nms_thresh`` (0.01) and refined from its neighbours. ``--kp-weight`` weighs both terms up
+within ``--kp-radius`` px of the teacher's keypoints (NMS maxima above 0.01, as the registrar
+reads them) and of the student's maxima where the teacher has none: keypoint positions, not
+the map's bulk, are what the registration uses.
 
 Inputs are the training photographs of ``data_split.split`` (never the held-out ones) with the
 training code's visit augmentation (``augment.revisit``), enhanced and resized to the model frame
@@ -42,6 +48,8 @@ from .augment import random_view, revisit
 LOGIT_FLOOR = 0.002   # L1 on logits where teacher or student probability exceeds this
 LOGIT_CLAMP = 12.0    # logits beyond this are saturated either way
 WINDOW_MARGIN = 8     # px left out of the loss at a training window's edge (the head sees ~5 px)
+DECODER_MARGIN = 4    # more with dconv_up2 trained (two 3x3 convolutions at 1/2 resolution)
+KP_THRESH = 0.01      # the registrar's nms_thresh: maxima above it are keypoints
 
 
 class Views:
@@ -79,10 +87,11 @@ class Views:
         return np.stack(out)
 
 
-def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False):
+def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: bool = False):
     """Teacher logits (N,1,H,W) and the shared features the student's head reads (no grad), as
-    float32. ``bf16``: compute them under bf16 autocast (half the CPU time here; the shipped
-    IRs run in bf16 too)."""
+    float32: ``x1`` (N,c1,H,W) and ``y2`` (N,c2,H/2,W/2), the output of ``dconv_up2``; with
+    ``decoder``, ``dconv_up2``'s input (N,c3+c2,H/2,W/2) instead of ``y2``. ``bf16``: compute them
+    under bf16 autocast (half the CPU time here; the shipped IRs run in bf16 too)."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         x1, x2, x3, x4 = teacher.encode(x)
 
@@ -90,14 +99,21 @@ def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False):
             return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
 
         y3 = teacher.dconv_up3(torch.cat([up(x4), x3], dim=1))
-        y2 = teacher.dconv_up2(torch.cat([up(y3), x2], dim=1))
+        u2 = torch.cat([up(y3), x2], dim=1)
+        y2 = teacher.dconv_up2(u2)
         logits = teacher.conv_last(teacher.dconv_up1(torch.cat([up(y2), x1], dim=1)))
-    return logits.float(), x1.float(), y2.float()
+    return logits.float(), x1.float(), (u2 if decoder else y2).float()
 
 
-def student_logits(student: SuperRetinaFastNet, x1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-    """The fast head on precomputed features (same arithmetic as ``detector_logits``)."""
+def student_logits(student: SuperRetinaFastNet, x1: torch.Tensor, y2: torch.Tensor,
+                   decoder: bool = False) -> torch.Tensor:
+    """The fast head on precomputed features (same arithmetic as ``detector_logits``); with
+    ``decoder``, ``y2`` is ``dconv_up2``'s input and the student's ``dconv_up2`` runs first (its
+    input is cached rather than ``dconv_up3``'s: the bilinear upsampling with aligned corners
+    is not shift-invariant, so it cannot be recomputed on a window of a crop)."""
     r = student.relu
+    if decoder:
+        y2 = student.dconv_up2(y2)
     y = r(student.det_fuse(torch.cat([y2, r(student.det_skip(x1))], dim=1)))
     return F.pixel_shuffle(student.det_out(r(student.det_refine(y))), 2)
 
@@ -107,8 +123,8 @@ class FeaturePool:
     fifths of a step's arithmetic) is paid once per crop while the head trains on each crop many
     times. Features are kept in bf16 (x1 of a 256x256 crop: 4 MB)."""
 
-    def __init__(self, teacher, size: int, bf16: bool, rng: np.random.Generator):
-        self.teacher, self.size, self.bf16, self.rng = teacher, size, bf16, rng
+    def __init__(self, teacher, size: int, bf16: bool, rng: np.random.Generator, decoder: bool = False):
+        self.teacher, self.size, self.bf16, self.rng, self.decoder = teacher, size, bf16, rng, decoder
         self.items: list[tuple] = []
         self.next = 0
 
@@ -117,7 +133,8 @@ class FeaturePool:
 
     def add(self, crops: np.ndarray) -> None:
         """Run the teacher on (n, crop, crop) inputs and keep them (oldest replaced)."""
-        logits, x1, y2 = teacher_and_features(self.teacher, torch.from_numpy(crops[:, None]), self.bf16)
+        logits, x1, y2 = teacher_and_features(self.teacher, torch.from_numpy(crops[:, None]), self.bf16,
+                                              self.decoder)
         for i in range(len(crops)):
             item = (x1[i].bfloat16(), y2[i].bfloat16(), logits[i])
             if len(self.items) < self.size:
@@ -144,14 +161,42 @@ class FeaturePool:
         return tuple(torch.stack([p[j] for p in parts]).float() for j in range(3))
 
 
-def distill_loss(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """BCE against the teacher's probabilities + L1 on logits where either map is non-negligible."""
+def nms_maxima(logits: torch.Tensor, radius: int, thresh: float = KP_THRESH) -> torch.Tensor:
+    """(N,1,H,W) bool: the keypoints ``keypoints.detect`` reads off ``sigmoid(logits)`` (its
+    simple NMS with all three rounds, then ``> thresh``; no border), as torch max-pools."""
+    def pool(x):
+        return F.max_pool2d(x, 2 * radius + 1, 1, radius)
+
+    p = torch.sigmoid(logits)
+    keep = p == pool(p)
+    for _ in range(2):  # the later rounds add maxima outside the kept ones' windows (~40 % more)
+        free = pool(keep.float()) == 0
+        rest = torch.where(free, p, torch.zeros_like(p))
+        keep |= (rest == pool(rest)) & free
+    return keep & (p > thresh)
+
+
+def keypoint_weights(s: torch.Tensor, t: torch.Tensor, weight: float, radius: int, nms: int) -> torch.Tensor:
+    """(N,1,H,W) loss weights: 1 + ``weight`` within ``radius`` px (square) of the teacher's
+    keypoints and of the student's maxima that have no teacher keypoint that close."""
+    def near(m):
+        return F.max_pool2d(m.float(), 2 * radius + 1, 1, radius) > 0
+
+    kt = nms_maxima(t, nms)
+    spurious = nms_maxima(s.detach(), nms) & ~near(kt)
+    return 1.0 + weight * near(kt | spurious).float()
+
+
+def distill_loss(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """BCE against the teacher's probabilities + L1 on logits where either map is non-negligible,
+    both weighted per pixel by ``w`` (N,1,H,W) when given (:func:`keypoint_weights`)."""
     pt = torch.sigmoid(t)
-    bce = F.binary_cross_entropy_with_logits(s, pt)
+    w = torch.ones_like(t) if w is None else w
+    bce = (F.binary_cross_entropy_with_logits(s, pt, reduction="none") * w).mean()
     floor = math.log(LOGIT_FLOOR / (1 - LOGIT_FLOOR))
     mask = ((t > floor) | (s.detach() > floor)).float()
     diff = (s.clamp(-LOGIT_CLAMP, LOGIT_CLAMP) - t.clamp(-LOGIT_CLAMP, LOGIT_CLAMP)).abs()
-    l1 = (diff * mask).sum() / mask.sum().clamp(min=1.0)
+    l1 = (diff * mask * w).sum() / mask.sum().clamp(min=1.0)
     loss = bce * 10.0 + 0.1 * l1
     return loss, {"loss": loss.item(), "bce": bce.item(), "l1_logit": l1.item()}
 
@@ -179,14 +224,16 @@ def keypoint_agreement(teacher, student, images: list[np.ndarray]) -> dict:
             "teacher_kp_found": hit_t / max(n_t, 1), "student_kp_in_teacher": hit_s / max(n_s, 1)}
 
 
-def init_student(teacher) -> SuperRetinaFastNet:
-    """Fast network with the teacher's shared parameters copied; only ``det_*`` trainable."""
+def init_student(teacher, decoder: bool = False) -> SuperRetinaFastNet:
+    """Fast network with the teacher's shared parameters copied; only ``det_*`` trainable (and
+    ``dconv_up2`` with ``decoder``: it feeds only the detector)."""
     student = SuperRetinaFastNet(teacher.widths)
     shared = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict()}
     missing, _ = student.load_state_dict(shared, strict=False)
     assert all(k.startswith("det_") for k in missing), missing
+    trained = ("det_", "dconv_up2.") if decoder else ("det_",)
     for name, p in student.named_parameters():
-        p.requires_grad = name.startswith("det_")
+        p.requires_grad = name.startswith(trained)
     return student
 
 
@@ -211,6 +258,14 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, help="start the head from this fast checkpoint (its shared "
+                    "parameters must be the teacher's)")
+    ap.add_argument("--train-decoder", action="store_true", help="train dconv_up2 too (detector-only path)")
+    ap.add_argument("--decoder-lr-scale", type=float, default=0.25, help="dconv_up2's learning rate / --lr")
+    ap.add_argument("--kp-weight", type=float, default=0.0,
+                    help="extra loss weight near teacher keypoints and spurious student maxima (0 = off)")
+    ap.add_argument("--kp-radius", type=int, default=2, help="px around a keypoint that --kp-weight covers")
+    ap.add_argument("--kp-nms", type=int, default=10, help="NMS radius of those keypoints (nms_size)")
     ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
     ap.add_argument("--validate-minutes", type=float, default=30.0)
     args = ap.parse_args(argv)
@@ -229,9 +284,24 @@ def main(argv=None) -> int:
         print(f"error: --teacher {args.teacher}: expected the published (unet) detector head, got a fast one",
               file=sys.stderr)
         return 2
-    student = init_student(teacher)
-    params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=args.lr)
+    student = init_student(teacher, args.train_decoder)
+    if args.init is not None:
+        try:
+            init = read_checkpoint(args.init)["net"]
+            frozen = {k: v for k, v in student.state_dict().items() if not k.startswith(("det_", "dconv_up2."))}
+            if any(not torch.equal(init[k], v) for k, v in frozen.items()):
+                raise CheckpointError("its shared parameters are not the teacher's")
+            student.load_state_dict(init, strict=True)
+        except (CheckpointError, RuntimeError, KeyError) as exc:
+            print(f"error: --init {args.init}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+            return 2
+    named = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    groups = [{"params": [p for n, p in named if n.startswith("det_")], "lr_scale": 1.0}]
+    if args.train_decoder:
+        groups.append({"params": [p for n, p in named if not n.startswith("det_")],
+                       "lr_scale": args.decoder_lr_scale})
+    opt = torch.optim.Adam(groups, lr=args.lr)
     elapsed, step = 0.0, 0
     args.out.mkdir(parents=True, exist_ok=True)
     if args.resume and (args.out / "last.pth").exists():
@@ -247,7 +317,8 @@ def main(argv=None) -> int:
             for p in held_paths[:args.check_images]]
     print(f"distilling on {len(train_paths)} photographs ({len(held_paths)} held out; "
           f"{len(held)} for agreement checks); {sum(p.numel() for p in params)} trainable parameters", flush=True)
-    pool = FeaturePool(teacher, args.pool, not args.fp32_teacher, np.random.default_rng(args.seed + step + 1))
+    pool = FeaturePool(teacher, args.pool, not args.fp32_teacher, np.random.default_rng(args.seed + step + 1),
+                       args.train_decoder)
     while len(pool) < min(args.pool, 4 * args.views_per_visit):
         pool.add(views.sample(args.views_per_visit))
     log = (args.out / "log.jsonl").open("a")
@@ -255,27 +326,53 @@ def main(argv=None) -> int:
     last_ck = last_val = time.time()
     run = []
     t_start = time.time() - elapsed
+    settings = {"teacher": str(args.teacher), "crop": args.crop, "batch": args.batch,
+                "views_per_visit": args.views_per_visit, "pool": args.pool, "visit_every": args.visit_every,
+                "window": args.window, "teacher_bf16": not args.fp32_teacher, "lr": args.lr,
+                "minutes": args.minutes, "init": str(args.init) if args.init else None,
+                "train_decoder": args.train_decoder, "decoder_lr_scale": args.decoder_lr_scale,
+                "kp_weight": args.kp_weight, "kp_radius": args.kp_radius, "kp_nms": args.kp_nms}
+    best = {"score": -1.0}
 
     def save():
-        meta = {"teacher": str(args.teacher), "step": step, "elapsed_s": time.time() - t_start,
-                "crop": args.crop, "batch": args.batch, "views_per_visit": args.views_per_visit,
-                "pool": args.pool, "visit_every": args.visit_every, "window": args.window,
-                "teacher_bf16": not args.fp32_teacher, "lr": args.lr, "minutes": args.minutes}
+        meta = {**settings, "step": step, "elapsed_s": time.time() - t_start}
         tmp = args.out / "last.pth.tmp"
         torch.save(checkpoint_dict(student, optimizer=opt.state_dict(), distillation=meta, **meta), tmp)
         tmp.replace(args.out / "last.pth")
 
+    def check(final: bool = False) -> dict:
+        """Agreement on the held-out frames, logged; the best so far (mean of both directions,
+        the model-selection criterion) is kept as OUT/best.pth."""
+        student.eval()
+        agree = keypoint_agreement(teacher, student, held)
+        student.train()
+        rec = {"step": step, "minutes": (time.time() - t_start) / 60, **({"final": True} if final else {}),
+               "agreement": agree}
+        print(json.dumps(rec), flush=True)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        score = 0.5 * (agree.get("teacher_kp_found", 0.0) + agree.get("student_kp_in_teacher", 0.0))
+        if agree and score > best["score"]:
+            best["score"] = score
+            torch.save(checkpoint_dict(student, step=step, distillation={
+                **settings, "steps": step, "agreement_heldout": agree}), args.out / "best.pth")
+        return agree
+
     while time.time() - t_start < budget:
         progress = (time.time() - t_start) / budget
         for g in opt.param_groups:
-            g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+            g["lr"] = g.get("lr_scale", 1.0) * args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
         if step % args.visit_every == 0:
             pool.add(views.sample(args.views_per_visit))
         x1, y2, t_logits = pool.batch(args.batch, args.window)
-        m = WINDOW_MARGIN if args.window else 0  # a window's edge lacks the context the teacher had
-        s_logits = student_logits(student, x1, y2)
+        # A window's edge lacks the context the teacher had.
+        m = (WINDOW_MARGIN + DECODER_MARGIN * args.train_decoder) if args.window else 0
+        s_logits = student_logits(student, x1, y2, args.train_decoder)
         h, w = s_logits.shape[-2:]
-        loss, parts = distill_loss(s_logits[..., m:h - m, m:w - m], t_logits[..., m:h - m, m:w - m])
+        s_in, t_in = s_logits[..., m:h - m, m:w - m], t_logits[..., m:h - m, m:w - m]
+        weights = (keypoint_weights(s_in, t_in, args.kp_weight, args.kp_radius, args.kp_nms)
+                   if args.kp_weight > 0 else None)
+        loss, parts = distill_loss(s_in, t_in, weights)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -292,22 +389,13 @@ def main(argv=None) -> int:
             save()
             last_ck = time.time()
         if time.time() - last_val > 60 * args.validate_minutes:
-            student.eval()
-            rec = {"step": step, "agreement": keypoint_agreement(teacher, student, held)}
-            print(json.dumps(rec), flush=True)
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            check()
             last_val = time.time()
     save()
+    agree = check(final=True)
     student.eval()
-    rec = {"step": step, "final": True, "agreement": keypoint_agreement(teacher, student, held)}
-    print(json.dumps(rec), flush=True)
-    log.write(json.dumps(rec) + "\n")
     torch.save(checkpoint_dict(student, step=step, distillation={
-        "teacher": str(args.teacher), "steps": step, "crop": args.crop, "batch": args.batch,
-        "views_per_visit": args.views_per_visit, "pool": args.pool, "visit_every": args.visit_every,
-        "window": args.window, "teacher_bf16": not args.fp32_teacher, "lr": args.lr,
-        "minutes": args.minutes, "agreement_heldout": rec["agreement"]}), args.out / "final.pth")
+        **settings, "steps": step, "agreement_heldout": agree}), args.out / "final.pth")
     print(f"stopped at step {step}; {args.out / 'final.pth'}", flush=True)
     return 0
 
