@@ -33,3 +33,24 @@ def api():
     api.InitManager()
     yield api
     api.DestroyAllStreams()
+
+
+@pytest.fixture
+def distill_inputs(retina_bgr, tmp_path):
+    """What a short distillation run needs: a folder of two 400-px photographs and a seeded
+    random "half" teacher saved as a checkpoint. Returns (folder, teacher net, teacher path,
+    the 400-px photograph)."""
+    import cv2
+    import torch
+
+    from superretina.model.network import SuperRetinaNet, checkpoint_dict
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    small = cv2.resize(retina_bgr, (400, 400), interpolation=cv2.INTER_AREA)
+    for name in ("one", "two"):
+        cv2.imwrite(str(folder / f"{name}.png"), small)
+    torch.manual_seed(4)
+    teacher = SuperRetinaNet("half").eval()
+    torch.save(checkpoint_dict(teacher), tmp_path / "teacher.pth")
+    return folder, teacher, tmp_path / "teacher.pth", small

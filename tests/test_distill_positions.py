@@ -88,23 +88,14 @@ def test_trained_decoder_keeps_the_teachers_descriptors(photo):
                                    det_s, atol=1e-6)
 
 
-def test_run_with_decoder_positions_and_init(retina_bgr, tmp_path):
-    import cv2
-
-    data = tmp_path / "photos"
-    data.mkdir()
-    small = cv2.resize(retina_bgr, (400, 400), interpolation=cv2.INTER_AREA)
-    for name in ("one", "two"):
-        cv2.imwrite(str(data / f"{name}.png"), small)
-    torch.manual_seed(4)
-    teacher = SuperRetinaNet("half").eval()
-    torch.save(checkpoint_dict(teacher), tmp_path / "teacher.pth")
+def test_run_with_decoder_positions_and_init(distill_inputs, tmp_path):
+    data, teacher, teacher_path, _ = distill_inputs
     start = init_student(teacher)
     with torch.no_grad():
         start.det_out.bias.fill_(-3.0)   # a recognisable starting head
     torch.save(checkpoint_dict(start), tmp_path / "start.pth")
     out = tmp_path / "run"
-    args = ["--teacher", str(tmp_path / "teacher.pth"), "--data", str(data), "--out", str(out), "--crop", "64",
+    args = ["--teacher", str(teacher_path), "--data", str(data), "--out", str(out), "--crop", "64",
             "--batch", "2", "--views-per-visit", "2", "--pool", "4", "--window", "32", "--minutes", "0.05",
             "--init", str(tmp_path / "start.pth"), "--train-decoder", "--kp-weight", "20", "--kp-nms", "4"]
     assert main(args) == 0

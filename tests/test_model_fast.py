@@ -186,23 +186,14 @@ def test_shipped_fast_model_is_one_model_in_three_formats(photo):
     assert fast_p == default_p
 
 
-def test_distillation_run_trains_the_head_only_and_resumes(retina_bgr, tmp_path):
+def test_distillation_run_trains_the_head_only_and_resumes(distill_inputs, tmp_path):
     """A short run on a folder of two photographs: the written model is a fast network whose
     descriptors are the teacher's; --resume continues the step count; bad paths exit 2."""
-    import cv2
-
     from superretina.training.distill import main as distill
 
-    data = tmp_path / "photos"
-    data.mkdir()
-    small = cv2.resize(retina_bgr, (400, 400), interpolation=cv2.INTER_AREA)
-    for name in ("one", "two"):
-        cv2.imwrite(str(data / f"{name}.png"), small)
-    torch.manual_seed(4)
-    teacher = SuperRetinaNet("half").eval()
-    torch.save(checkpoint_dict(teacher), tmp_path / "teacher.pth")
+    data, teacher, teacher_path, small = distill_inputs
     out = tmp_path / "run"
-    args = ["--teacher", str(tmp_path / "teacher.pth"), "--data", str(data), "--out", str(out), "--crop", "64",
+    args = ["--teacher", str(teacher_path), "--data", str(data), "--out", str(out), "--crop", "64",
             "--batch", "2", "--views-per-visit", "2", "--pool", "4", "--window", "32", "--minutes", "0.05"]
     assert distill(args) == 0
     first = read_checkpoint(out / "last.pth")["step"]
