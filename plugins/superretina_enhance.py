@@ -39,7 +39,7 @@ import numpy as np
 from mxlocal import MxpiDataType_pb2 as pb
 from mxlocal import errors as E
 from mxlocal.plugin_base import PluginBase, Prop
-from superretina.enhance import EnhanceSettings, equalise, model_input
+from superretina.enhance import REFERENCE, EnhanceSettings, equalise, model_input
 from superretina.fov import half_fov
 
 FORMAT_GREY, FORMAT_NV12, FORMAT_NV21, FORMAT_RGB, FORMAT_BGR = 0, 1, 2, 12, 13
@@ -93,11 +93,11 @@ class SuperRetinaEnhance(PluginBase):
         "outputEqualised": Prop("uint", 1, maximum=1),
         "outputFov": Prop("uint", 1, maximum=1),
         # ranges as config.RULES' enhance.* (the registrar compares the two)
-        "claheClip": Prop("float", 2.0, minimum=0.001, maximum=40),
-        "claheTiles": Prop("uint", 8, minimum=1, maximum=64),
-        "gamma": Prop("float", 1.2, minimum=0.2, maximum=5),
-        "flatten": Prop("float", 0.0, minimum=0, maximum=0.5),
-        "channel": Prop("string", "green", choices=("green", "luminance")),
+        "claheClip": Prop("float", REFERENCE.clahe_clip, minimum=0.001, maximum=40),
+        "claheTiles": Prop("uint", REFERENCE.clahe_tiles, minimum=1, maximum=64),
+        "gamma": Prop("float", REFERENCE.gamma, minimum=0.2, maximum=5),
+        "flatten": Prop("float", REFERENCE.flatten, minimum=0, maximum=0.5),
+        "channel": Prop("string", REFERENCE.channel, choices=("green", "luminance")),
     }
     sink_pads = 1
 

@@ -73,9 +73,9 @@ class EnhanceSettings:
         ``green`` (the reference) or ``luminance`` (OpenCV's BGR to grey: 0.299 R + 0.587 G + 0.114 B).
     """
 
-    clahe_clip: float = 2.0
-    clahe_tiles: int = 8
-    gamma: float = 1.2
+    clahe_clip: float = CLAHE_CLIP
+    clahe_tiles: int = CLAHE_TILES[0]
+    gamma: float = GAMMA
     flatten: float = 0.0
     channel: str = "green"
 
@@ -102,7 +102,6 @@ PROPS = {"claheClip": "clahe_clip", "claheTiles": "clahe_tiles", "gamma": "gamma
 
 REFERENCE = EnhanceSettings()
 _GAMMA_U8 = _gamma_table(GAMMA)
-_GAMMA_F32, _GAMMA_MODEL_U8 = _gamma_tables(GAMMA)
 
 
 def green_channel(image: np.ndarray) -> np.ndarray:
