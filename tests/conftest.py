@@ -54,3 +54,24 @@ def distill_inputs(retina_bgr, tmp_path):
     teacher = SuperRetinaNet("half").eval()
     torch.save(checkpoint_dict(teacher), tmp_path / "teacher.pth")
     return folder, teacher, tmp_path / "teacher.pth", small
+
+
+@pytest.fixture(scope="module")
+def demo(retina_bgr):
+    """The demo's pair at 700 px: (query, refer, G the true homography, control points)."""
+    import cv2
+
+    from superretina.demo import make_pair
+
+    refer = cv2.resize(retina_bgr, (700, 700), interpolation=cv2.INTER_AREA)
+    query, G, pts = make_pair(refer)
+    return query, refer, G, pts
+
+
+@pytest.fixture(scope="module")
+def session():
+    """A default ``superretina.Session`` (shipped model, local runtime), closed afterwards."""
+    import superretina
+
+    with superretina.Session() as s:
+        yield s

@@ -15,24 +15,9 @@ import pytest
 
 import superretina
 from superretina.api import PairTransform, ResultFileError
-from superretina.demo import control_point_error, make_pair
+from superretina.demo import control_point_error
 from superretina.homography import transform_points
 from superretina.image_io import ImageReadError
-
-SIZE = 700
-
-
-@pytest.fixture(scope="module")
-def demo(retina_bgr):
-    refer = cv2.resize(retina_bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-    query, G, pts = make_pair(refer)
-    return query, refer, G, pts
-
-
-@pytest.fixture(scope="module")
-def session():
-    with superretina.Session() as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

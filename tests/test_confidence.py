@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 
-import cv2
 import numpy as np
 import pytest
 import yaml
@@ -15,26 +14,12 @@ import yaml
 import superretina
 from superretina.confidence import assess, implausibility
 from superretina.config import ConfigError, load_config
-from superretina.demo import control_point_error, make_pair
+from superretina.demo import control_point_error
 from superretina.fov import inside, model_fov
 from superretina.registrar import Timer
 from superretina.transform import HomographyTransform, TransformChoice
 
-SIZE = 700
 MODEL_HW = (768, 768)
-
-
-@pytest.fixture(scope="module")
-def demo(retina_bgr):
-    refer = cv2.resize(retina_bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-    query, G, pts = make_pair(refer)
-    return query, refer, G, pts
-
-
-@pytest.fixture(scope="module")
-def session():
-    with superretina.Session() as s:
-        yield s
 
 
 # --------------------------------------------------------------------------- field of view

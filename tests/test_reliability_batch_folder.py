@@ -44,6 +44,12 @@ def _pairs(path, rows, header=("id", "query", "refer")):
     return path
 
 
+def _one_pair_list(inputs, folder):
+    """pairs.csv in ``folder`` with one row: "a", example1.jpg onto example2.jpg."""
+    return write_pairs(folder / "pairs.csv", [("a", str(inputs / "example1.jpg"), str(inputs / "example2.jpg"))],
+                       extra=None)
+
+
 def _holder(out):
     """A second process holding ``out`` as a running batch does (an exclusive flock on
     OUT/.superretina.lock, its pid and host written in it) until its stdin closes."""
@@ -60,8 +66,7 @@ def _holder(out):
 
 # --------------------------------------------------------------------------- 20.1 one run per folder
 def test_second_run_on_a_held_folder_is_refused_naming_the_holder(inputs, engine, tmp_path):
-    pairs = write_pairs(tmp_path / "pairs.csv", [("a", str(inputs / "example1.jpg"), str(inputs / "example2.jpg"))],
-                        extra=None)
+    pairs = _one_pair_list(inputs, tmp_path)
     out = tmp_path / "out"
     holder = _holder(out)
     try:
@@ -129,9 +134,7 @@ def test_rerun_redoes_a_reused_row_whose_result_json_is_gone(inputs, engine, tmp
 
 # --------------------------------------------------------------------------- 20.3 links in --out
 def test_links_planted_in_out_are_never_written_through(inputs, engine, tmp_path):
-    jobs, extra = read_pairs(write_pairs(tmp_path / "pairs.csv",
-                                         [("a", str(inputs / "example1.jpg"), str(inputs / "example2.jpg"))],
-                                         extra=None))
+    jobs, extra = read_pairs(_one_pair_list(inputs, tmp_path))
     out = tmp_path / "out"
     out.mkdir()
     victims = tmp_path / "victims"
@@ -148,9 +151,7 @@ def test_links_planted_in_out_are_never_written_through(inputs, engine, tmp_path
 
 
 def test_linked_pairs_folder_is_refused_and_its_target_untouched(inputs, engine, tmp_path):
-    jobs, extra = read_pairs(write_pairs(tmp_path / "pairs.csv",
-                                         [("a", str(inputs / "example1.jpg"), str(inputs / "example2.jpg"))],
-                                         extra=None))
+    jobs, extra = read_pairs(_one_pair_list(inputs, tmp_path))
     out = tmp_path / "out"
     out.mkdir()
     target = tmp_path / "elsewhere"
