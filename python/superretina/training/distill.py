@@ -50,6 +50,8 @@ LOGIT_CLAMP = 12.0    # logits beyond this are saturated either way
 WINDOW_MARGIN = 8     # px left out of the loss at a training window's edge (the head sees ~5 px)
 DECODER_MARGIN = 4    # more with dconv_up2 trained (two 3x3 convolutions at 1/2 resolution)
 KP_THRESH = 0.01      # the registrar's nms_thresh: maxima above it are keypoints
+HEAD = ("det_",)                          # parameters of the fast head: always trained
+DETECTOR_ONLY = HEAD + ("dconv_up2.",)    # the head and what feeds only it (--train-decoder)
 
 
 class Views:
@@ -231,7 +233,7 @@ def init_student(teacher, decoder: bool = False) -> SuperRetinaFastNet:
     shared = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict()}
     missing, _ = student.load_state_dict(shared, strict=False)
     assert all(k.startswith("det_") for k in missing), missing
-    trained = ("det_", "dconv_up2.") if decoder else ("det_",)
+    trained = DETECTOR_ONLY if decoder else HEAD
     for name, p in student.named_parameters():
         p.requires_grad = name.startswith(trained)
     return student
@@ -288,7 +290,7 @@ def main(argv=None) -> int:
     if args.init is not None:
         try:
             init = read_checkpoint(args.init)["net"]
-            frozen = {k: v for k, v in student.state_dict().items() if not k.startswith(("det_", "dconv_up2."))}
+            frozen = {k: v for k, v in student.state_dict().items() if not k.startswith(DETECTOR_ONLY)}
             if any(not torch.equal(init[k], v) for k, v in frozen.items()):
                 raise CheckpointError("its shared parameters are not the teacher's")
             student.load_state_dict(init, strict=True)
@@ -297,9 +299,9 @@ def main(argv=None) -> int:
             return 2
     named = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
-    groups = [{"params": [p for n, p in named if n.startswith("det_")], "lr_scale": 1.0}]
+    groups = [{"params": [p for n, p in named if n.startswith(HEAD)], "lr_scale": 1.0}]
     if args.train_decoder:
-        groups.append({"params": [p for n, p in named if not n.startswith("det_")],
+        groups.append({"params": [p for n, p in named if not n.startswith(HEAD)],
                        "lr_scale": args.decoder_lr_scale})
     opt = torch.optim.Adam(groups, lr=args.lr)
     elapsed, step = 0.0, 0
