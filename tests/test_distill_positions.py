@@ -82,9 +82,9 @@ def test_trained_decoder_keeps_the_teachers_descriptors(photo):
         det_s, desc_s = (t.numpy() for t in student(torch.from_numpy(photo)))
         desc_t = teacher(torch.from_numpy(photo))[1].numpy()
         assert np.array_equal(desc_s, desc_t)
-        logits_t, x1, u2 = teacher_and_features(teacher, torch.from_numpy(photo), decoder=True)
+        logits_t, (x1, u2) = teacher_and_features(teacher, torch.from_numpy(photo), decoder=True)
         assert u2.shape[1] == teacher.widths.c3 + teacher.widths.c2  # dconv_up2's input
-        np.testing.assert_allclose(torch.sigmoid(student_logits(student, x1, u2, decoder=True)).numpy(),
+        np.testing.assert_allclose(torch.sigmoid(student_logits(student, (x1, u2), decoder=True)).numpy(),
                                    det_s, atol=1e-6)
 
 

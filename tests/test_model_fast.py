@@ -111,9 +111,9 @@ def test_distillation_student_keeps_the_teachers_descriptors(photo):
     assert det_s.shape == det_t.shape
     # The training shortcut (head on the teacher's features) is the network's own detector.
     x = torch.from_numpy(photo)
-    logits_t, x1, y2 = teacher_and_features(teacher, x)
+    logits_t, feats = teacher_and_features(teacher, x)
     with torch.no_grad():
-        np.testing.assert_allclose(torch.sigmoid(student_logits(student, x1, y2)).numpy(), det_s, atol=1e-6)
+        np.testing.assert_allclose(torch.sigmoid(student_logits(student, feats)).numpy(), det_s, atol=1e-6)
         np.testing.assert_allclose(torch.sigmoid(logits_t).numpy(), det_t, atol=1e-6)
 
 

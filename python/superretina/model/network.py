@@ -9,11 +9,13 @@ Input: (N, 1, H, W) float32 in [0, 1], H and W multiples of 8 (768x768 in the re
 Outputs: detector (N, 1, H, W) sigmoid probabilities; descriptor (N, 256, 2*(H/16-1), 2*(W/16-1))
 (94x94 for 768), computed from L2-normalised features through a 2x2 transposed convolution.
 
-Two detector heads (``ARCHITECTURES``), told apart by their parameter names so that a
+Three detector heads (``ARCHITECTURES``), told apart by their parameter names so that a
 checkpoint says which it is: ``unet`` (the published decoder, ending in a full-resolution
-block) and ``fast`` (:class:`SuperRetinaFastNet`: the same encoder, descriptor head and first
+block), ``fast`` (:class:`SuperRetinaFastNet`: the same encoder, descriptor head and first
 two decoder blocks, then a head that ends at 1/2 resolution and reaches full resolution by
-depth-to-space, as SuperPoint's detector does).
+depth-to-space, as SuperPoint's detector does) and ``lowrank``
+(:class:`SuperRetinaLowRankNet`: the published decoder with its full-resolution block
+factorised to low rank).
 """
 from __future__ import annotations
 
@@ -104,8 +106,12 @@ class SuperRetinaNet(nn.Module):
 
         y = self.dconv_up3(torch.cat([up(x4), x3], dim=1))
         y = self.dconv_up2(torch.cat([up(y), x2], dim=1))
-        y = self.dconv_up1(torch.cat([up(y), x1], dim=1))
+        y = self.full_resolution_block(torch.cat([up(y), x1], dim=1))
         return torch.sigmoid(self.conv_last(y))
+
+    def full_resolution_block(self, u: torch.Tensor) -> torch.Tensor:
+        """The decoder's last block on concat(upsampled ``dconv_up2`` output, ``x1``) -> (N, c1, H, W)."""
+        return self.dconv_up1(u)
 
     def forward(self, x: torch.Tensor):
         x1, x2, x3, x4 = self.encode(x)
@@ -157,12 +163,73 @@ class SuperRetinaFastNet(SuperRetinaNet):
         return torch.sigmoid(self.detector_logits(x1, x2, x3, x4))
 
 
-ARCHITECTURES = {"unet": SuperRetinaNet, "fast": SuperRetinaFastNet}
+class SuperRetinaLowRankNet(SuperRetinaNet):
+    """SuperRetina with its full-resolution decoder block factorised to low rank.
+
+    ``dconv_up1`` (two 3x3 convolutions at full resolution, c2+c1 -> c1 -> c1: 38 % of the
+    network's time at 768x768) keeps its two layers, each factorised where it is cheap:
+
+    * layer a reads its 64 input channels through a 1x1 convolution to ``ranks[0]``
+      (``up1_in``), then a 3x3 convolution back to c1 (``up1_a``), ReLU;
+    * layer b is a 3x3 convolution to ``ranks[1]`` channels (``up1_b_reduce``), then a 1x1
+      convolution back to c1 (``up1_b_expand``), ReLU.
+
+    (A 3x3 convolution over 64 full-resolution channels costs the CPU about as much whatever its
+    output width, so layer a is reduced on its input side; layer b's outputs lie in few
+    dimensions, so it is reduced on its output side.) The factors are fitted to the published
+    block (``model/lowrank.py``) and then distilled (``training/distill.py --student lowrank``).
+    Everything else is the published network's, so the descriptors are bit-identical.
+    """
+
+    def __init__(self, widths: Widths | str = "half", ranks: tuple[int, int] = (16, 8)):
+        super().__init__(widths)
+        w = self.widths
+        del self.dconv_up1
+        self.ranks = (int(ranks[0]), int(ranks[1]))
+        self.up1_in = nn.Conv2d(w.c2 + w.c1, self.ranks[0], 1)
+        self.up1_a = nn.Conv2d(self.ranks[0], w.c1, 3, padding=1)
+        self.up1_b_reduce = nn.Conv2d(w.c1, self.ranks[1], 3, padding=1, bias=False)
+        self.up1_b_expand = nn.Conv2d(self.ranks[1], w.c1, 1)
+
+    def full_resolution_block(self, u: torch.Tensor) -> torch.Tensor:
+        return self._after_in(self.up1_in(u))
+
+    def _after_in(self, v: torch.Tensor) -> torch.Tensor:
+        r = self.relu
+        y = r(self.up1_a(v))
+        return r(self.up1_b_expand(self.up1_b_reduce(y)))
+
+    def detector_head(self, x1, x2, x3, x4) -> torch.Tensor:
+        """As the published head, with ``up1_in`` (1x1) split over its two inputs so that its
+        ``dconv_up2`` part runs before the upsampling, at 1/2 resolution: a 1x1 convolution
+        commutes with bilinear interpolation (both linear, the interpolation weights sum to 1),
+        so this is ``full_resolution_block(concat(up(y), x1))`` up to rounding, with ranks[0]
+        channels upsampled instead of c2 and no full-resolution concatenation."""
+        def up(t):
+            return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
+
+        y = self.dconv_up3(torch.cat([up(x4), x3], dim=1))
+        y = self.dconv_up2(torch.cat([up(y), x2], dim=1))
+        c2, w = y.shape[1], self.up1_in.weight
+        v = up(F.conv2d(y, w[:, :c2], self.up1_in.bias)) + F.conv2d(x1, w[:, c2:])
+        return torch.sigmoid(self.conv_last(self._after_in(v)))
+
+
+ARCHITECTURES = {"unet": SuperRetinaNet, "fast": SuperRetinaFastNet, "lowrank": SuperRetinaLowRankNet}
+LOWRANK_HEAD = "up1_"   # parameter-name prefix of the factorised block
 
 
 def architecture_of(state_dict: dict) -> str:
-    """``unet`` or ``fast``: which detector head a checkpoint's parameter names belong to."""
-    return "fast" if any(k.removeprefix("module.").startswith("det_out.") for k in state_dict) else "unet"
+    """``unet``, ``fast`` or ``lowrank``: which detector head a checkpoint's parameter names belong to."""
+    names = [k.removeprefix("module.") for k in state_dict]
+    if any(k.startswith("det_out.") for k in names):
+        return "fast"
+    return "lowrank" if any(k.startswith(LOWRANK_HEAD) for k in names) else "unet"
+
+
+def infer_ranks(state_dict: dict) -> tuple[int, int]:
+    """The two ranks of a lowrank checkpoint, read off its weight shapes."""
+    return (state_dict["up1_in.weight"].shape[0], state_dict["up1_b_reduce.weight"].shape[0])
 
 
 def infer_widths(state_dict: dict) -> Widths:
@@ -203,13 +270,15 @@ def load_checkpoint(path, map_location="cpu") -> SuperRetinaNet:
     ckpt = read_checkpoint(path, map_location)
     state = ckpt["net"]
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
-    net = ARCHITECTURES[architecture_of(state)](infer_widths(state))
+    arch = architecture_of(state)
+    extra = {"ranks": infer_ranks(state)} if arch == "lowrank" else {}
+    net = ARCHITECTURES[arch](infer_widths(state), **extra)
     net.load_state_dict(state, strict=True)
     return net.eval()
 
 
 def checkpoint_dict(net: SuperRetinaNet, **extra) -> dict:
     """The reference's checkpoint layout plus this project's metadata under separate keys
-    (``architecture``: ``unet`` or ``fast``, also readable off the parameter names)."""
-    arch = "fast" if isinstance(net, SuperRetinaFastNet) else "unet"
+    (``architecture``: ``unet``, ``fast`` or ``lowrank``, also readable off the parameter names)."""
+    arch = next(name for name, cls in ARCHITECTURES.items() if type(net) is cls)
     return {"net": net.state_dict(), "widths": asdict(net.widths), "architecture": arch, **extra}

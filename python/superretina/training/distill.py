@@ -1,8 +1,15 @@
-"""Train the ``fast`` detector head by distillation from a shipped SuperRetina checkpoint.
+"""Train a cheaper detector head by distillation from a shipped SuperRetina checkpoint.
 
     python -m superretina.training.distill --teacher model/superretina.pth --out runs/fast --minutes 60
+    python -m superretina.training.distill --student lowrank --out runs/lowrank --minutes 45
 
-The student (:class:`~superretina.model.network.SuperRetinaFastNet`) starts as a copy of the
+``--student lowrank`` (:class:`~superretina.model.network.SuperRetinaLowRankNet`) starts from
+the published block factorised to low rank (``--init`` a checkpoint of
+``python -m superretina.model.lowrank``, or fitted here with ``--ranks``); its factorised
+block and ``conv_last`` learn, everything else stays the teacher's. The rest of this text is
+about the default ``--student fast``.
+
+The fast student (:class:`~superretina.model.network.SuperRetinaFastNet`) starts as a copy of the
 teacher: encoder, descriptor head and the decoder blocks ``dconv_up3``/``dconv_up2`` are copied
 and frozen (descriptors stay bit-identical), only the new head (``det_*``) learns; with
 ``--train-decoder`` ``dconv_up2`` learns too (it feeds only the detector: the descriptor head
@@ -41,8 +48,9 @@ from superretina.enhance import equalise, model_input
 from superretina.keypoints import detect
 
 from ..data_split import split
-from ..model.network import (CheckpointError, SuperRetinaFastNet, checkpoint_dict, load_checkpoint,
-                             read_checkpoint)
+from ..model.lowrank import DEFAULT_RANKS, calibration_frames, factorise
+from ..model.network import (LOWRANK_HEAD, CheckpointError, SuperRetinaFastNet, SuperRetinaLowRankNet,
+                             SuperRetinaNet, checkpoint_dict, load_checkpoint, read_checkpoint)
 from .augment import random_view, revisit
 
 LOGIT_FLOOR = 0.002   # L1 on logits where teacher or student probability exceeds this
@@ -52,6 +60,7 @@ DECODER_MARGIN = 4    # more with dconv_up2 trained (two 3x3 convolutions at 1/2
 KP_THRESH = 0.01      # the registrar's nms_thresh: maxima above it are keypoints
 HEAD = ("det_",)                          # parameters of the fast head: always trained
 DETECTOR_ONLY = HEAD + ("dconv_up2.",)    # the head and what feeds only it (--train-decoder)
+LOWRANK_TRAINED = (LOWRANK_HEAD, "conv_last.")  # --student lowrank: the factorised block and the 1x1 after it
 
 
 class Views:
@@ -89,11 +98,14 @@ class Views:
         return np.stack(out)
 
 
-def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: bool = False):
+def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: bool = False,
+                         lowrank: bool = False):
     """Teacher logits (N,1,H,W) and the shared features the student's head reads (no grad), as
     float32: ``x1`` (N,c1,H,W) and ``y2`` (N,c2,H/2,W/2), the output of ``dconv_up2``; with
-    ``decoder``, ``dconv_up2``'s input (N,c3+c2,H/2,W/2) instead of ``y2``. ``bf16``: compute them
-    under bf16 autocast (half the CPU time here; the shipped IRs run in bf16 too)."""
+    ``decoder``, ``dconv_up2``'s input (N,c3+c2,H/2,W/2) instead of ``y2``; with ``lowrank``,
+    one feature: the full-resolution block's input concat(up(y2), x1) (N,c2+c1,H,W).
+    ``bf16``: compute them under bf16 autocast (half the CPU time here; the shipped IRs run in
+    bf16 too)."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         x1, x2, x3, x4 = teacher.encode(x)
 
@@ -103,17 +115,23 @@ def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: 
         y3 = teacher.dconv_up3(torch.cat([up(x4), x3], dim=1))
         u2 = torch.cat([up(y3), x2], dim=1)
         y2 = teacher.dconv_up2(u2)
-        logits = teacher.conv_last(teacher.dconv_up1(torch.cat([up(y2), x1], dim=1)))
-    return logits.float(), x1.float(), (u2 if decoder else y2).float()
+        u1 = torch.cat([up(y2), x1], dim=1)
+        logits = teacher.conv_last(teacher.dconv_up1(u1))
+    if lowrank:
+        return logits.float(), (u1.float(),)
+    return logits.float(), (x1.float(), (u2 if decoder else y2).float())
 
 
-def student_logits(student: SuperRetinaFastNet, x1: torch.Tensor, y2: torch.Tensor,
-                   decoder: bool = False) -> torch.Tensor:
+def student_logits(student: SuperRetinaNet, feats: tuple, decoder: bool = False) -> torch.Tensor:
     """The fast head on precomputed features (same arithmetic as ``detector_logits``); with
     ``decoder``, ``y2`` is ``dconv_up2``'s input and the student's ``dconv_up2`` runs first (its
     input is cached rather than ``dconv_up3``'s: the bilinear upsampling with aligned corners
-    is not shift-invariant, so it cannot be recomputed on a window of a crop)."""
+    is not shift-invariant, so it cannot be recomputed on a window of a crop). A lowrank
+    student reads one feature, its block's input."""
+    if isinstance(student, SuperRetinaLowRankNet):
+        return student.conv_last(student.full_resolution_block(feats[0]))
     r = student.relu
+    x1, y2 = feats
     if decoder:
         y2 = student.dconv_up2(y2)
     y = r(student.det_fuse(torch.cat([y2, r(student.det_skip(x1))], dim=1)))
@@ -125,8 +143,10 @@ class FeaturePool:
     fifths of a step's arithmetic) is paid once per crop while the head trains on each crop many
     times. Features are kept in bf16 (x1 of a 256x256 crop: 4 MB)."""
 
-    def __init__(self, teacher, size: int, bf16: bool, rng: np.random.Generator, decoder: bool = False):
+    def __init__(self, teacher, size: int, bf16: bool, rng: np.random.Generator, decoder: bool = False,
+                 lowrank: bool = False):
         self.teacher, self.size, self.bf16, self.rng, self.decoder = teacher, size, bf16, rng, decoder
+        self.lowrank = lowrank
         self.items: list[tuple] = []
         self.next = 0
 
@@ -135,10 +155,10 @@ class FeaturePool:
 
     def add(self, crops: np.ndarray) -> None:
         """Run the teacher on (n, crop, crop) inputs and keep them (oldest replaced)."""
-        logits, x1, y2 = teacher_and_features(self.teacher, torch.from_numpy(crops[:, None]), self.bf16,
-                                              self.decoder)
+        logits, feats = teacher_and_features(self.teacher, torch.from_numpy(crops[:, None]), self.bf16,
+                                             self.decoder, self.lowrank)
         for i in range(len(crops)):
-            item = (x1[i].bfloat16(), y2[i].bfloat16(), logits[i])
+            item = (tuple(f[i].bfloat16() for f in feats), logits[i])
             if len(self.items) < self.size:
                 self.items.append(item)
             else:
@@ -146,21 +166,25 @@ class FeaturePool:
                 self.next = (self.next + 1) % self.size
 
     def batch(self, n: int, window: int = 0):
-        """(x1, y2, teacher logits) float32 of n crops: the newest and random others; with
-        ``window`` (even), a random window x window part of each (more, smaller steps)."""
+        """(features, teacher logits), float32, of n crops: the newest and random others; with
+        ``window`` (even), a random window x window part of each (more, smaller steps; a
+        half-resolution feature is cut at half the offsets)."""
         last = len(self.items) - 1 if len(self.items) < self.size else (self.next - 1) % self.size
         idx = [last] + list(self.rng.choice(len(self.items), size=min(n, len(self.items)) - 1, replace=False))
         parts = []
         for i in idx:
-            x1, y2, t = self.items[i]
-            side = x1.shape[-1]
+            feats, t = self.items[i]
+            side = t.shape[-1]
             if window and window < side:
                 oy, ox = 2 * self.rng.integers(0, (side - window) // 2 + 1, size=2)
-                x1 = x1[:, oy:oy + window, ox:ox + window]
-                y2 = y2[:, oy // 2:(oy + window) // 2, ox // 2:(ox + window) // 2]
-                t = t[:, oy:oy + window, ox:ox + window]
-            parts.append((x1, y2, t))
-        return tuple(torch.stack([p[j] for p in parts]).float() for j in range(3))
+                cut = []
+                for f in feats:
+                    k = side // f.shape[-1]  # 1: full resolution, 2: half
+                    cut.append(f[:, oy // k:(oy + window) // k, ox // k:(ox + window) // k])
+                feats, t = tuple(cut), t[:, oy:oy + window, ox:ox + window]
+            parts.append((feats, t))
+        feats = tuple(torch.stack([p[0][j] for p in parts]).float() for j in range(len(parts[0][0])))
+        return feats, torch.stack([p[1] for p in parts]).float()
 
 
 def nms_maxima(logits: torch.Tensor, radius: int, thresh: float = KP_THRESH) -> torch.Tensor:
@@ -226,17 +250,26 @@ def keypoint_agreement(teacher, student, images: list[np.ndarray]) -> dict:
             "teacher_kp_found": hit_t / max(n_t, 1), "student_kp_in_teacher": hit_s / max(n_s, 1)}
 
 
-def init_student(teacher, decoder: bool = False) -> SuperRetinaFastNet:
-    """Fast network with the teacher's shared parameters copied; only ``det_*`` trainable (and
-    ``dconv_up2`` with ``decoder``: it feeds only the detector)."""
-    student = SuperRetinaFastNet(teacher.widths)
-    shared = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict()}
-    missing, _ = student.load_state_dict(shared, strict=False)
-    assert all(k.startswith("det_") for k in missing), missing
-    trained = DETECTOR_ONLY if decoder else HEAD
+def trained_prefixes(student: SuperRetinaNet, decoder: bool = False) -> tuple[str, ...]:
+    """Parameter-name prefixes a student trains (the rest stay the teacher's)."""
+    if isinstance(student, SuperRetinaLowRankNet):
+        return LOWRANK_TRAINED
+    return DETECTOR_ONLY if decoder else HEAD
+
+
+def init_student(teacher, decoder: bool = False, fitted: SuperRetinaLowRankNet | None = None) -> SuperRetinaNet:
+    """The fast network with the teacher's shared parameters copied, or the ``fitted`` lowrank
+    one; only the :func:`trained_prefixes` parameters trainable (``decoder``: ``dconv_up2`` too,
+    which feeds only the fast detector)."""
+    student = fitted if fitted is not None else SuperRetinaFastNet(teacher.widths)
+    if fitted is None:
+        shared = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict()}
+        missing, _ = student.load_state_dict(shared, strict=False)
+        assert all(k.startswith("det_") for k in missing), missing
+    trained = trained_prefixes(student, decoder)
     for name, p in student.named_parameters():
         p.requires_grad = name.startswith(trained)
-    return student
+    return student.train()
 
 
 def main(argv=None) -> int:
@@ -260,7 +293,11 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--init", type=Path, help="start the head from this fast checkpoint (its shared "
+    ap.add_argument("--student", choices=("fast", "lowrank"), default="fast",
+                    help="the network to train (default fast; lowrank: the factorised full-resolution block)")
+    ap.add_argument("--ranks", default=",".join(map(str, DEFAULT_RANKS)),
+                    help="--student lowrank without --init: the ranks to fit (default %(default)s)")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint of the student's kind (its shared "
                     "parameters must be the teacher's)")
     ap.add_argument("--train-decoder", action="store_true", help="train dconv_up2 too (detector-only path)")
     ap.add_argument("--decoder-lr-scale", type=float, default=0.25, help="dconv_up2's learning rate / --lr")
@@ -282,32 +319,50 @@ def main(argv=None) -> int:
     except (CheckpointError, RuntimeError) as exc:
         print(f"error: --teacher {args.teacher}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
         return 2
-    if isinstance(teacher, SuperRetinaFastNet):
-        print(f"error: --teacher {args.teacher}: expected the published (unet) detector head, got a fast one",
+    if type(teacher) is not SuperRetinaNet:
+        print(f"error: --teacher {args.teacher}: expected the published (unet) detector head, got another",
               file=sys.stderr)
         return 2
-    student = init_student(teacher, args.train_decoder)
-    if args.init is not None:
-        try:
+    lowrank = args.student == "lowrank"
+    resume_from = args.out / "last.pth" if args.resume and (args.out / "last.pth").exists() else None
+    try:
+        if lowrank and resume_from is not None:   # the ranks it was started with; its weights load below
+            fitted = load_checkpoint(resume_from)
+            if not isinstance(fitted, SuperRetinaLowRankNet):
+                raise CheckpointError(f"{resume_from}: not a lowrank run")
+        elif lowrank and args.init is None:
+            ranks = tuple(int(r) for r in args.ranks.split(","))
+            fitted, kept = factorise(teacher, calibration_frames(args.data), ranks)
+            print(f"fitted ranks {ranks}: output variance kept {kept[0]:.4f} / {kept[1]:.4f}", flush=True)
+        elif lowrank:
+            fitted = load_checkpoint(args.init)
+            if not isinstance(fitted, SuperRetinaLowRankNet):
+                raise CheckpointError("expected a lowrank checkpoint (python -m superretina.model.lowrank)")
+        else:
+            fitted = None
+        student = init_student(teacher, args.train_decoder and not lowrank, fitted)
+        if args.init is not None:
             init = read_checkpoint(args.init)["net"]
-            frozen = {k: v for k, v in student.state_dict().items() if not k.startswith(DETECTOR_ONLY)}
+            trained = trained_prefixes(student, args.train_decoder)
+            frozen = {k: v for k, v in teacher.state_dict().items() if k in init and not k.startswith(trained)}
             if any(not torch.equal(init[k], v) for k, v in frozen.items()):
                 raise CheckpointError("its shared parameters are not the teacher's")
             student.load_state_dict(init, strict=True)
-        except (CheckpointError, RuntimeError, KeyError) as exc:
-            print(f"error: --init {args.init}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
-            return 2
+    except (CheckpointError, RuntimeError, KeyError, ValueError, FileNotFoundError) as exc:
+        what = f"--init {args.init}" if args.init else f"--resume {resume_from}" if resume_from else f"--ranks {args.ranks}"
+        print(f"error: {what}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return 2
     named = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
-    groups = [{"params": [p for n, p in named if n.startswith(HEAD)], "lr_scale": 1.0}]
-    if args.train_decoder:
+    groups = [{"params": [p for n, p in named if n.startswith(HEAD) or lowrank], "lr_scale": 1.0}]
+    if args.train_decoder and not lowrank:
         groups.append({"params": [p for n, p in named if not n.startswith(HEAD)],
                        "lr_scale": args.decoder_lr_scale})
     opt = torch.optim.Adam(groups, lr=args.lr)
     elapsed, step = 0.0, 0
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.resume and (args.out / "last.pth").exists():
-        ck = read_checkpoint(args.out / "last.pth")
+    if resume_from is not None:
+        ck = read_checkpoint(resume_from)
         student.load_state_dict(ck["net"], strict=True)
         opt.load_state_dict(ck["optimizer"])
         elapsed, step = float(ck["elapsed_s"]), int(ck["step"])
@@ -319,8 +374,9 @@ def main(argv=None) -> int:
             for p in held_paths[:args.check_images]]
     print(f"distilling on {len(train_paths)} photographs ({len(held_paths)} held out; "
           f"{len(held)} for agreement checks); {sum(p.numel() for p in params)} trainable parameters", flush=True)
+    decoder = args.train_decoder and not lowrank
     pool = FeaturePool(teacher, args.pool, not args.fp32_teacher, np.random.default_rng(args.seed + step + 1),
-                       args.train_decoder)
+                       decoder, lowrank)
     while len(pool) < min(args.pool, 4 * args.views_per_visit):
         pool.add(views.sample(args.views_per_visit))
     log = (args.out / "log.jsonl").open("a")
@@ -332,7 +388,8 @@ def main(argv=None) -> int:
                 "views_per_visit": args.views_per_visit, "pool": args.pool, "visit_every": args.visit_every,
                 "window": args.window, "teacher_bf16": not args.fp32_teacher, "lr": args.lr,
                 "minutes": args.minutes, "init": str(args.init) if args.init else None,
-                "train_decoder": args.train_decoder, "decoder_lr_scale": args.decoder_lr_scale,
+                "student": args.student, "ranks": list(getattr(student, "ranks", ())) or None,
+                "train_decoder": decoder, "decoder_lr_scale": args.decoder_lr_scale,
                 "kp_weight": args.kp_weight, "kp_radius": args.kp_radius, "kp_nms": args.kp_nms}
     best = {"score": -1.0}
 
@@ -366,10 +423,10 @@ def main(argv=None) -> int:
             g["lr"] = g.get("lr_scale", 1.0) * args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
         if step % args.visit_every == 0:
             pool.add(views.sample(args.views_per_visit))
-        x1, y2, t_logits = pool.batch(args.batch, args.window)
+        feats, t_logits = pool.batch(args.batch, args.window)
         # A window's edge lacks the context the teacher had.
-        m = (WINDOW_MARGIN + DECODER_MARGIN * args.train_decoder) if args.window else 0
-        s_logits = student_logits(student, x1, y2, args.train_decoder)
+        m = (WINDOW_MARGIN + DECODER_MARGIN * decoder) if args.window else 0
+        s_logits = student_logits(student, feats, decoder)
         h, w = s_logits.shape[-2:]
         s_in, t_in = s_logits[..., m:h - m, m:w - m], t_logits[..., m:h - m, m:w - m]
         weights = (keypoint_weights(s_in, t_in, args.kp_weight, args.kp_radius, args.kp_nms)
