@@ -178,9 +178,9 @@ def test_very_large_8000px_reference(random_superretina, retina_bgr, tmp_path):
     assert info["status"] in ("registered", "failed")
     assert (out / "match_result.jpg").is_file()
     if info["status"] == "registered":
-        # decoded at 1/8 here: the checkerboard at reference size, the overlay halved to at most
-        # outputs.merged_max_side (1600: 8000 -> 1000 px)
-        for name, side in (("result.jpg", 125), ("checkerboard.jpg", 1000)):
+        # decoded at 1/8 here: the overlay and the checkerboard halved to at most
+        # outputs.merged_max_side / checkerboard_max_side (1600: 8000 -> 1000 px)
+        for name, side in (("result.jpg", 125), ("checkerboard.jpg", 125)):
             picture = cv2.imread(str(out / name), cv2.IMREAD_REDUCED_COLOR_8)
             assert picture.shape == (side, side, 3), name
     rss_mb = float(proc.stderr.strip().splitlines()[-1].split()[-1])

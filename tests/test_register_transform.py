@@ -5,12 +5,14 @@ Uses the shipped default model on an eye-model small-overlap (P) pair made from 
 retina at 1024 px, where the best homography is ~2-3 px off and a quadratic is not."""
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from superretina.app import open_app
 from superretina.fire.protocol import pair_error
 from superretina.fire.synth import make_pair, place_on_canvas
+from superretina import viz
 from superretina.outputs import result_json, write_outputs
 from superretina.transform import apply_saved_transform
 
@@ -73,3 +75,22 @@ def test_result_json_and_pictures_carry_the_transform(app, results, p_pair, tmp_
     saved = json.loads((tmp_path / "result.json").read_text())
     pts = p_pair["query_pts"]
     assert np.abs(apply_saved_transform(saved, pts) - res.transform.transform.apply(pts)).max() < 1e-9
+
+
+def test_checkerboard_is_drawn_halved_unless_asked_full_size(app, results, p_pair, tmp_path):
+    """checkerboard.jpg at the reference's size halved to outputs.checkerboard_max_side (its own
+    warp solved at that size) shows what the full-size checkerboard, shrunk, shows; 0 = full size."""
+    res = results["quadratic"]
+    info = result_json(res, "q.jpg", "r.jpg", app.provenance)
+    cfg = json.loads(json.dumps(app.config))
+    h, w = res.refer_size
+    pictures = {}
+    for side in (0, max(h, w) // 2):
+        cfg["outputs"]["checkerboard_max_side"] = side
+        write_outputs(res, p_pair["query"], p_pair["reference"], tmp_path / str(side), info, cfg)
+        pictures[side] = cv2.imread(str(tmp_path / str(side) / "checkerboard.jpg"))
+    full, half = pictures[0], pictures[max(h, w) // 2]
+    assert full.shape[:2] == (h, w) and half.shape[:2] == (h // 2, w // 2)
+    shrunk = viz.shrink(full, (w // 2, h // 2)).astype(float)
+    m = h // 16   # away from the tile edges' JPEG ringing at the frame border
+    assert np.abs(half.astype(float) - shrunk)[m:-m, m:-m].mean() < 4.0

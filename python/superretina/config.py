@@ -101,6 +101,7 @@ RULES: dict[str, Rule] = {
     "outputs.merged": Rule("bool"),
     "outputs.merged_max_side": Rule("int", 0, 65_000),  # px; 0 = full size; JPEG's side limit above
     "outputs.checkerboard": Rule("bool"),
+    "outputs.checkerboard_max_side": Rule("int", 0, 65_000),  # as merged_max_side
     "outputs.checkerboard_tiles": Rule("int", 1, 64),
     # Series (superretina.series): pair selection and the joint refinement.
     "series.all_pairs_max": Rule("int", 2, 1000),        # every pair up to this many images

@@ -266,17 +266,16 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
                 lines.append(f"green: within 3 px of the {res.transform.model} transform")
         jobs.append(lambda: save_jpeg(out / "match_result.jpg", viz.draw_matches(query_img, refer_img, q, r, dots, lines)))
     # The pictures warp with the returned transform (a homography exactly as before; another
-    # transform through its inverse maps, computed once for both pictures).
-    warp = res.H
-    if res.H is not None and res.transform is not None and res.transform.model != "homography" \
-            and (o["merged"] or o["checkerboard"]):
-        warp = inverse_maps(res.transform.transform, (res.refer_size[1], res.refer_size[0]),
-                            (res.query_size[1], res.query_size[0]))
+    # transform through its inverse maps), each at the reference's size halved to its
+    # ``*_max_side``; the warp of each size is made once for both pictures.
+    warps = PictureWarps(res)
     if res.H is not None and o["merged"]:
-        jobs.append(lambda: save_jpeg(out / "result.jpg", merged_picture(res, warp, o.get("merged_max_side", 0))))
+        s = picture_scale(res.refer_size, o.get("merged_max_side", 0))
+        jobs.append(lambda: save_jpeg(out / "result.jpg", merged_picture(res, warps.at(s), 0, s)))
     if res.H is not None and o["checkerboard"]:
-        jobs.append(lambda: save_jpeg(out / "checkerboard.jpg",
-                                  viz.checkerboard(query_img, warp, refer_img, o["checkerboard_tiles"])))
+        s = picture_scale(res.refer_size, o.get("checkerboard_max_side", 0))
+        jobs.append(lambda: save_jpeg(out / "checkerboard.jpg", checkerboard_picture(
+            res, query_img, refer_img, warps.at(s), s, o["checkerboard_tiles"])))
     # Side by side up to ~12 MP (FIRE's 2912x2912 is 8.5 MP); larger references draw one picture
     # at a time, since each holds several full-size copies (an 8000x8000 reference: ~200 MB each).
     if not jobs:   # result.json only: the photographs are not needed (may be None)
@@ -289,29 +288,77 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
     return written
 
 
-def merged_picture(res: RegistrationResult, warp, max_side: int) -> np.ndarray:
+def picture_scale(refer_size: tuple[int, int], max_side: int) -> float:
+    """1, 1/2, 1/4 ...: the reference's (h, w) size halved until its longer side is at most
+    ``max_side`` (0: full size; never below 64 px a side). Exact halvings keep OpenCV's
+    integer-factor area path and make a picture's pixels the full-size picture's, averaged."""
+    s = 1.0
+    while max_side > 0 and max(refer_size) * s > max_side and min(refer_size) * s >= 64:
+        s /= 2
+    return s
+
+
+class PictureWarps:
+    """The warp ``viz.merged``/``viz.checkerboard`` take between the frames scaled by ``s``: a
+    3x3 homography, or remap maps for another transform, made once per scale. Smaller maps are
+    taken every 1/s-th pixel of full-size maps already made (cheaper than solving again), else
+    solved at their own size (``thumbnails.thumbnail_warp``: a quarter of the work per halving)."""
+
+    def __init__(self, res: RegistrationResult):
+        self.res, self.made = res, {}
+        self.lock = threading.Lock()   # the pictures are drawn side by side
+
+    def at(self, s: float):
+        with self.lock:
+            if s not in self.made:
+                self.made[s] = self._make(s)
+            return self.made[s]
+
+    def _make(self, s: float):
+        from .thumbnails import thumbnail_warp  # thumbnails imports this module
+
+        res = self.res
+        homography = res.transform is None or res.transform.model == "homography"
+        if s == 1.0:
+            return res.H if homography else inverse_maps(
+                res.transform.transform, (res.refer_size[1], res.refer_size[0]), (res.query_size[1], res.query_size[0]))
+        h, w = round(res.refer_size[0] * s), round(res.refer_size[1] * s)
+        full = self.made.get(1.0)
+        if isinstance(full, tuple):   # small pixel (x, y) is full pixel (x/s, y/s), as in thumbnails.py
+            k = round(1 / s)
+            return tuple(np.ascontiguousarray(m[::k, ::k][:h, :w] * np.float32(s)) for m in full)
+        return thumbnail_warp(res, s, s, (w, h))
+
+
+def merged_picture(res: RegistrationResult, warp, max_side: int, scale: float | None = None) -> np.ndarray:
     """The overlay (``viz.merged``) of a registered result, drawn at the reference's size halved
-    until its longer side is at most ``max_side`` (0: full size; ``warp`` is the full-size one).
+    until its longer side is at most ``max_side`` (:func:`picture_scale`), or at ``scale`` when
+    given, in which case ``warp`` is the one at that scale (:class:`PictureWarps`); otherwise
+    ``warp`` is the full-size one.
 
     The equalised images are halved first (OpenCV's exact 2x area path) and the transform is
-    expressed between the halved frames (a homography scaled as ``thumbnails.thumbnail_warp``
-    does; full-size remap maps ``(mx, my)`` taken every 1/s-th pixel and scaled): each halving
-    quarters the warp and the JPEG encoding, the costliest steps of the pictures.
+    expressed between the halved frames: each halving quarters the warp and the JPEG encoding,
+    the costliest steps of the pictures.
     """
-    from .thumbnails import shrunk, thumbnail_warp  # thumbnails imports this module
+    from .thumbnails import shrunk  # thumbnails imports this module
 
-    s = 1.0
-    while max_side > 0 and max(res.refer_size) * s > max_side and min(res.refer_size) * s >= 64:
-        s /= 2
+    s = picture_scale(res.refer_size, max_side) if scale is None else scale
     if s == 1.0:
         return viz.merged(res.query_equalised, warp, res.refer_equalised)
-    q, r = shrunk(res.query_equalised, s), shrunk(res.refer_equalised, s)
-    if isinstance(warp, tuple):   # small pixel (x, y) is full pixel (x/s, y/s), as in thumbnails.py
-        k, (h, w) = round(1 / s), r.shape[:2]
-        small = tuple(np.ascontiguousarray(m[::k, ::k][:h, :w] * np.float32(s)) for m in warp)
-    else:
-        small = thumbnail_warp(res, s, s, (r.shape[1], r.shape[0]))
-    return viz.merged(q, small, r)
+    if scale is None:
+        warps = PictureWarps(res)
+        warps.made[1.0] = warp
+        warp = warps.at(s)
+    return viz.merged(shrunk(res.query_equalised, s), warp, shrunk(res.refer_equalised, s))
+
+
+def checkerboard_picture(res: RegistrationResult, query_img, refer_img, warp, scale: float, tiles: int) -> np.ndarray:
+    """``viz.checkerboard`` of the photographs at ``scale`` (1: full size), ``warp`` the one at that scale."""
+    from .thumbnails import shrunk  # thumbnails imports this module
+
+    if scale == 1.0:
+        return viz.checkerboard(query_img, warp, refer_img, tiles)
+    return viz.checkerboard(shrunk(query_img, scale), warp, shrunk(refer_img, scale), tiles)
 
 
 def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> Path:
