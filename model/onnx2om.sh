@@ -5,7 +5,8 @@
 #   bash model/onnx2om.sh model/superretina_static.onnx model/superretina Ascend310B1
 #
 # ONNX defaults to model/superretina_static.onnx ((2,1,768,768), opset 11: make it with
-#   python -m superretina.model.export model/superretina.pth model/superretina_static.onnx --static).
+#   python -m superretina.model.export model/superretina_lowrank.pth model/superretina_static.onnx --static;
+#   the default model; model/superretina.pth is the published head, --model bf16 on the local runtime).
 # SOC_VERSION is the chip: Ascend310, Ascend310B1, Ascend310P3, Ascend910B... (`npu-smi info` tells).
 # Writes OUT_PREFIX.om, which pipeline/superretina_ascend.pipeline loads.
 set -euo pipefail

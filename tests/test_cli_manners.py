@@ -17,7 +17,8 @@ import pytest
 from mxlocal.model_runtime import ENV_DEVICE, gpu_missing
 from superretina import __version__
 from superretina.demo import make_pair
-from superretina.models import ModelChoiceError, check_device, choose_pipeline, shipped_models
+from superretina.models import ModelChoiceError, check_device, choose_pipeline, default_model_name, shipped_models
+from superretina.stream_client import read_layout
 from superretina.resources import DEFAULT_PIPELINE
 from tests.model_fixtures import PROJECT_ROOT, assert_one_line_error, cli_env, run_cli
 
@@ -75,8 +76,19 @@ def test_run_sh_names_itself_and_runs_the_demo_when_bare(tmp_path):
 def test_model_names_come_from_the_pipeline_files(tmp_path):
     names = shipped_models()
     files = sorted(DEFAULT_PIPELINE.parent.glob("*.pipeline"))
-    assert set(names.values()) == set(files)          # every shipped pipeline has a name
-    assert names["bf16"] == DEFAULT_PIPELINE and names["fp32"].name == "superretina_fp32.pipeline"
+    # every shipped pipeline has a name; the default is the named pipeline that runs its model
+    assert set(names.values()) == set(files) - {DEFAULT_PIPELINE}
+    assert default_model_name() == "lowrank"
+    assert read_layout(names["lowrank"]).model_path == read_layout(DEFAULT_PIPELINE).model_path
+    assert names["bf16"].name == "superretina_bf16.pipeline" and names["fp32"].name == "superretina_fp32.pipeline"
+    # Without a named pipeline for its model, the default is named after its model file.
+    for f in files:
+        if f.name != "superretina_lowrank.pipeline":
+            shutil.copy(f, tmp_path / f.name)
+    assert shipped_models(tmp_path)["lowrank_bf16"] == tmp_path / DEFAULT_PIPELINE.name
+    assert default_model_name(tmp_path) == "lowrank_bf16"
+    tmp_path = tmp_path / "all"
+    tmp_path.mkdir()
     # A pipeline file added to the folder is a name at once.
     for f in files:
         shutil.copy(f, tmp_path / f.name)

@@ -1,6 +1,7 @@
-"""The shipped models: the default (bf16 IR made from the fp32 ONNX) registers a warped
-scikit-image retina below 5 px through the default pipeline, as `bash run.sh` (the demo) does on a
-fresh machine; the fp32 ONNX is the model it is made from and registers alike."""
+"""The shipped models: the default (the lowrank network's bf16 IR, made from its ONNX) registers
+a warped scikit-image retina below 5 px through the default pipeline, as `bash run.sh` (the demo)
+does on a fresh machine; the published-head model it was distilled from (fp32 ONNX, and its bf16
+IR: ``--model bf16``) registers alike."""
 import os
 import subprocess
 import sys
@@ -15,13 +16,15 @@ from superretina.demo import control_point_error, make_pair
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "model" / "superretina.onnx"
 BF16_IR = ROOT / "model" / "superretina_bf16.xml"
+DEFAULT_ONNX = ROOT / "model" / "superretina_lowrank.onnx"
+DEFAULT_IR = ROOT / "model" / "superretina_lowrank_bf16.xml"
 FP32_PIPELINE = ROOT / "pipeline" / "superretina_fp32.pipeline"
 CHECKPOINT = ROOT / "model" / "superretina.pth"
 
 
 @pytest.fixture(scope="module")
 def app():
-    assert BF16_IR.is_file(), "the default model model/superretina_bf16.xml must ship with the project"
+    assert DEFAULT_IR.is_file(), "the default model model/superretina_lowrank_bf16.xml must ship with the project"
     with open_app(runtime="local") as opened:
         yield opened
 
@@ -61,25 +64,33 @@ def test_shipped_checkpoint_is_the_onnx_model(retina_bgr):
     np.testing.assert_allclose(desc_o, desc, atol=1e-4)
 
 
-# -- the default bf16 model and the fp32 one it is made from ------------------------------------
-def test_bf16_default_is_made_from_the_shipped_onnx():
-    """The IR records the sha256 of the ONNX it was converted from: retraining the model without
+# -- the default model, and the published-head models (bf16 and the fp32 one it is made from) -----
+@pytest.mark.parametrize("ir, onnx", [(DEFAULT_IR, DEFAULT_ONNX), (BF16_IR, MODEL)])
+def test_bf16_irs_are_made_from_the_shipped_onnx(ir, onnx):
+    """Each IR records the sha256 of the ONNX it was converted from: retraining a model without
     re-running superretina.model.to_openvino fails here."""
     import hashlib
-    import json
 
     ov = pytest.importorskip("openvino")
-    model = ov.Core().read_model(str(BF16_IR))
+    model = ov.Core().read_model(str(ir))
     assert model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str) == "bf16"
     source = model.get_rt_info(["superretina", "source_onnx_sha256"]).astype(str)
-    assert source == hashlib.sha256(MODEL.read_bytes()).hexdigest()
-    # The fp32 pipeline is the default one with modelPath pointing at the ONNX, nothing else changed.
-    default, fp32 = (json.loads((ROOT / "pipeline" / n).read_text())
-                     for n in ("superretina.pipeline", "superretina_fp32.pipeline"))
+    assert source == hashlib.sha256(onnx.read_bytes()).hexdigest()
+
+
+def test_named_pipelines_are_the_default_with_another_model():
+    """bf16 (the published head, the default until 0.5.0) and fp32 (its ONNX): the default
+    pipeline with modelPath pointing at their model, nothing else changed."""
+    import json
+
+    default = json.loads((ROOT / "pipeline" / "superretina.pipeline").read_text())
     for stream in ("superretina", "superretina_decode"):  # the tensor and the decode stream (docs/stream.md)
-        assert default[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina_bf16.xml"
-        assert fp32[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina.onnx"
-    assert fp32 == default
+        assert default[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == f"../model/{DEFAULT_IR.name}"
+    for name, model in (("bf16", BF16_IR), ("fp32", MODEL)):
+        named = json.loads((ROOT / "pipeline" / f"superretina_{name}.pipeline").read_text())
+        for stream in ("superretina", "superretina_decode"):
+            assert named[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == f"../model/{model.name}"
+        assert named == default
 
 
 def test_fp32_model_registers_like_the_default(app, retina_bgr):
@@ -95,7 +106,8 @@ def test_fp32_model_registers_like_the_default(app, retina_bgr):
     assert homography_distance(res.H.tolist(), default.H.tolist(), pts) < 1.0
 
 
-def test_bf16_default_is_what_the_converter_makes(tmp_path):
+@pytest.mark.parametrize("ir, onnx", [(DEFAULT_IR, DEFAULT_ONNX), (BF16_IR, MODEL)])
+def test_bf16_irs_are_what_the_converter_makes(ir, onnx, tmp_path):
     """Converting the shipped ONNX again gives the shipped IR: the same weights byte for byte and
     the same graph (layer names aside: the ONNX importer numbers unnamed nodes per process)."""
     import re
@@ -103,13 +115,13 @@ def test_bf16_default_is_what_the_converter_makes(tmp_path):
     pytest.importorskip("openvino")
     from superretina.model.to_openvino import convert
 
-    xml = convert(MODEL, tmp_path / "again.xml")
-    assert xml.with_suffix(".bin").read_bytes() == BF16_IR.with_suffix(".bin").read_bytes()
+    xml = convert(onnx, tmp_path / "again.xml")
+    assert xml.with_suffix(".bin").read_bytes() == ir.with_suffix(".bin").read_bytes()
 
     def graph(path):
         return re.sub(r' name="[^"]*"', "", path.read_text())
 
-    assert graph(xml) == graph(BF16_IR)
+    assert graph(xml) == graph(ir)
 
 
 # -- the real same-eye pair of ../shared/data/pairs ---------------------------------------------

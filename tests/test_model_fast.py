@@ -9,7 +9,8 @@
 * Export: ONNX Runtime and the OpenVINO IR (f32 and the shipped bf16 precision) reproduce
   PyTorch on an enhanced real photograph, and the IR has no convolution at full resolution
   besides the encoder's first block (the point of the variant).
-* The shipped fast model (when present): the IR is made from the ONNX, which is the checkpoint.
+* The shipped fast and lowrank models (when present): the IR is made from the ONNX, which is the
+  checkpoint.
 """
 import hashlib
 import json
@@ -25,8 +26,8 @@ ov = pytest.importorskip("openvino")
 
 from superretina.enhance import enhance, to_model_input  # noqa: E402
 from superretina.model.export import INPUT_NAME, OUTPUT_NAMES, export_onnx  # noqa: E402
-from superretina.model.network import (SuperRetinaFastNet, SuperRetinaNet, architecture_of,  # noqa: E402
-                                       checkpoint_dict, load_checkpoint, read_checkpoint)
+from superretina.model.network import (SuperRetinaFastNet, SuperRetinaLowRankNet, SuperRetinaNet,  # noqa: E402
+                                       architecture_of, checkpoint_dict, load_checkpoint, read_checkpoint)
 from superretina.model.to_openvino import convert  # noqa: E402
 from superretina.training.distill import init_student, student_logits, teacher_and_features  # noqa: E402
 
@@ -161,29 +162,36 @@ def test_ir_has_no_full_resolution_decoder(fast_model, tmp_path):
     assert any(op.get_type_name() == "DepthToSpace" for op in model.get_ordered_ops())
 
 
-@pytest.mark.skipif(not SHIPPED["xml"].is_file(), reason="model/superretina_fast_bf16.xml not shipped")
-def test_shipped_fast_model_is_one_model_in_three_formats(photo):
-    model = ov.Core().read_model(str(SHIPPED["xml"]))
+@pytest.mark.parametrize("variant", ["fast", "lowrank"])
+def test_shipped_variant_is_one_model_in_three_formats(variant, photo):
+    """The shipped fast and lowrank models: IR from the ONNX, ONNX = checkpoint on a fixed input,
+    descriptors the default model's, pipeline = the default's with its modelPath."""
+    shipped = {k: v.with_name(v.name.replace("_fast", f"_{variant}")) for k, v in SHIPPED.items()}
+    if not shipped["xml"].is_file():
+        pytest.skip(f"{shipped['xml'].name} not shipped")
+    model = ov.Core().read_model(str(shipped["xml"]))
     assert model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str) == "bf16"
     source = model.get_rt_info(["superretina", "source_onnx_sha256"]).astype(str)
-    assert source == hashlib.sha256(SHIPPED["onnx"].read_bytes()).hexdigest()
-    net = load_checkpoint(SHIPPED["pth"])
-    assert isinstance(net, SuperRetinaFastNet)
+    assert source == hashlib.sha256(shipped["onnx"].read_bytes()).hexdigest()
+    net = load_checkpoint(shipped["pth"])
+    assert isinstance(net, {"fast": SuperRetinaFastNet, "lowrank": SuperRetinaLowRankNet}[variant])
     det_t, desc_t = torch_run(net, photo)
-    det_o, desc_o = ort.InferenceSession(str(SHIPPED["onnx"]), providers=["CPUExecutionProvider"]).run(
+    det_o, desc_o = ort.InferenceSession(str(shipped["onnx"]), providers=["CPUExecutionProvider"]).run(
         list(OUTPUT_NAMES), {INPUT_NAME: photo})
     np.testing.assert_allclose(det_o, det_t, rtol=0, atol=PARITY_ATOL)
     np.testing.assert_allclose(desc_o, desc_t, rtol=0, atol=PARITY_ATOL)
+    det_v, desc_v = ov_run(shipped["xml"], photo)   # bf16 arithmetic: close, not equal
+    assert np.abs(det_v - det_t).mean() < 0.01 and np.abs(desc_v - desc_t).mean() < 0.01
     # Its descriptors are the default model's: only the detector head was trained.
     default = load_checkpoint(ROOT / "model" / "superretina.pth")
     np.testing.assert_array_equal(torch_run(default, photo)[1], desc_t)
-    # The pipeline is the default one with modelPath pointing at the fast IR, nothing else changed.
-    default_p, fast_p = (json.loads((ROOT / "pipeline" / n).read_text())
-                         for n in ("superretina.pipeline", "superretina_fast.pipeline"))
+    # The pipeline is the default one with modelPath pointing at the variant's IR, nothing else changed.
+    default_p, variant_p = (json.loads((ROOT / "pipeline" / n).read_text())
+                            for n in ("superretina.pipeline", f"superretina_{variant}.pipeline"))
     for stream in default_p:   # both streams (decode and tensor) name the model
-        assert fast_p[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == "../model/superretina_fast_bf16.xml"
+        assert variant_p[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == f"../model/{shipped['xml'].name}"
         default_p[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath")
-    assert fast_p == default_p
+    assert variant_p == default_p
 
 
 def test_distillation_run_trains_the_head_only_and_resumes(distill_inputs, tmp_path):

@@ -18,14 +18,14 @@ from superretina.outputs import OUTPUT_NAMES, OutputError, prepare_out, result_j
 from superretina.viz import JPEG_MAX_SIDE, draw_matches
 from tests.model_fixtures import assert_one_line_error, run_cli
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "superretina_bf16.xml"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "superretina_lowrank_bf16.xml"
 
 
 @pytest.fixture(scope="module")
 def runs(retina_bgr):
     """A registered pair and a failed pair (the reference against noise), with their images."""
     if not DEFAULT_MODEL.is_file():
-        pytest.skip("model/superretina_bf16.xml is not present")
+        pytest.skip(f"model/{DEFAULT_MODEL.name} is not present")
     refer = cv2.resize(retina_bgr, (600, 600), interpolation=cv2.INTER_AREA)
     query, _, _ = make_pair(refer)
     noise = np.random.default_rng(0).integers(0, 255, refer.shape, dtype=np.uint8)

@@ -21,6 +21,11 @@ MISSING_MODEL_HINTS = {
                              "`python -m superretina.model.to_openvino {dir}/superretina.onnx"
                              " {dir}/superretina_bf16.xml`"
                              " (see model/README.md)"),
+    "superretina_lowrank_bf16.xml": (" — it is made from {dir}/superretina_lowrank.onnx by"
+                                     " `python -m superretina.model.to_openvino {dir}/superretina_lowrank.onnx"
+                                     " {dir}/superretina_lowrank_bf16.xml`; that ONNX is exported from"
+                                     " superretina_lowrank.pth, fitted and distilled from the weights of"
+                                     " `bash run.sh train` (see model/README.md)"),
 }
 
 

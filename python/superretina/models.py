@@ -1,9 +1,10 @@
-"""The shipped models by name (``--model bf16|fp32|...``) and the device their engine runs on (``--device``).
+"""The shipped models by name (``--model lowrank|bf16|fp32|...``) and the device their engine runs on (``--device``).
 
 A name stands for a pipeline file in the shipped ``pipeline/`` folder, so that a pip user picks
 a model without a path into the package: ``superretina_NAME.pipeline`` is ``NAME``, and the
-default ``superretina.pipeline`` is named after its model file the same way
-(``superretina_bf16.xml`` → ``bf16``). A pipeline file added to the folder is a name at once.
+default ``superretina.pipeline`` is the NAME whose pipeline runs the same model file
+(``lowrank`` today), else named after its model file the same way (``superretina_x_bf16.xml`` →
+``x_bf16``). A pipeline file added to the folder is a name at once.
 """
 from __future__ import annotations
 
@@ -23,29 +24,46 @@ class ModelChoiceError(ValueError):
     """An unknown model name, or a device the runtime cannot give (one line for the user)."""
 
 
+def _model_file(pipeline: Path) -> str | None:
+    from .stream_client import PipelineError, read_layout
+
+    try:
+        return Path(read_layout(pipeline).model_path).name
+    except PipelineError:
+        return None
+
+
 def _name(pipeline: Path) -> str | None:
     if pipeline.stem.startswith(_PREFIX):
         return pipeline.stem[len(_PREFIX):]
     if pipeline.name == DEFAULT_PIPELINE.name:
-        from .stream_client import PipelineError, read_layout
-
-        try:
-            model = Path(read_layout(pipeline).model_path).stem
-        except PipelineError:
-            return None
+        model = Path(_model_file(pipeline) or "").stem
         return model[len(_PREFIX):] if model.startswith(_PREFIX) else None
     return None
 
 
 def shipped_models(folder: Path | None = None) -> dict[str, Path]:
-    """{name: pipeline file} of the shipped pipelines (``folder``: default the package's ``pipeline/``), sorted."""
+    """{name: pipeline file} of the shipped pipelines (``folder``: default the package's ``pipeline/``), sorted.
+
+    The default pipeline is listed under its own model's name only when no ``superretina_NAME``
+    pipeline runs that model already (the default is then that NAME: ``default_model_name``)."""
     folder = Path(folder or DEFAULT_PIPELINE.parent)
     names = {}
     for path in sorted(folder.glob("*.pipeline")):
         name = _name(path)
         if name and name not in names:
             names[name] = path
+    default = folder / DEFAULT_PIPELINE.name
+    if any(path != default and _model_file(path) == _model_file(default) for path in names.values()):
+        names = {name: path for name, path in names.items() if path != default}
     return names
+
+
+def default_model_name(folder: Path | None = None) -> str | None:
+    """The name ``--model`` gives the default pipeline's model (None if no shipped pipeline runs it)."""
+    folder = Path(folder or DEFAULT_PIPELINE.parent)
+    default = _model_file(folder / DEFAULT_PIPELINE.name)
+    return next((name for name, path in shipped_models(folder).items() if _model_file(path) == default), None)
 
 
 def choose_pipeline(model: str | None, pipeline: str | Path | None) -> Path | None:
@@ -65,7 +83,7 @@ def choose_pipeline(model: str | None, pipeline: str | Path | None) -> Path | No
 def add_model_option(ap) -> None:
     """``--model NAME`` on a command's argparse parser (beside its ``--pipeline``)."""
     ap.add_argument("--model", help="a shipped model by name instead of --pipeline: "
-                    + ", ".join(shipped_models()) + " (default bf16)")
+                    + ", ".join(shipped_models()) + f" (default {default_model_name() or 'the default pipeline'})")
 
 
 def add_device_option(ap) -> None:
