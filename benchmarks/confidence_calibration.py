@@ -335,7 +335,9 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=240, help="different-subject pairs of --make-list")
     ap.add_argument("--seed", type=int, default=0, help="seed of --make-list")
     ap.add_argument("--threshold", type=float, default=0.5, help="confidence.min_confidence to tabulate")
-    ap.add_argument("--l2", type=float, default=0.1, help="L2 penalty of the standardised coefficients")
+    # 0.03: with the lowrank model (0.5.0) a linear gradient against its shifted copy keeps 28/21
+    # supporting matches, which 0.1 put at 0.517; 0.03 keeps every wrong row below 0.34 (docs/confidence.md)
+    ap.add_argument("--l2", type=float, default=0.03, help="L2 penalty of the standardised coefficients")
     ap.add_argument("--features", default=",".join(FEATURES),
                     help=f"comma-separated inputs of the model, among those of confidence.features (default "
                          f"{','.join(FEATURES)})")
