@@ -91,6 +91,11 @@ def test_checkerboard_is_drawn_halved_unless_asked_full_size(app, results, p_pai
         pictures[side] = cv2.imread(str(tmp_path / str(side) / "checkerboard.jpg"))
     full, half = pictures[0], pictures[max(h, w) // 2]
     assert full.shape[:2] == (h, w) and half.shape[:2] == (h // 2, w // 2)
+    # each picture at its own setting: the overlay follows merged_max_side, not the checkerboard's
+    cfg["outputs"]["merged_max_side"] = 0
+    write_outputs(res, p_pair["query"], p_pair["reference"], tmp_path / "mixed", info, cfg)
+    assert cv2.imread(str(tmp_path / "mixed" / "result.jpg")).shape[:2] == (h, w)
+    assert cv2.imread(str(tmp_path / "mixed" / "checkerboard.jpg")).shape[:2] == (h // 2, w // 2)
     shrunk = viz.shrink(full, (w // 2, h // 2)).astype(float)
     m = h // 16   # away from the tile edges' JPEG ringing at the frame border
     assert np.abs(half.astype(float) - shrunk)[m:-m, m:-m].mean() < 4.0

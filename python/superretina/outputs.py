@@ -269,13 +269,13 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
     # transform through its inverse maps), each at the reference's size halved to its
     # ``*_max_side``; the warp of each size is made once for both pictures.
     warps = PictureWarps(res)
+    s_merged = picture_scale(res.refer_size, o.get("merged_max_side", 0))
+    s_board = picture_scale(res.refer_size, o.get("checkerboard_max_side", 0))
     if res.H is not None and o["merged"]:
-        s = picture_scale(res.refer_size, o.get("merged_max_side", 0))
-        jobs.append(lambda: save_jpeg(out / "result.jpg", merged_picture(res, warps.at(s), 0, s)))
+        jobs.append(lambda: save_jpeg(out / "result.jpg", merged_picture(res, warps.at(s_merged), 0, s_merged)))
     if res.H is not None and o["checkerboard"]:
-        s = picture_scale(res.refer_size, o.get("checkerboard_max_side", 0))
         jobs.append(lambda: save_jpeg(out / "checkerboard.jpg", checkerboard_picture(
-            res, query_img, refer_img, warps.at(s), s, o["checkerboard_tiles"])))
+            res, query_img, refer_img, warps.at(s_board), s_board, o["checkerboard_tiles"])))
     # Side by side up to ~12 MP (FIRE's 2912x2912 is 8.5 MP); larger references draw one picture
     # at a time, since each holds several full-size copies (an 8000x8000 reference: ~200 MB each).
     if not jobs:   # result.json only: the photographs are not needed (may be None)

@@ -343,7 +343,8 @@ def main(argv=None) -> int:
         student = init_student(teacher, args.train_decoder and not lowrank, fitted)
         if args.init is not None:
             init = read_checkpoint(args.init)["net"]
-            trained = trained_prefixes(student, args.train_decoder)
+            # a fast start may carry a trained dconv_up2 (an earlier --train-decoder run) either way
+            trained = LOWRANK_TRAINED if lowrank else DETECTOR_ONLY
             frozen = {k: v for k, v in teacher.state_dict().items() if k in init and not k.startswith(trained)}
             if any(not torch.equal(init[k], v) for k, v in frozen.items()):
                 raise CheckpointError("its shared parameters are not the teacher's")
