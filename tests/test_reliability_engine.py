@@ -1,6 +1,6 @@
 """Issue 14.1: a failed inference request affects only itself, in every engine and in the stream.
 
-The default model is the OpenVINO IR (model/superretina_bf16.xml); OpenVINO 2026.4's CPU plugin,
+The published-head model is the OpenVINO IR (model/superretina_bf16.xml); OpenVINO 2026.4's CPU plugin,
 after a shape the network cannot take (100x100: not a multiple of 16), refused the previous
 good shape until a request of a third shape succeeded. Small frames (128, 256) keep this fast.
 """
@@ -16,7 +16,7 @@ from mxlocal.model_runtime import open_model
 from mxlocal_support import pipeline, protobuf_in, tensor_array, tensor_package_list
 from superretina.config import DEFAULT_PIPELINE
 from superretina.sdk import load_sdk
-from superretina.stream_client import PipelineError, SuperRetinaStream
+from superretina.stream_client import PipelineError, SuperRetinaStream, read_layout
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
 GOOD, BAD = 128, 100
@@ -108,9 +108,10 @@ def test_concurrent_callers_with_bad_requests_mixed_in():
     Every bad request gets an error, and every good request gets exactly the answer the engine
     gives for its own input (each caller sends different images, so a swapped result shows).
     """
-    if not (MODEL_DIR / "superretina_bf16.xml").is_file():
-        pytest.skip("model/superretina_bf16.xml is not present")
-    engine = open_model(MODEL_DIR / "superretina_bf16.xml")
+    model = MODEL_DIR / Path(read_layout(DEFAULT_PIPELINE).model_path).name   # what the default stream runs
+    if not model.is_file():
+        pytest.skip(f"model/{model.name} is not present")
+    engine = open_model(model)
     callers, per_caller = 4, 6
     inputs = {(c, k): _x(BAD if k % 3 == 1 else GOOD, seed=10 * c + k)
               for c in range(callers) for k in range(per_caller)}
