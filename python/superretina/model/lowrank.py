@@ -30,16 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .network import (LOWRANK_HEAD, CheckpointError, SuperRetinaLowRankNet, SuperRetinaNet, checkpoint_dict,
-                      load_checkpoint)
+                      load_checkpoint, upsample)
 
 DEFAULT_RANKS = (16, 8)
 DEFAULT_CALIB = 8
 SAMPLES = 200_000      # output pixels per layer entering the PCA
 FRAME = 768
-
-
-def _upsample(t: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
 
 
 def block_inputs(net: SuperRetinaNet, frames: list[np.ndarray]) -> list[torch.Tensor]:
@@ -48,9 +44,7 @@ def block_inputs(net: SuperRetinaNet, frames: list[np.ndarray]) -> list[torch.Te
     with torch.no_grad():
         for img in frames:
             x1, x2, x3, x4 = net.encode(torch.from_numpy(np.ascontiguousarray(img, np.float32)[None, None]))
-            y = net.dconv_up3(torch.cat([_upsample(x4), x3], dim=1))
-            y = net.dconv_up2(torch.cat([_upsample(y), x2], dim=1))
-            out.append(torch.cat([_upsample(y), x1], dim=1))
+            out.append(torch.cat([upsample(net.half_resolution_decoder(x2, x3, x4)), x1], dim=1))
     return out
 
 

@@ -29,6 +29,12 @@ from torch import nn
 DESCRIPTOR_DIM = 256
 
 
+def upsample(t: torch.Tensor) -> torch.Tensor:
+    """The decoder's 2x bilinear upsampling, with aligned corners as in the reference (so it is
+    not shift-invariant: a crop's output is not the frame's window)."""
+    return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
+
+
 @dataclass(frozen=True)
 class Widths:
     """Channel counts. c1..c4: encoder blocks; cd: descriptor head's hidden width."""
@@ -100,13 +106,14 @@ class SuperRetinaNet(nn.Module):
         d = F.normalize(self.convDc(d), p=2, dim=1)
         return self.trans_conv(d)
 
-    def detector_head(self, x1, x2, x3, x4) -> torch.Tensor:
-        def up(t):
-            return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
+    def half_resolution_decoder(self, x2, x3, x4) -> torch.Tensor:
+        """``dconv_up3`` then ``dconv_up2``: the decoder up to 1/2 resolution, (N, c2, H/2, W/2)."""
+        y = self.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
+        return self.dconv_up2(torch.cat([upsample(y), x2], dim=1))
 
-        y = self.dconv_up3(torch.cat([up(x4), x3], dim=1))
-        y = self.dconv_up2(torch.cat([up(y), x2], dim=1))
-        y = self.full_resolution_block(torch.cat([up(y), x1], dim=1))
+    def detector_head(self, x1, x2, x3, x4) -> torch.Tensor:
+        y = self.half_resolution_decoder(x2, x3, x4)
+        y = self.full_resolution_block(torch.cat([upsample(y), x1], dim=1))
         return torch.sigmoid(self.conv_last(y))
 
     def full_resolution_block(self, u: torch.Tensor) -> torch.Tensor:
@@ -149,12 +156,8 @@ class SuperRetinaFastNet(SuperRetinaNet):
 
     def detector_logits(self, x1, x2, x3, x4) -> torch.Tensor:
         """(N, 1, H, W) logits of the detector (before the sigmoid)."""
-        def up(t):
-            return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
-
         r = self.relu
-        y = self.dconv_up3(torch.cat([up(x4), x3], dim=1))
-        y = self.dconv_up2(torch.cat([up(y), x2], dim=1))  # (N, c2, H/2, W/2)
+        y = self.half_resolution_decoder(x2, x3, x4)  # (N, c2, H/2, W/2)
         y = r(self.det_fuse(torch.cat([y, r(self.det_skip(x1))], dim=1)))
         y = r(self.det_refine(y))
         return F.pixel_shuffle(self.det_out(y), 2)
@@ -205,13 +208,9 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
         commutes with bilinear interpolation (both linear, the interpolation weights sum to 1),
         so this is ``full_resolution_block(concat(up(y), x1))`` up to rounding, with ranks[0]
         channels upsampled instead of c2 and no full-resolution concatenation."""
-        def up(t):
-            return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
-
-        y = self.dconv_up3(torch.cat([up(x4), x3], dim=1))
-        y = self.dconv_up2(torch.cat([up(y), x2], dim=1))
+        y = self.half_resolution_decoder(x2, x3, x4)
         c2, w = y.shape[1], self.up1_in.weight
-        v = up(F.conv2d(y, w[:, :c2], self.up1_in.bias)) + F.conv2d(x1, w[:, c2:])
+        v = upsample(F.conv2d(y, w[:, :c2], self.up1_in.bias)) + F.conv2d(x1, w[:, c2:])
         return torch.sigmoid(self.conv_last(self._after_in(v)))
 
 

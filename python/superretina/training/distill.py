@@ -50,7 +50,7 @@ from superretina.keypoints import detect
 from ..data_split import split
 from ..model.lowrank import DEFAULT_RANKS, calibration_frames, factorise
 from ..model.network import (LOWRANK_HEAD, CheckpointError, SuperRetinaFastNet, SuperRetinaLowRankNet,
-                             SuperRetinaNet, checkpoint_dict, load_checkpoint, read_checkpoint)
+                             SuperRetinaNet, checkpoint_dict, load_checkpoint, read_checkpoint, upsample)
 from .augment import random_view, revisit
 
 LOGIT_FLOOR = 0.002   # L1 on logits where teacher or student probability exceeds this
@@ -108,14 +108,10 @@ def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: 
     bf16 too)."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         x1, x2, x3, x4 = teacher.encode(x)
-
-        def up(t):
-            return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=True)
-
-        y3 = teacher.dconv_up3(torch.cat([up(x4), x3], dim=1))
-        u2 = torch.cat([up(y3), x2], dim=1)
+        y3 = teacher.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
+        u2 = torch.cat([upsample(y3), x2], dim=1)   # dconv_up2's input (--train-decoder)
         y2 = teacher.dconv_up2(u2)
-        u1 = torch.cat([up(y2), x1], dim=1)
+        u1 = torch.cat([upsample(y2), x1], dim=1)
         logits = teacher.conv_last(teacher.dconv_up1(u1))
     if lowrank:
         return logits.float(), (u1.float(),)
