@@ -23,8 +23,10 @@ take turns run by run, so that a change of machine load hits both alike:
 
 * ``0.2.0 (git 6edbbc6)`` (``--baseline REV``, repeatable; ``none`` for no such side): the same
   driver steps run by an earlier version of this application, its ``python/ plugins/ pipeline/
-  configs/`` extracted from git into a temporary folder (``batch_throughput.extract``), on the
-  same model file, with its own default configuration: the version issue 19 measures against.
+  configs/`` extracted from git into a temporary folder (``batch_throughput.extract``), on its
+  own default model (the file its default pipeline names, from this tree's ``model/``; until
+  0.5.0's bench it ran the first ``--model`` instead, which was the same file while the default
+  had not changed), with its own default configuration: the version issue 19 measures against.
   The line ``end to end with pictures: ... = 0.NNx`` is this tree's end-to-end median over each
   such side's, from the same run.
 
@@ -141,6 +143,21 @@ def baseline_weights(models: list[Path]) -> Path:
         if model.suffix.lower() in (".onnx", ".pth"):  # a .pt model is TorchScript, not a checkpoint
             return model
     return ROOT / "model" / "superretina.pth"
+
+
+def baseline_default_model(pipeline: Path) -> Path:
+    """The model an earlier version's default pipeline names, from this tree's ``model/`` (git
+    holds no model files; 0.2.0's default is ``superretina_bf16.xml``, the published head): what
+    that version registered with, which is what issue 19 measures against."""
+    name = None
+    for elements in json.loads(Path(pipeline).read_text()).values():
+        for el in elements.values() if isinstance(elements, dict) else ():
+            if isinstance(el, dict) and el.get("factory") == "mxpi_tensorinfer":
+                name = Path(el.get("props", {}).get("modelPath", "")).name
+    model = ROOT / "model" / (name or "")
+    if not name or not model.is_file():
+        raise BenchError(f"{pipeline}: its default model {name!r} is not in {ROOT / 'model'}; give --baseline-model")
+    return model
 
 
 def default_model(pipeline: Path = DEFAULT_PIPELINE) -> Path:
@@ -564,9 +581,11 @@ def run_size(size: int, models: list[Path], args, tmp: Path, log) -> dict:
     for i, model in enumerate(models):
         pipe = pipeline_with_model(model, tmp / f"pipeline_{i}.pipeline", args.pipeline)
         sides.append((model.name, "pipeline", {"pipeline": str(pipe), "model": str(model)}))
-    for rev, code in args.baseline_code.items():  # earlier versions of the application, same model
-        pipe = pipeline_with_model(models[0], tmp / f"pipeline_{rev}.pipeline", code.parent / "pipeline" / "superretina.pipeline")
-        sides.append((baseline_name(rev), "pipeline", {"pipeline": str(pipe), "model": str(models[0]), "code": str(code)}))
+    for rev, code in args.baseline_code.items():  # earlier versions of the application, on their default model
+        own = code.parent / "pipeline" / "superretina.pipeline"
+        model = args.baseline_model or baseline_default_model(own)
+        pipe = pipeline_with_model(model, tmp / f"pipeline_{rev}.pipeline", own)
+        sides.append((baseline_name(rev), "pipeline", {"pipeline": str(pipe), "model": str(model), "code": str(code)}))
     if not args.no_torch:
         sides.append(("torch eager", "torch", {"weights": str(args.torch_weights or baseline_weights(models))}))
     workers, names = [], []
@@ -722,6 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"git revision of an earlier version of this application to run as a side on the first "
                          f"model, taking turns (default {DEFAULT_BASELINE}, version 0.2.0; repeat for several; "
                          f"'none': no such side); prints the end-to-end ratio line")
+    ap.add_argument("--baseline-model", type=Path,
+                    help="the model the --baseline sides run (default: the one their own default pipeline "
+                         "names, from model/: 0.2.0's is superretina_bf16.xml, the published head)")
     ap.add_argument("--json", type=Path, help="write every measurement to this JSON file")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     return ap

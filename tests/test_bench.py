@@ -35,7 +35,7 @@ def test_bench_cli_runs_both_sides_and_writes_json(small_model, tmp_path, capsys
 
     ir = convert(small_model, tmp_path / "random.xml", "bf16")  # the second engine, side by side
     rc = main(["--size", "256", "--runs", "1", "--warmup", "0", "--model", str(small_model), "--model", str(ir),
-               "--config", str(cfg), "--json", str(out), "--quiet"])
+               "--baseline-model", str(small_model), "--config", str(cfg), "--json", str(out), "--quiet"])
     assert rc == 0
     table = capsys.readouterr().out
     for label in ("read (2 JPEG decodes)", "inference (2 images)", "matching trick", "outputs (pictures + json)",
@@ -43,7 +43,7 @@ def test_bench_cli_runs_both_sides_and_writes_json(small_model, tmp_path, capsys
         assert label in table
     report = json.loads(out.read_text())
     sides = report["sizes"][0]["sides"]
-    # the default --baseline: version 0.2.0's driver, extracted from git, on the first model
+    # the default --baseline: version 0.2.0's driver, extracted from git, on --baseline-model
     assert set(sides) == {"random.onnx", "random.xml", "0.2.0 (git 6edbbc6)", "torch eager"}
     assert sides["0.2.0 (git 6edbbc6)"]["engine"].startswith("onnxruntime ")
     import superretina
@@ -90,3 +90,14 @@ def test_homography_distance():
 def test_missing_model_is_one_line_error(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "none.onnx"), "--no-baseline"]) == 2
     assert "model not found" in capsys.readouterr().err
+
+
+def test_baseline_runs_its_own_default_model(tmp_path):
+    """Without --baseline-model an earlier version runs the model its own default pipeline names
+    (0.2.0: superretina_bf16.xml, the published head), not this version's first --model."""
+    from benchmarks.bench import ROOT, BenchError, baseline_default_model
+
+    assert baseline_default_model(ROOT / "pipeline" / "superretina_bf16.pipeline") == ROOT / "model" / "superretina_bf16.xml"
+    missing = pipeline_with_model(tmp_path / "gone.xml", tmp_path / "p.pipeline")
+    with pytest.raises(BenchError, match="give --baseline-model"):
+        baseline_default_model(missing)
