@@ -149,13 +149,14 @@ def baseline_default_model(pipeline: Path) -> Path:
     """The model an earlier version's default pipeline names, from this tree's ``model/`` (git
     holds no model files; 0.2.0's default is ``superretina_bf16.xml``, the published head): what
     that version registered with, which is what issue 19 measures against."""
-    name = None
-    for elements in json.loads(Path(pipeline).read_text()).values():
-        for el in elements.values() if isinstance(elements, dict) else ():
-            if isinstance(el, dict) and el.get("factory") == "mxpi_tensorinfer":
-                name = Path(el.get("props", {}).get("modelPath", "")).name
-    model = ROOT / "model" / (name or "")
-    if not name or not model.is_file():
+    from superretina.stream_client import PipelineError, read_layout
+
+    try:
+        name = Path(read_layout(pipeline).model_path).name
+    except PipelineError as exc:
+        raise BenchError(f"{pipeline}: {exc}; give --baseline-model") from None
+    model = ROOT / "model" / name
+    if not model.is_file():
         raise BenchError(f"{pipeline}: its default model {name!r} is not in {ROOT / 'model'}; give --baseline-model")
     return model
 
