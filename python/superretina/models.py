@@ -54,7 +54,8 @@ def shipped_models(folder: Path | None = None) -> dict[str, Path]:
         if name and name not in names:
             names[name] = path
     default = folder / DEFAULT_PIPELINE.name
-    if any(path != default and _model_file(path) == _model_file(default) for path in names.values()):
+    default_model = _model_file(default)
+    if any(path != default and _model_file(path) == default_model for path in names.values()):
         names = {name: path for name, path in names.items() if path != default}
     return names
 
