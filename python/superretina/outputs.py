@@ -304,8 +304,9 @@ class PictureWarps:
     taken every 1/s-th pixel of full-size maps already made (cheaper than solving again), else
     solved at their own size (``thumbnails.thumbnail_warp``: a quarter of the work per halving)."""
 
-    def __init__(self, res: RegistrationResult):
-        self.res, self.made = res, {}
+    def __init__(self, res: RegistrationResult, full=None):
+        """``full``: the full-size warp when the caller has it already (smaller maps come from it)."""
+        self.res, self.made = res, ({} if full is None else {1.0: full})
         self.lock = threading.Lock()   # the pictures are drawn side by side
 
     def at(self, s: float):
@@ -346,9 +347,7 @@ def merged_picture(res: RegistrationResult, warp, max_side: int, scale: float | 
     if s == 1.0:
         return viz.merged(res.query_equalised, warp, res.refer_equalised)
     if scale is None:
-        warps = PictureWarps(res)
-        warps.made[1.0] = warp
-        warp = warps.at(s)
+        warp = PictureWarps(res, full=warp).at(s)
     return viz.merged(shrunk(res.query_equalised, s), warp, shrunk(res.refer_equalised, s))
 
 
