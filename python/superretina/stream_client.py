@@ -26,6 +26,7 @@ from queue import Queue
 
 import numpy as np
 
+from . import message_views
 from .enhance import PROPS, REFERENCE, EnhanceSettings
 from .sdk import Sdk
 
@@ -178,6 +179,13 @@ def _decode_layout(path: Path, stream: str, elements: dict, enhance: str, infer:
 def _json_kind(value) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(value), "number")
+
+
+def _floats(data: np.ndarray) -> np.ndarray:
+    """A tensor's bytes as float32 (a view where they are aligned, as the stream's are; else a copy)."""
+    if data.nbytes % 4:
+        raise PipelineError(f"a float32 tensor of {data.nbytes} bytes (not a multiple of 4)")
+    return data.view(np.float32) if data.ctypes.data % 4 == 0 else data.copy().view(np.float32)
 
 
 def model_file(pipeline: Path, model_path: str) -> Path:
@@ -342,15 +350,13 @@ class SuperRetinaStream:
             out = None  # the serialized messages (a decoded photograph: tens of MB) go now, not after the next Get
 
     def _maps(self, message: bytes, b: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        result = self.sdk.pb.MxpiTensorPackageList()
-        result.ParseFromString(message)
-        tensors = result.tensorPackageVec[0].tensorVec if len(result.tensorPackageVec) else []
+        _, data = message_views.tensor_list(self.sdk.pb.MxpiTensorPackageList, message)
+        tensors = data[0] if data else []
         if len(tensors) < 2:
             raise PipelineError(f"{self.model}: the model gave {len(tensors)} output(s); a SuperRetina model has"
                                 " two, detector (N,1,H,W) and descriptor (N,256,H/8-2,W/8-2)")
         # tensorShape reports a leading 1 (SDK convention): reshape by the known geometry.
-        det = np.frombuffer(tensors[0].dataStr, np.float32)
-        desc = np.frombuffer(tensors[1].dataStr, np.float32)
+        det, desc = (_floats(t) for t in tensors[:2])
         if det.size != b * h * w:
             raise PipelineError(f"{self.model}: detector output has {det.size} values, expected {b}x1x{h}x{w}"
                                 " for this input; is it a SuperRetina model?")
@@ -384,23 +390,21 @@ class SuperRetinaStream:
         equalised = self._vision(got[d.equalised_key].messageBuf, 1)
         photo = self._vision(got[d.decoder_key].messageBuf, 3) if image else None
         fov = self._vision(got[d.fov_key].messageBuf, 1) if d.fov_key else None
-        x = self.sdk.pb.MxpiTensorPackageList()
-        x.ParseFromString(got[d.input_key].messageBuf)
-        model_input = np.frombuffer(x.tensorPackageVec[0].tensorVec[0].dataStr, np.float32).reshape(d.model_hw)
+        _, data = message_views.tensor_list(self.sdk.pb.MxpiTensorPackageList, got[d.input_key].messageBuf)
+        model_input = _floats(data[0][0]).reshape(d.model_hw)
         return Decoded(equalised, det, desc, model_input, photo, fov)
 
     def _vision(self, message: bytes, channels: int) -> np.ndarray:
         """The first vision of a serialized MxpiVisionList as (H, W) or (H, W, 3) uint8 (alignment cut off)."""
-        vl = self.sdk.pb.MxpiVisionList()
-        vl.ParseFromString(message)
+        vl, data = message_views.vision_list(self.sdk.pb.MxpiVisionList, message)
         if not len(vl.visionVec):
             raise PipelineError("the decode stream gave an empty MxpiVisionList")
-        info, data = vl.visionVec[0].visionInfo, vl.visionVec[0].visionData
+        info = vl.visionVec[0].visionInfo
         wa, ha = info.widthAligned or info.width, info.heightAligned or info.height
         if channels == 3 and info.format not in (12, 13):
             raise PipelineError(f"the decoder gave pixel format {info.format}; the pictures need packed BGR/RGB"
                                 " (mxpi_imagedecoder cvProcessor opencv)")
-        pixels = np.frombuffer(data.dataStr, np.uint8)
+        pixels = data[0]
         if pixels.size != wa * ha * channels:
             raise PipelineError(f"vision data holds {pixels.size} bytes, expected {wa}x{ha}x{channels}")
         pixels = pixels.reshape((ha, wa, channels) if channels == 3 else (ha, wa))[:info.height, :info.width]
