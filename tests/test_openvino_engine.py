@@ -104,3 +104,27 @@ def test_superretina_ir_rewrites_keep_the_outputs(random_superretina, tmp_path):
     assert det.shape == ref_det.shape and desc.shape == ref_desc.shape
     np.testing.assert_allclose(det, ref_det, atol=1e-4)
     np.testing.assert_allclose(desc, ref_desc, atol=1e-4)
+
+
+def test_the_first_input_shape_runs_on_a_static_copy_with_the_same_outputs(random_superretina, tmp_path, monkeypatch):
+    """A dynamic IR is compiled again for the first shape it runs (the model frame in the
+    application); that copy gives the dynamic model's outputs bit for bit, other shapes keep the
+    dynamic model, and a shape the network cannot take still fails alone."""
+    xml = convert(random_superretina.onnx, tmp_path / "sr_f32.xml", "f32")
+    rng = np.random.default_rng(5)
+    frame, other = (rng.random((1, 1, 96, 128)).astype(np.float32) for _ in range(2))
+    other = other[:, :, :64, :80].copy()
+    monkeypatch.setenv("MXLOCAL_STATIC_SHAPES", "0")
+    dynamic = OpenVinoModel(xml)
+    expected = [dynamic.run([x]) for x in (frame, other, frame)]
+    monkeypatch.setenv("MXLOCAL_STATIC_SHAPES", "1")
+    model = OpenVinoModel(xml)
+    got = [model.run([x]) for x in (frame, other, frame)]
+    for g, e in zip(got, expected):
+        for a, b in zip(g, e):
+            np.testing.assert_array_equal(a, b)
+    assert [k for k, v in model._static.items() if v is not None] == [((1, 1, 96, 128),)]
+    with pytest.raises(Exception):
+        model.run([np.zeros((1, 3), np.float32)])   # wrong rank: no static copy, the dynamic model fails
+    np.testing.assert_array_equal(model.run([other])[0], expected[1][0])
+    np.testing.assert_array_equal(model.run([frame])[1], expected[0][1])

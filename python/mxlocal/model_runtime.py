@@ -61,6 +61,8 @@ ENV_TORCH_DEVICE = "MXLOCAL_TORCH_DEVICE"
 ENV_DEVICE = "MXLOCAL_DEVICE"
 DEVICES = ("auto", "cpu", "gpu")
 ENV_SHARE = "MXLOCAL_SHARE_MODELS"
+ENV_STATIC = "MXLOCAL_STATIC_SHAPES"
+MAX_SHAPES_TRIED = 8   # input shapes an OpenVINO engine tries to compile static (failures included)
 PRECISION_KEY = ["runtime_options", "INFERENCE_PRECISION_HINT"]
 
 # numpy dtype -> MxBase::TensorDataType code
@@ -253,6 +255,11 @@ class OpenVinoModel:
         self._idle: queue.SimpleQueue = queue.SimpleQueue()   # infer requests not running
         self._recompile_lock = threading.Lock()
         self._compile()
+        # input shapes -> idle requests of the model compiled for exactly them (None: that failed)
+        dynamic = any(not p.get_partial_shape().is_static for p in self.compiled.inputs)
+        self._static_budget = max(0, env_int(ENV_STATIC, 1)) if dynamic and self.device == "CPU" else 0
+        self._static: dict = {}
+        self._static_lock = threading.Lock()
         self.inputs = [self._tensor(p, path) for p in self.compiled.inputs]
         self.outputs = [self._tensor(p, path) for p in self.compiled.outputs]
         self.on_cpu = self.device == "CPU"
@@ -284,7 +291,37 @@ class OpenVinoModel:
         for _ in range(self.streams):
             self._idle.put(self.compiled.create_infer_request())
 
+    def _static_requests(self, feeds: list) -> queue.SimpleQueue | None:
+        """The idle requests of the model compiled for these feeds' shapes, compiled on first use
+        while the budget lasts; None: run them on the dynamic model."""
+        key = tuple(tuple(np.shape(a)) for a in feeds)
+        with self._static_lock:
+            if key in self._static or len(self._static) >= MAX_SHAPES_TRIED or \
+                    sum(v is not None for v in self._static.values()) >= self._static_budget:
+                return self._static.get(key)
+            idle = None
+            try:
+                model = self._model.clone()
+                model.reshape({model.input(i): list(shape) for i, shape in enumerate(key)})
+                compiled = self._core.compile_model(model, self.device, self._config)
+                idle = queue.SimpleQueue()
+                for _ in range(self.streams):
+                    idle.put(compiled.create_infer_request())
+            except Exception as exc:   # e.g. a shape the network cannot take: the dynamic model says why
+                log.debug("%s: no static model for input shapes %s (%s)", self._path.name, key, first_line(exc))
+            self._static[key] = idle
+            return idle
+
     def run(self, feeds: list) -> list:
+        if self._static_budget:
+            idle = self._static_requests(feeds)
+            if idle is not None:
+                request = idle.get()   # waits while every stream is busy
+                try:
+                    request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
+                    return [request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
+                finally:
+                    idle.put(request)
         request = self._idle.get()   # waits while every stream is busy
         try:
             request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
