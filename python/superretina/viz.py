@@ -52,8 +52,9 @@ def draw_matches(query: np.ndarray, refer: np.ndarray, pts_q: np.ndarray, pts_r:
     # Lower than ``height`` when the two side by side would be wider than JPEG allows (a 1:70 image).
     height = max(16, min(height, int(JPEG_MAX_SIDE / (q.shape[1] / q.shape[0] + r.shape[1] / r.shape[0]))))
     sq, sr = height / q.shape[0], height / r.shape[0]
-    q = shrink(q, (round(q.shape[1] * sq), height))
-    r = shrink(r, (round(r.shape[1] * sr), height))
+    # the last step after the exact halvings is under 2x: bilinear, ~8x cheaper than area there
+    q = shrink(q, (round(q.shape[1] * sq), height), cv2.INTER_LINEAR)
+    r = shrink(r, (round(r.shape[1] * sr), height), cv2.INTER_LINEAR)
     canvas = np.concatenate([q, r], axis=1)
     off = q.shape[1]
     inlier_idx = np.flatnonzero(inliers)
@@ -70,12 +71,13 @@ def draw_matches(query: np.ndarray, refer: np.ndarray, pts_q: np.ndarray, pts_r:
     return canvas
 
 
-def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def shrink(img: np.ndarray, size: tuple[int, int], last: int = cv2.INTER_AREA) -> np.ndarray:
     """Area-average resize to ``size`` (w, h); exact halvings first while the image is over twice
-    the target (OpenCV's integer-factor path: half the time at FIRE size, same look)."""
+    the target (OpenCV's integer-factor path: half the time at FIRE size, same look), then the
+    rest of the way with ``last`` (area by default)."""
     while img.shape[1] >= 2 * size[0] and img.shape[0] >= 2 * size[1]:
         img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, size, interpolation=last)
 
 
 def merged(query_equalised: np.ndarray, H, refer_equalised: np.ndarray) -> np.ndarray:
