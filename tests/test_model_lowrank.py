@@ -10,6 +10,9 @@
 * Export: ONNX Runtime and the OpenVINO IR reproduce PyTorch.
 * Distillation ``--student lowrank`` trains only the factorised block and ``conv_last``, and
   resumes; bad inputs exit 2 with one line.
+* ``dconv_up2`` factorised too (``--up2-ranks``): at full rank the same network; the training
+  path (its half-resolution part on the whole crop, the rest on a window) computes the network's
+  own map; distillation trains both factorised blocks and ``conv_last`` only.
 """
 from pathlib import Path
 
@@ -25,7 +28,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from superretina.enhance import enhance, to_model_input  # noqa: E402
 from superretina.model.export import INPUT_NAME, OUTPUT_NAMES, export_onnx  # noqa: E402
-from superretina.model.lowrank import factorise, main as lowrank_main  # noqa: E402
+from superretina.model.lowrank import factorise, factorise_up2, main as lowrank_main  # noqa: E402
 from superretina.model.network import (SuperRetinaFastNet, SuperRetinaLowRankNet, SuperRetinaNet,  # noqa: E402
                                        architecture_of, checkpoint_dict, load_checkpoint, read_checkpoint)
 from superretina.model.to_openvino import convert  # noqa: E402
@@ -111,8 +114,11 @@ def test_checkpoint_names_its_head_and_loads_strictly(teacher, frames, tmp_path)
         np.testing.assert_array_equal(a, b)
 
 
-def test_onnx_and_ir_agree_with_pytorch(teacher, frames, tmp_path):
+@pytest.mark.parametrize("up2", [None, (16, 8)], ids=["up1", "up1+up2"])
+def test_onnx_and_ir_agree_with_pytorch(teacher, frames, tmp_path, up2):
     net, _ = factorise(teacher, frames, ranks=(16, 8))
+    if up2:
+        net, _ = factorise_up2(teacher, net, frames, up2)
     torch.save(checkpoint_dict(net), tmp_path / "lr.pth")
     onnx_path = export_onnx(tmp_path / "lr.pth", tmp_path / "lr.onnx")
     x = np.ascontiguousarray(np.concatenate([frames[0][None, None], frames[1][None, None]])[..., :, :192])
@@ -178,3 +184,84 @@ def test_lowrank_distillation_trains_the_block_only_and_resumes(distill_inputs, 
     torch.save(checkpoint_dict(SuperRetinaFastNet("half")), tmp_path / "fast.pth")
     assert run(tmp_path / "run3", "0.05", "--init", str(tmp_path / "fast.pth")) == 2   # not a lowrank start
     assert run(tmp_path / "run3", "0.05", "--ranks", "8") == 2
+
+
+def test_full_rank_up2_fit_is_the_same_network_and_keeps_the_descriptors(teacher, frames):
+    lowrank, _ = factorise(teacher, frames, ranks=(16, 8))
+    net, kept = factorise_up2(teacher, lowrank, frames, ranks=(96, 32))
+    assert net.ranks == (16, 8) and net.up2_ranks == (96, 32) and not hasattr(net, "dconv_up2")
+    assert kept[0] == pytest.approx(1.0) and kept[1] == pytest.approx(1.0)
+    x = frames[1][None, None]
+    det_l, desc_l = torch_run(lowrank, x)
+    det_n, desc_n = torch_run(net, x)
+    np.testing.assert_array_equal(desc_n, desc_l)
+    assert det_l.std() > 1e-4
+    # the folded input mean differs from zero padding at the half-resolution border only
+    np.testing.assert_allclose(det_n[..., 12:-12, 12:-12], det_l[..., 12:-12, 12:-12], rtol=0, atol=1e-4)
+    # dconv_up2's own output: the same at full rank, an approximation at low rank
+    small, _ = factorise_up2(teacher, lowrank, frames, ranks=(4, 2))
+    with torch.no_grad():
+        _, x2, x3, x4 = lowrank.encode(torch.from_numpy(x))
+        y2 = [m.half_resolution_decoder(x2, x3, x4)[..., 4:-4, 4:-4] for m in (lowrank, net, small)]
+    assert y2[0].std() > 1e-3
+    assert (y2[1] - y2[0]).abs().max() < 1e-4 < 1e-3 < (y2[2] - y2[0]).abs().max()
+    with pytest.raises(ValueError, match="ranks"):
+        factorise_up2(teacher, lowrank, frames, ranks=(97, 8))
+
+
+def test_up2_training_path_is_the_networks_map_on_windows_of_the_crop(teacher, frames, tmp_path):
+    lowrank, _ = factorise(teacher, frames, ranks=(16, 8))
+    net, _ = factorise_up2(teacher, lowrank, frames, ranks=(24, 12))
+    torch.save(checkpoint_dict(net), tmp_path / "up2.pth")
+    back = load_checkpoint(tmp_path / "up2.pth")
+    assert back.ranks == (16, 8) and back.up2_ranks == (24, 12)
+    x = torch.from_numpy(np.stack([frames[0], frames[1]])[:, None, :128, :128].copy())
+    with torch.no_grad():
+        _, feats = teacher_and_features(teacher, x, lowrank=True, up2=True)
+        whole = student_logits(back, feats)
+        np.testing.assert_allclose(torch.sigmoid(whole).numpy(), back(x)[0].numpy(), rtol=0, atol=1e-5)
+        offsets = [(16, 48), (64, 0)]
+        windows = torch.stack([feats[1][i, :, y:y + 48, x0:x0 + 48] for i, (y, x0) in enumerate(offsets)])
+        cut = student_logits(back, (feats[0], windows), offsets=offsets)
+        expected = torch.stack([whole[i, :, y:y + 48, x0:x0 + 48] for i, (y, x0) in enumerate(offsets)])
+        m = 8   # a window's edge lacks the context of the whole crop (the loss leaves it out too)
+        np.testing.assert_allclose(cut[..., m:-m, m:-m].numpy(), expected[..., m:-m, m:-m].numpy(), rtol=0, atol=1e-6)
+
+
+def test_up2_fit_command_and_its_distillation(distill_inputs, tmp_path, capsys):
+    from superretina.training.distill import main as distill
+
+    data, teacher, teacher_path, small = distill_inputs
+    fit = tmp_path / "fit.pth"
+    assert lowrank_main([str(teacher_path), str(fit), "--data", str(data), "--ranks", "8,4", "--calib", "2"]) == 0
+    up2 = tmp_path / "fit_up2.pth"
+    assert lowrank_main([str(teacher_path), str(up2), "--data", str(data), "--calib", "2", "--up2-ranks", "12,6",
+                         "--from-lowrank", str(fit)]) == 0
+    net = load_checkpoint(up2)
+    assert net.ranks == (8, 4) and net.up2_ranks == (12, 6)
+    kept_block = load_checkpoint(fit).state_dict()
+    for k, v in net.state_dict().items():   # the given block kept, bit for bit
+        if k.startswith(("up1_", "conv_last.")):
+            assert torch.equal(v, kept_block[k]), k
+    capsys.readouterr()
+    for args in (["--up2-ranks", "12"], ["--from-lowrank", str(fit)], ["--up2-ranks", "12,6", "--from-lowrank", str(up2)],
+                 ["--up2-ranks", "12,6", "--from-lowrank", str(teacher_path)]):
+        assert lowrank_main([str(teacher_path), str(tmp_path / "x.pth"), "--data", str(data), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.count("\n") == 1
+    assert not (tmp_path / "x.pth").exists()
+
+    out = tmp_path / "run"
+    assert distill(["--teacher", str(teacher_path), "--data", str(data), "--out", str(out), "--crop", "64",
+                    "--batch", "2", "--views-per-visit", "2", "--pool", "4", "--window", "32", "--minutes", "0.05",
+                    "--student", "lowrank", "--init", str(up2)]) == 0
+    trained = load_checkpoint(out / "final.pth")
+    assert trained.up2_ranks == (12, 6) and read_checkpoint(out / "last.pth")["distillation"]["up2_ranks"] == [12, 6]
+    x = to_model_input(enhance(small), (128, 128))[None, None].astype(np.float32)
+    np.testing.assert_array_equal(torch_run(trained, x)[1], torch_run(teacher, x)[1])
+    shared, start = teacher.state_dict(), net.state_dict()
+    changed = [k for k, v in trained.state_dict().items() if not torch.equal(v, start[k])]
+    assert changed and all(k.startswith(("up1_", "up2_", "conv_last.")) for k in changed)
+    for k, v in trained.state_dict().items():
+        if not k.startswith(("up1_", "up2_", "conv_last.")):
+            assert torch.equal(v, shared[k]), k

@@ -1,6 +1,8 @@
 """Factorise a SuperRetina checkpoint's full-resolution decoder block to low rank.
 
     python -m superretina.model.lowrank model/superretina.pth runs/lowrank/fit.pth --data ../shared/data/fundus
+    python -m superretina.model.lowrank model/superretina.pth runs/lowrank2/fit.pth --up2-ranks 24,12 \
+        --from-lowrank model/superretina_lowrank.pth      # dconv_up2 too, the distilled block kept
 
 ``dconv_up1``'s two 3x3 convolutions are fitted, one after the other, on their inputs on
 enhanced fundus photographs (the training split of ``--data``, prepared as at inference):
@@ -13,6 +15,10 @@ enhanced fundus photographs (the training split of ``--data``, prepared as at in
 * layer b (W: c1 -> c1) on its output side, fitted on layer a's factorised output: P^T W
   (3x3, c1 -> r) then P (1x1, r -> c1), P the top r principal directions of W's outputs; the
   output's mean is kept exactly through the 1x1 bias.
+
+With ``--up2-ranks``, ``dconv_up2`` (1/2 resolution, c3+c2 -> c2 -> c2) is factorised the same
+way, on the published network's own ``dconv_up2`` inputs (:func:`factorise_up2`); ``--from-lowrank``
+takes the full-resolution block from a lowrank checkpoint (a distilled one) instead of fitting it.
 
 The result is a ``lowrank`` checkpoint (``network.SuperRetinaLowRankNet``) whose other
 parameters are the input's, bit for bit; ``training/distill.py --student lowrank --init``
@@ -123,6 +129,39 @@ def factorise(teacher: SuperRetinaNet, frames: list[np.ndarray], ranks=DEFAULT_R
     return net.eval(), kept
 
 
+def decoder_inputs(net: SuperRetinaNet, frames: list[np.ndarray]) -> list[torch.Tensor]:
+    """``dconv_up2``'s input, concat(upsampled ``dconv_up3`` output, ``x2``), for each (H, W) frame."""
+    out = []
+    with torch.no_grad():
+        for img in frames:
+            _, x2, x3, x4 = net.encode(torch.from_numpy(np.ascontiguousarray(img, np.float32)[None, None]))
+            y3 = net.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
+            out.append(torch.cat([upsample(y3), x2], dim=1))
+    return out
+
+
+def factorise_up2(teacher: SuperRetinaNet, lowrank: SuperRetinaLowRankNet, frames: list[np.ndarray],
+                  ranks=DEFAULT_RANKS, seed: int = 0) -> tuple[SuperRetinaLowRankNet, list[float]]:
+    """``lowrank`` (its full-resolution block as it is, e.g. distilled) with ``dconv_up2`` factorised
+    too, fitted as :func:`factorise` fits ``dconv_up1``, on ``teacher``'s own ``dconv_up2`` inputs."""
+    if type(teacher) is not SuperRetinaNet or lowrank.up2_ranks is not None:
+        raise CheckpointError("expected the published (unet) head and a lowrank network whose dconv_up2 is whole")
+    w = teacher.widths
+    if len(ranks) != 2 or not (1 <= ranks[0] <= w.c3 + w.c2 and 1 <= ranks[1] <= w.c2):
+        raise ValueError(f"ranks must be at most the layers' widths ({w.c3 + w.c2}, {w.c2}), got {tuple(ranks)}")
+    net = SuperRetinaLowRankNet(w, lowrank.ranks, ranks)
+    missing, _ = net.load_state_dict({k: v for k, v in lowrank.state_dict().items() if not k.startswith("dconv_up2.")},
+                                     strict=False)
+    assert all(k.startswith("up2_") for k in missing), missing
+    rng = np.random.default_rng(seed)
+    inputs = decoder_inputs(teacher, frames)
+    kept = [fit_input_side(teacher.dconv_up2[0], inputs, ranks[0], net.up2_in, net.up2_a, rng)]
+    with torch.no_grad():
+        mids = [net.relu(net.up2_a(net.up2_in(u))) for u in inputs]
+    kept.append(fit_output_side(teacher.dconv_up2[2], mids, ranks[1], net.up2_b_reduce, net.up2_b_expand, rng))
+    return net.eval(), kept
+
+
 def calibration_frames(data: Path, count: int = DEFAULT_CALIB) -> list[np.ndarray]:
     """``count`` training-split photographs of ``data`` (evenly spread; the held-out ones never),
     enhanced and resized to the model frame as at inference."""
@@ -153,31 +192,64 @@ def main(argv=None) -> int:
                     help="fundus photographs; only the training split is used (default ../shared/data/fundus)")
     ap.add_argument("--ranks", default=",".join(map(str, DEFAULT_RANKS)),
                     help="ranks of the block's two layers (default %(default)s)")
+    ap.add_argument("--up2-ranks", help="factorise dconv_up2 too, to these two ranks (e.g. 24,12)")
+    ap.add_argument("--from-lowrank", type=Path,
+                    help="take the full-resolution block from this lowrank checkpoint instead of fitting it")
     ap.add_argument("--calib", type=int, default=DEFAULT_CALIB, help="photographs for the PCA (default %(default)s)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        ranks = tuple(int(r) for r in args.ranks.split(","))
-        if len(ranks) != 2:
-            raise ValueError
-    except ValueError:
-        print(f"error: --ranks {args.ranks!r}: expected two integers, e.g. 16,8", file=sys.stderr)
+    ranks, up2_ranks = _ranks("--ranks", args.ranks), _ranks("--up2-ranks", args.up2_ranks)
+    if ranks is None or (args.up2_ranks is not None and up2_ranks is None):
+        return 2
+    if args.from_lowrank is not None and up2_ranks is None:
+        print("error: --from-lowrank: only with --up2-ranks (the block it takes is what --ranks would fit)",
+              file=sys.stderr)
         return 2
     try:
         teacher = load_checkpoint(args.checkpoint)
         frames = calibration_frames(args.data, args.calib)
-        net, kept = factorise(teacher, frames, ranks)
+        if args.from_lowrank is not None:
+            net, kept = load_checkpoint(args.from_lowrank), []
+            if not isinstance(net, SuperRetinaLowRankNet) or net.up2_ranks is not None:
+                raise CheckpointError(f"--from-lowrank {args.from_lowrank}: not a lowrank checkpoint whose"
+                                      " dconv_up2 is whole")
+            mine = net.state_dict()
+            shared = {k: v for k, v in teacher.state_dict().items() if not k.startswith(("dconv_up1.", "conv_last."))}
+            if any(k not in mine or not torch.equal(mine[k], v) for k, v in shared.items()):
+                raise CheckpointError(f"--from-lowrank {args.from_lowrank}: not fitted from {args.checkpoint}")
+        else:
+            net, kept = factorise(teacher, frames, ranks)
+        if up2_ranks is not None:
+            net, kept_up2 = factorise_up2(teacher, net, frames, up2_ranks)
+            kept += kept_up2
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint_dict(net, factorised={"from": str(args.checkpoint), "ranks": list(ranks),
+    torch.save(checkpoint_dict(net, factorised={"from": str(args.checkpoint), "ranks": list(net.ranks),
+                                                "up2_ranks": list(up2_ranks) if up2_ranks else None,
+                                                "full_resolution_block_from": str(args.from_lowrank or ""),
                                                 "calibration_photographs": len(frames),
                                                 "variance_kept": kept}), args.out)
-    print(f"wrote {args.out}: ranks {ranks}, output variance kept {kept[0]:.4f} / {kept[1]:.4f}")
+    print(f"wrote {args.out}: ranks {net.ranks}{f', dconv_up2 {up2_ranks}' if up2_ranks else ''}, "
+          f"output variance kept {' / '.join(f'{k:.4f}' for k in kept)}")
     return 0
+
+
+def _ranks(option: str, text: str | None) -> tuple[int, int] | None:
+    """Two positive integers from "A,B"; None (and one error line) otherwise, or for no text."""
+    if text is None:
+        return None
+    try:
+        ranks = tuple(int(r) for r in text.split(","))
+        if len(ranks) != 2:
+            raise ValueError
+        return ranks
+    except ValueError:
+        print(f"error: {option} {text!r}: expected two integers, e.g. 16,8", file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":

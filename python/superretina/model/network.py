@@ -181,37 +181,57 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
     output width, so layer a is reduced on its input side; layer b's outputs lie in few
     dimensions, so it is reduced on its output side.) The factors are fitted to the published
     block (``model/lowrank.py``) and then distilled (``training/distill.py --student lowrank``).
-    Everything else is the published network's, so the descriptors are bit-identical.
+    With ``up2_ranks``, ``dconv_up2`` (1/2 resolution, c3+c2 -> c2 -> c2) is factorised the same
+    way (``up2_in``, ``up2_a``, ``up2_b_reduce``, ``up2_b_expand``). Everything else is the
+    published network's, so the descriptors are bit-identical.
     """
 
-    def __init__(self, widths: Widths | str = "half", ranks: tuple[int, int] = (16, 8)):
+    def __init__(self, widths: Widths | str = "half", ranks: tuple[int, int] = (16, 8),
+                 up2_ranks: tuple[int, int] | None = None):
         super().__init__(widths)
         w = self.widths
         del self.dconv_up1
         self.ranks = (int(ranks[0]), int(ranks[1]))
-        self.up1_in = nn.Conv2d(w.c2 + w.c1, self.ranks[0], 1)
-        self.up1_a = nn.Conv2d(self.ranks[0], w.c1, 3, padding=1)
-        self.up1_b_reduce = nn.Conv2d(w.c1, self.ranks[1], 3, padding=1, bias=False)
-        self.up1_b_expand = nn.Conv2d(self.ranks[1], w.c1, 1)
+        self._factorised_block("up1_", w.c2 + w.c1, w.c1, self.ranks)
+        # optionally dconv_up2 as well (1/2 resolution, c3+c2 -> c2 -> c2), the same way
+        self.up2_ranks = None if up2_ranks is None else (int(up2_ranks[0]), int(up2_ranks[1]))
+        if self.up2_ranks is not None:
+            del self.dconv_up2
+            self._factorised_block("up2_", w.c3 + w.c2, w.c2, self.up2_ranks)
+
+    def _factorised_block(self, prefix: str, cin: int, cout: int, ranks: tuple[int, int]) -> None:
+        setattr(self, prefix + "in", nn.Conv2d(cin, ranks[0], 1))
+        setattr(self, prefix + "a", nn.Conv2d(ranks[0], cout, 3, padding=1))
+        setattr(self, prefix + "b_reduce", nn.Conv2d(cout, ranks[1], 3, padding=1, bias=False))
+        setattr(self, prefix + "b_expand", nn.Conv2d(ranks[1], cout, 1))
+
+    def _after_in(self, v: torch.Tensor, prefix: str = "up1_") -> torch.Tensor:
+        r = self.relu
+        y = r(getattr(self, prefix + "a")(v))
+        return r(getattr(self, prefix + "b_expand")(getattr(self, prefix + "b_reduce")(y)))
 
     def full_resolution_block(self, u: torch.Tensor) -> torch.Tensor:
         return self._after_in(self.up1_in(u))
 
-    def _after_in(self, v: torch.Tensor) -> torch.Tensor:
-        r = self.relu
-        y = r(self.up1_a(v))
-        return r(self.up1_b_expand(self.up1_b_reduce(y)))
+    def _split_in(self, prefix: str, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``<prefix>in`` (1x1) of concat(up(low), skip), its ``low`` part run before the upsampling:
+        a 1x1 convolution commutes with bilinear interpolation (both linear, the interpolation
+        weights sum to 1), so this equals it up to rounding, with ranks[0] channels upsampled
+        instead of low's and no concatenation at the higher resolution."""
+        conv = getattr(self, prefix + "in")
+        c = low.shape[1]
+        return upsample(F.conv2d(low, conv.weight[:, :c], conv.bias)) + F.conv2d(skip, conv.weight[:, c:])
+
+    def half_resolution_decoder(self, x2, x3, x4) -> torch.Tensor:
+        if self.up2_ranks is None:
+            return super().half_resolution_decoder(x2, x3, x4)
+        y3 = self.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
+        return self._after_in(self._split_in("up2_", y3, x2), "up2_")
 
     def detector_head(self, x1, x2, x3, x4) -> torch.Tensor:
-        """As the published head, with ``up1_in`` (1x1) split over its two inputs so that its
-        ``dconv_up2`` part runs before the upsampling, at 1/2 resolution: a 1x1 convolution
-        commutes with bilinear interpolation (both linear, the interpolation weights sum to 1),
-        so this is ``full_resolution_block(concat(up(y), x1))`` up to rounding, with ranks[0]
-        channels upsampled instead of c2 and no full-resolution concatenation."""
+        """As the published head, with ``up1_in`` split over its two inputs (:meth:`_split_in`)."""
         y = self.half_resolution_decoder(x2, x3, x4)
-        c2, w = y.shape[1], self.up1_in.weight
-        v = upsample(F.conv2d(y, w[:, :c2], self.up1_in.bias)) + F.conv2d(x1, w[:, c2:])
-        return torch.sigmoid(self.conv_last(self._after_in(v)))
+        return torch.sigmoid(self.conv_last(self._after_in(self._split_in("up1_", y, x1))))
 
 
 ARCHITECTURES = {"unet": SuperRetinaNet, "fast": SuperRetinaFastNet, "lowrank": SuperRetinaLowRankNet}
@@ -226,9 +246,12 @@ def architecture_of(state_dict: dict) -> str:
     return "lowrank" if any(k.startswith(LOWRANK_HEAD) for k in names) else "unet"
 
 
-def infer_ranks(state_dict: dict) -> tuple[int, int]:
-    """The two ranks of a lowrank checkpoint, read off its weight shapes."""
-    return (state_dict["up1_in.weight"].shape[0], state_dict["up1_b_reduce.weight"].shape[0])
+def infer_ranks(state_dict: dict, prefix: str = "up1_") -> tuple[int, int] | None:
+    """The two ranks of a lowrank checkpoint's factorised block (``up1_``, or ``up2_``: None where
+    ``dconv_up2`` is not factorised), read off its weight shapes."""
+    if prefix + "in.weight" not in state_dict:
+        return None
+    return (state_dict[prefix + "in.weight"].shape[0], state_dict[prefix + "b_reduce.weight"].shape[0])
 
 
 def infer_widths(state_dict: dict) -> Widths:
@@ -270,7 +293,7 @@ def load_checkpoint(path, map_location="cpu") -> SuperRetinaNet:
     state = ckpt["net"]
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
     arch = architecture_of(state)
-    extra = {"ranks": infer_ranks(state)} if arch == "lowrank" else {}
+    extra = {"ranks": infer_ranks(state), "up2_ranks": infer_ranks(state, "up2_")} if arch == "lowrank" else {}
     net = ARCHITECTURES[arch](infer_widths(state), **extra)
     net.load_state_dict(state, strict=True)
     return net.eval()

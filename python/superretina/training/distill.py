@@ -99,11 +99,13 @@ class Views:
 
 
 def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: bool = False,
-                         lowrank: bool = False):
+                         lowrank: bool = False, up2: bool = False):
     """Teacher logits (N,1,H,W) and the shared features the student's head reads (no grad), as
     float32: ``x1`` (N,c1,H,W) and ``y2`` (N,c2,H/2,W/2), the output of ``dconv_up2``; with
     ``decoder``, ``dconv_up2``'s input (N,c3+c2,H/2,W/2) instead of ``y2``; with ``lowrank``,
-    one feature: the full-resolution block's input concat(up(y2), x1) (N,c2+c1,H,W).
+    one feature: the full-resolution block's input concat(up(y2), x1) (N,c2+c1,H,W); with
+    ``lowrank`` and ``up2`` (a student whose ``dconv_up2`` is factorised too), ``dconv_up2``'s input
+    and ``x1``.
     ``bf16``: compute them under bf16 autocast (half the CPU time here; the shipped IRs run in
     bf16 too)."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -114,18 +116,33 @@ def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: 
         u1 = torch.cat([upsample(y2), x1], dim=1)
         logits = teacher.conv_last(teacher.dconv_up1(u1))
     if lowrank:
-        return logits.float(), (u1.float(),)
+        return logits.float(), ((u2.float(), x1.float()) if up2 else (u1.float(),))
     return logits.float(), (x1.float(), (u2 if decoder else y2).float())
 
 
-def student_logits(student: SuperRetinaNet, feats: tuple, decoder: bool = False) -> torch.Tensor:
+def student_logits(student: SuperRetinaNet, feats: tuple, decoder: bool = False,
+                   offsets: list | None = None) -> torch.Tensor:
     """The fast head on precomputed features (same arithmetic as ``detector_logits``); with
     ``decoder``, ``y2`` is ``dconv_up2``'s input and the student's ``dconv_up2`` runs first (its
     input is cached rather than ``dconv_up3``'s: the bilinear upsampling with aligned corners
     is not shift-invariant, so it cannot be recomputed on a window of a crop). A lowrank
-    student reads one feature, its block's input."""
+    student reads one feature, its block's input; one with ``dconv_up2`` factorised too reads
+    ``dconv_up2``'s input on the whole crop and ``x1`` on the window at ``offsets`` ((y, x) per
+    crop, full-resolution pixels; None: whole crops): its half-resolution part runs on the
+    whole crop and is upsampled there, then cut to the window."""
     if isinstance(student, SuperRetinaLowRankNet):
-        return student.conv_last(student.full_resolution_block(feats[0]))
+        if student.up2_ranks is None:
+            return student.conv_last(student.full_resolution_block(feats[0]))
+        u2, x1 = feats
+        y2 = student._after_in(student.up2_in(u2), "up2_")
+        conv = student.up1_in
+        c2 = y2.shape[1]
+        low = upsample(F.conv2d(y2, conv.weight[:, :c2], conv.bias))
+        if offsets is not None:
+            h, w = x1.shape[-2:]
+            low = torch.stack([low[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(offsets)])
+        v = low + F.conv2d(x1, conv.weight[:, c2:])
+        return student.conv_last(student._after_in(v))
     r = student.relu
     x1, y2 = feats
     if decoder:
@@ -140,9 +157,10 @@ class FeaturePool:
     times. Features are kept in bf16 (x1 of a 256x256 crop: 4 MB)."""
 
     def __init__(self, teacher, size: int, bf16: bool, rng: np.random.Generator, decoder: bool = False,
-                 lowrank: bool = False):
+                 lowrank: bool = False, up2: bool = False):
         self.teacher, self.size, self.bf16, self.rng, self.decoder = teacher, size, bf16, rng, decoder
-        self.lowrank = lowrank
+        self.lowrank, self.up2 = lowrank, up2
+        self.whole = (True, False) if lowrank and up2 else ()   # features kept whole by batch()
         self.items: list[tuple] = []
         self.next = 0
 
@@ -152,7 +170,7 @@ class FeaturePool:
     def add(self, crops: np.ndarray) -> None:
         """Run the teacher on (n, crop, crop) inputs and keep them (oldest replaced)."""
         logits, feats = teacher_and_features(self.teacher, torch.from_numpy(crops[:, None]), self.bf16,
-                                             self.decoder, self.lowrank)
+                                             self.decoder, self.lowrank, self.up2)
         for i in range(len(crops)):
             item = (tuple(f[i].bfloat16() for f in feats), logits[i])
             if len(self.items) < self.size:
@@ -162,25 +180,28 @@ class FeaturePool:
                 self.next = (self.next + 1) % self.size
 
     def batch(self, n: int, window: int = 0):
-        """(features, teacher logits), float32, of n crops: the newest and random others; with
-        ``window`` (even), a random window x window part of each (more, smaller steps; a
-        half-resolution feature is cut at half the offsets)."""
+        """(features, teacher logits, offsets), float32, of n crops: the newest and random others;
+        with ``window`` (even), a random window x window part of each (more, smaller steps; a
+        half-resolution feature is cut at half the offsets, one of ``whole`` not at all), and the
+        window's (y, x) in each crop (offsets None without a window)."""
         last = len(self.items) - 1 if len(self.items) < self.size else (self.next - 1) % self.size
         idx = [last] + list(self.rng.choice(len(self.items), size=min(n, len(self.items)) - 1, replace=False))
-        parts = []
+        parts, offsets = [], []
         for i in idx:
             feats, t = self.items[i]
             side = t.shape[-1]
             if window and window < side:
-                oy, ox = 2 * self.rng.integers(0, (side - window) // 2 + 1, size=2)
+                oy, ox = (int(v) for v in 2 * self.rng.integers(0, (side - window) // 2 + 1, size=2))
                 cut = []
-                for f in feats:
+                for j, f in enumerate(feats):
                     k = side // f.shape[-1]  # 1: full resolution, 2: half
-                    cut.append(f[:, oy // k:(oy + window) // k, ox // k:(ox + window) // k])
+                    whole = j < len(self.whole) and self.whole[j]
+                    cut.append(f if whole else f[:, oy // k:(oy + window) // k, ox // k:(ox + window) // k])
                 feats, t = tuple(cut), t[:, oy:oy + window, ox:ox + window]
+                offsets.append((oy, ox))
             parts.append((feats, t))
         feats = tuple(torch.stack([p[0][j] for p in parts]).float() for j in range(len(parts[0][0])))
-        return feats, torch.stack([p[1] for p in parts]).float()
+        return feats, torch.stack([p[1] for p in parts]).float(), (offsets if offsets else None)
 
 
 def nms_maxima(logits: torch.Tensor, radius: int, thresh: float = KP_THRESH) -> torch.Tensor:
@@ -249,7 +270,7 @@ def keypoint_agreement(teacher, student, images: list[np.ndarray]) -> dict:
 def trained_prefixes(student: SuperRetinaNet, decoder: bool = False) -> tuple[str, ...]:
     """Parameter-name prefixes a student trains (the rest stay the teacher's)."""
     if isinstance(student, SuperRetinaLowRankNet):
-        return LOWRANK_TRAINED
+        return LOWRANK_TRAINED + (("up2_",) if student.up2_ranks is not None else ())
     return DETECTOR_ONLY if decoder else HEAD
 
 
@@ -372,8 +393,9 @@ def main(argv=None) -> int:
     print(f"distilling on {len(train_paths)} photographs ({len(held_paths)} held out; "
           f"{len(held)} for agreement checks); {sum(p.numel() for p in params)} trainable parameters", flush=True)
     decoder = args.train_decoder and not lowrank
+    up2 = lowrank and student.up2_ranks is not None
     pool = FeaturePool(teacher, args.pool, not args.fp32_teacher, np.random.default_rng(args.seed + step + 1),
-                       decoder, lowrank)
+                       decoder, lowrank, up2)
     while len(pool) < min(args.pool, 4 * args.views_per_visit):
         pool.add(views.sample(args.views_per_visit))
     log = (args.out / "log.jsonl").open("a")
@@ -386,6 +408,7 @@ def main(argv=None) -> int:
                 "window": args.window, "teacher_bf16": not args.fp32_teacher, "lr": args.lr,
                 "minutes": args.minutes, "init": str(args.init) if args.init else None,
                 "student": args.student, "ranks": list(getattr(student, "ranks", ())) or None,
+                "up2_ranks": list(getattr(student, "up2_ranks", None) or ()) or None,
                 "train_decoder": decoder, "decoder_lr_scale": args.decoder_lr_scale,
                 "kp_weight": args.kp_weight, "kp_radius": args.kp_radius, "kp_nms": args.kp_nms}
     best = {"score": -1.0}
@@ -420,10 +443,10 @@ def main(argv=None) -> int:
             g["lr"] = g.get("lr_scale", 1.0) * args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
         if step % args.visit_every == 0:
             pool.add(views.sample(args.views_per_visit))
-        feats, t_logits = pool.batch(args.batch, args.window)
+        feats, t_logits, offsets = pool.batch(args.batch, args.window)
         # A window's edge lacks the context the teacher had.
         m = (WINDOW_MARGIN + DECODER_MARGIN * decoder) if args.window else 0
-        s_logits = student_logits(student, feats, decoder)
+        s_logits = student_logits(student, feats, decoder, offsets)
         h, w = s_logits.shape[-2:]
         s_in, t_in = s_logits[..., m:h - m, m:w - m], t_logits[..., m:h - m, m:w - m]
         weights = (keypoint_weights(s_in, t_in, args.kp_weight, args.kp_radius, args.kp_nms)
