@@ -252,7 +252,8 @@ class Registrar:
                        desc: np.ndarray, t: Timer, photographs: tuple, half_fovs: tuple = (None, None)
                        ) -> RegistrationResult:
         """Everything after the first inference: eq/er (H, W) uint8 equalised images, query_input
-        (h, w) float32 the query's model input, det (2, h, w) and desc (2, 256, h/8-2, w/8-2),
+        (h, w) float32 the query's model input, det (2, h, w) and desc (2, 256, h/8-2, w/8-2)
+        (or pairs of the query's and the reference's (h, w) and (256, h/8-2, w/8-2) maps),
         photographs the (query, reference) as decoded (their field of view is found on them,
         unless ``half_fovs`` has it already: ``fov.half_fov`` masks, e.g. from the decode stream)."""
         margin = self.cfg["keypoints"]["fov_margin"]
@@ -500,8 +501,8 @@ class Registrar:
                 for f in futures:
                     f.exception()  # both finished: nothing of this pair is left in the stream
                 return None
-        det = np.concatenate([dq.detector, dr.detector])
-        desc = np.concatenate([dq.descriptor, dr.descriptor])
+        # the query's and the reference's maps as they came (views of the stream's messages, not copied)
+        det, desc = (dq.detector[0], dr.detector[0]), (dq.descriptor[0], dr.descriptor[0])
         result = self._register_maps(dq.equalised, dr.equalised, dq.model_input, det, desc, t, (dq.image, dr.image),
                                      (dq.fov, dr.fov))
         result.decoded_in = "stream"
