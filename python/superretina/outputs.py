@@ -278,13 +278,16 @@ def write_outputs(res: RegistrationResult, query_img, refer_img, out: Path, info
             res, query_img, refer_img, warps.at(s_board), s_board, o["checkerboard_tiles"])))
     # Side by side up to ~12 MP (FIRE's 2912x2912 is 8.5 MP); larger references draw one picture
     # at a time, since each holds several full-size copies (an 8000x8000 reference: ~200 MB each).
-    if not jobs:   # result.json only: the photographs are not needed (may be None)
-        written = []
+    # result.json's text is made beside the pictures (pure Python, ~10 ms at FIRE size); the file
+    # is written last: the run's record
+    jobs.append(lambda: json.dumps(info, indent=1).encode())
+    if len(jobs) == 1:   # result.json only: the photographs are not needed (may be None)
+        written = [jobs[0]()]
     elif refer_img.shape[0] * refer_img.shape[1] <= PARALLEL_MAX_PIXELS:
         written = run_all(*jobs)
     else:
         written = [job() for job in jobs]
-    written.append(write_file(out / "result.json", json.dumps(info, indent=1).encode()))  # last: the run's record
+    written.append(write_file(out / "result.json", written.pop()))
     return written
 
 
