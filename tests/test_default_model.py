@@ -1,4 +1,4 @@
-"""The shipped models: the default (the lowrank network's bf16 IR, made from its ONNX) registers
+"""The shipped models: the default (the lowrank2 network's bf16 IR, made from its ONNX) registers
 a warped scikit-image retina below 5 px through the default pipeline, as `bash run.sh` (the demo)
 does on a fresh machine; the published-head model it was distilled from (fp32 ONNX, and its bf16
 IR: ``--model bf16``) registers alike."""
@@ -16,15 +16,15 @@ from superretina.demo import control_point_error, make_pair
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "model" / "superretina.onnx"
 BF16_IR = ROOT / "model" / "superretina_bf16.xml"
-DEFAULT_ONNX = ROOT / "model" / "superretina_lowrank.onnx"
-DEFAULT_IR = ROOT / "model" / "superretina_lowrank_bf16.xml"
+DEFAULT_ONNX = ROOT / "model" / "superretina_lowrank2.onnx"
+DEFAULT_IR = ROOT / "model" / "superretina_lowrank2_bf16.xml"
 FP32_PIPELINE = ROOT / "pipeline" / "superretina_fp32.pipeline"
 CHECKPOINT = ROOT / "model" / "superretina.pth"
 
 
 @pytest.fixture(scope="module")
 def app():
-    assert DEFAULT_IR.is_file(), "the default model model/superretina_lowrank_bf16.xml must ship with the project"
+    assert DEFAULT_IR.is_file(), "the default model model/superretina_lowrank2_bf16.xml must ship with the project"
     with open_app(runtime="local") as opened:
         yield opened
 

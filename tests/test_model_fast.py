@@ -9,7 +9,7 @@
 * Export: ONNX Runtime and the OpenVINO IR (f32 and the shipped bf16 precision) reproduce
   PyTorch on an enhanced real photograph, and the IR has no convolution at full resolution
   besides the encoder's first block (the point of the variant).
-* The shipped fast and lowrank models (when present): the IR is made from the ONNX, which is the
+* The shipped fast and lowrank models (0.5.0's and 0.6.0's lowrank2; when present): the IR is made from the ONNX, which is the
   checkpoint.
 """
 import hashlib
@@ -162,9 +162,9 @@ def test_ir_has_no_full_resolution_decoder(fast_model, tmp_path):
     assert any(op.get_type_name() == "DepthToSpace" for op in model.get_ordered_ops())
 
 
-@pytest.mark.parametrize("variant", ["fast", "lowrank"])
+@pytest.mark.parametrize("variant", ["fast", "lowrank", "lowrank2"])
 def test_shipped_variant_is_one_model_in_three_formats(variant, photo):
-    """The shipped fast and lowrank models: IR from the ONNX, ONNX = checkpoint on a fixed input,
+    """The shipped fast and lowrank models (0.5.0's and 0.6.0's): IR from the ONNX, ONNX = checkpoint on a fixed input,
     descriptors the default model's, pipeline = the default's with its modelPath."""
     shipped = {k: v.with_name(v.name.replace("_fast", f"_{variant}")) for k, v in SHIPPED.items()}
     if not shipped["xml"].is_file():
@@ -174,7 +174,9 @@ def test_shipped_variant_is_one_model_in_three_formats(variant, photo):
     source = model.get_rt_info(["superretina", "source_onnx_sha256"]).astype(str)
     assert source == hashlib.sha256(shipped["onnx"].read_bytes()).hexdigest()
     net = load_checkpoint(shipped["pth"])
-    assert isinstance(net, {"fast": SuperRetinaFastNet, "lowrank": SuperRetinaLowRankNet}[variant])
+    assert isinstance(net, {"fast": SuperRetinaFastNet, "lowrank": SuperRetinaLowRankNet,
+                            "lowrank2": SuperRetinaLowRankNet}[variant])
+    assert getattr(net, "up2_ranks", None) == {"lowrank2": (24, 12)}.get(variant)
     det_t, desc_t = torch_run(net, photo)
     det_o, desc_o = ort.InferenceSession(str(shipped["onnx"]), providers=["CPUExecutionProvider"]).run(
         list(OUTPUT_NAMES), {INPUT_NAME: photo})

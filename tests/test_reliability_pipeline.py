@@ -161,11 +161,11 @@ def test_missing_model_message_names_the_folder_it_looked_in(tmp_path):
     with pytest.raises(Exception) as info:
         open_app(None, copied, "local")
     message = str(info.value)
-    assert f"{tmp_path / 'model' / 'superretina_lowrank_bf16.xml'} does not exist" in message
+    assert f"{tmp_path / 'model' / 'superretina_lowrank2_bf16.xml'} does not exist" in message
     assert f"resolved against the pipeline file's folder {copied.parent}" in message
     # The recipe makes the file where the pipeline looks, not in a folder relative to the working directory.
     model_dir = tmp_path / "model"
-    assert f"to_openvino {model_dir / 'superretina_lowrank.onnx'} {model_dir / 'superretina_lowrank_bf16.xml'}" in message
+    assert f"to_openvino {model_dir / 'superretina_lowrank2.onnx'} {model_dir / 'superretina_lowrank2_bf16.xml'}" in message
 
 
 def test_wrong_shape_model_error_names_the_model_file(tiny_models, tmp_path):

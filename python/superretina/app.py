@@ -21,11 +21,10 @@ MISSING_MODEL_HINTS = {
                              "`python -m superretina.model.to_openvino {dir}/superretina.onnx"
                              " {dir}/superretina_bf16.xml`"
                              " (see model/README.md)"),
-    "superretina_lowrank_bf16.xml": (" — it is made from {dir}/superretina_lowrank.onnx by"
-                                     " `python -m superretina.model.to_openvino {dir}/superretina_lowrank.onnx"
-                                     " {dir}/superretina_lowrank_bf16.xml`; that ONNX is exported from"
-                                     " superretina_lowrank.pth, fitted and distilled from the weights of"
-                                     " `bash run.sh train` (see model/README.md)"),
+    **{f"{name}_bf16.xml": (
+        f" — it is made from {{dir}}/{name}.onnx by `python -m superretina.model.to_openvino {{dir}}/{name}.onnx"
+        f" {{dir}}/{name}_bf16.xml`; that ONNX is exported from {name}.pth, fitted and distilled from the"
+        " weights of `bash run.sh train` (see model/README.md)") for name in ("superretina_lowrank", "superretina_lowrank2")},
 }
 
 
