@@ -3,9 +3,9 @@ and two JPEG photographs through the decode stream, against the same model's raw
 
     PYTHONPATH=python .venv/bin/python benchmarks/stream_overhead.py [--rounds 3] [--runs 7] [--baseline 488d5b8]
 
-One process per side and round (sides take turns, round by round), each on the default pipeline
-of its own code and this tree's model files: ``this tree`` and, with ``--baseline REV``, an
-earlier version extracted from git (``batch_throughput.extract``). In each process, after a
+One process per side and round (sides take turns, round by round), both on this tree's default
+pipeline file and model, each with its own code: ``this tree`` and, with ``--baseline REV``, an
+earlier version's ``python/`` extracted from git (``batch_throughput.extract``). In each process, after a
 warm-up, ``--runs`` timed repetitions of:
 
 * ``engine``: the pipeline's model file opened with ``mxlocal.model_runtime.open_model`` and run
