@@ -120,13 +120,22 @@ def factorise(teacher: SuperRetinaNet, frames: list[np.ndarray], ranks=DEFAULT_R
     shared = {k: v for k, v in teacher.state_dict().items() if k in net.state_dict()}
     missing, _ = net.load_state_dict(shared, strict=False)
     assert all(k.startswith(LOWRANK_HEAD) for k in missing), missing
-    rng = np.random.default_rng(seed)
-    inputs = block_inputs(teacher, frames)
-    kept = [fit_input_side(teacher.dconv_up1[0], inputs, ranks[0], net.up1_in, net.up1_a, rng)]
-    with torch.no_grad():
-        mids = [net.relu(net.up1_a(net.up1_in(u))) for u in inputs]
-    kept.append(fit_output_side(teacher.dconv_up1[2], mids, ranks[1], net.up1_b_reduce, net.up1_b_expand, rng))
+    kept = fit_block(teacher.dconv_up1, block_inputs(teacher, frames), ranks, net, "up1_", np.random.default_rng(seed))
     return net.eval(), kept
+
+
+def fit_block(block: nn.Sequential, inputs: list[torch.Tensor], ranks, net: SuperRetinaLowRankNet, prefix: str,
+              rng: np.random.Generator) -> list[float]:
+    """Fit ``net``'s ``<prefix>*`` layers to the published two-layer ``block`` on its ``inputs``: the
+    first layer on its input side, the second on its output side, fitted on the first factorised
+    layer's outputs; returns the variance fraction each keeps."""
+    reduce_in, layer_a = getattr(net, prefix + "in"), getattr(net, prefix + "a")
+    kept = [fit_input_side(block[0], inputs, ranks[0], reduce_in, layer_a, rng)]
+    with torch.no_grad():
+        mids = [net.relu(layer_a(reduce_in(u))) for u in inputs]
+    kept.append(fit_output_side(block[2], mids, ranks[1], getattr(net, prefix + "b_reduce"),
+                                getattr(net, prefix + "b_expand"), rng))
+    return kept
 
 
 def decoder_inputs(net: SuperRetinaNet, frames: list[np.ndarray]) -> list[torch.Tensor]:
@@ -153,12 +162,7 @@ def factorise_up2(teacher: SuperRetinaNet, lowrank: SuperRetinaLowRankNet, frame
     missing, _ = net.load_state_dict({k: v for k, v in lowrank.state_dict().items() if not k.startswith("dconv_up2.")},
                                      strict=False)
     assert all(k.startswith("up2_") for k in missing), missing
-    rng = np.random.default_rng(seed)
-    inputs = decoder_inputs(teacher, frames)
-    kept = [fit_input_side(teacher.dconv_up2[0], inputs, ranks[0], net.up2_in, net.up2_a, rng)]
-    with torch.no_grad():
-        mids = [net.relu(net.up2_a(net.up2_in(u))) for u in inputs]
-    kept.append(fit_output_side(teacher.dconv_up2[2], mids, ranks[1], net.up2_b_reduce, net.up2_b_expand, rng))
+    kept = fit_block(teacher.dconv_up2, decoder_inputs(teacher, frames), ranks, net, "up2_", np.random.default_rng(seed))
     return net.eval(), kept
 
 
