@@ -213,6 +213,10 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
     def full_resolution_block(self, u: torch.Tensor) -> torch.Tensor:
         return self._after_in(self.up1_in(u))
 
+    def half_resolution_block(self, u: torch.Tensor) -> torch.Tensor:
+        """The factorised ``dconv_up2`` on its input concat(up(``dconv_up3`` output), ``x2``) (up2_ranks only)."""
+        return self._after_in(self.up2_in(u), "up2_")
+
     def _split_in(self, prefix: str, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """``<prefix>in`` (1x1) of concat(up(low), skip), its ``low`` part run before the upsampling:
         a 1x1 convolution commutes with bilinear interpolation (both linear, the interpolation

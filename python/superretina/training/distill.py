@@ -134,8 +134,8 @@ def student_logits(student: SuperRetinaNet, feats: tuple, decoder: bool = False,
         if student.up2_ranks is None:
             return student.conv_last(student.full_resolution_block(feats[0]))
         u2, x1 = feats
-        y2 = student._after_in(student.up2_in(u2), "up2_")
-        conv = student.up1_in
+        y2 = student.half_resolution_block(u2)
+        conv = student.up1_in   # split over its two inputs as in the network's detector_head
         c2 = y2.shape[1]
         low = upsample(F.conv2d(y2, conv.weight[:, :c2], conv.bias))
         if offsets is not None:
