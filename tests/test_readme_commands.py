@@ -36,7 +36,7 @@ SKIP = {
                                         "(tests/test_fire_evaluate.py runs fire)",
     r"\bsynth\b": "renders 2912x2912 pairs from an eye model: minutes (tests/test_fire_synth.py covers synth)",
     r"\bcompare out/eye_heldout\b": "needs the synth set of the line before (minutes)",
-    r"Ascend|onnx2om|--runtime ascend|\bexport model/superretina(_lowrank)?\.pth\b":
+    r"Ascend|onnx2om|--runtime ascend|\bexport model/superretina(_lowrank2?)?\.pth\b":
         "needs an Ascend machine with CANN and the MindX SDK (and the training checkpoint)",
 }
 
