@@ -144,8 +144,7 @@ def decoder_inputs(net: SuperRetinaNet, frames: list[np.ndarray]) -> list[torch.
     with torch.no_grad():
         for img in frames:
             _, x2, x3, x4 = net.encode(torch.from_numpy(np.ascontiguousarray(img, np.float32)[None, None]))
-            y3 = net.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
-            out.append(torch.cat([upsample(y3), x2], dim=1))
+            out.append(net.dconv_up2_input(x2, x3, x4))
     return out
 
 

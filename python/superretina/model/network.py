@@ -106,10 +106,17 @@ class SuperRetinaNet(nn.Module):
         d = F.normalize(self.convDc(d), p=2, dim=1)
         return self.trans_conv(d)
 
+    def quarter_resolution_decoder(self, x3, x4) -> torch.Tensor:
+        """``dconv_up3`` on concat(up(``x4``), ``x3``): the decoder at 1/4 resolution, (N, c3, H/4, W/4)."""
+        return self.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
+
+    def dconv_up2_input(self, x2, x3, x4) -> torch.Tensor:
+        """concat(up(:meth:`quarter_resolution_decoder`), ``x2``), (N, c3+c2, H/2, W/2)."""
+        return torch.cat([upsample(self.quarter_resolution_decoder(x3, x4)), x2], dim=1)
+
     def half_resolution_decoder(self, x2, x3, x4) -> torch.Tensor:
         """``dconv_up3`` then ``dconv_up2``: the decoder up to 1/2 resolution, (N, c2, H/2, W/2)."""
-        y = self.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
-        return self.dconv_up2(torch.cat([upsample(y), x2], dim=1))
+        return self.dconv_up2(self.dconv_up2_input(x2, x3, x4))
 
     def detector_head(self, x1, x2, x3, x4) -> torch.Tensor:
         y = self.half_resolution_decoder(x2, x3, x4)
@@ -229,8 +236,7 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
     def half_resolution_decoder(self, x2, x3, x4) -> torch.Tensor:
         if self.up2_ranks is None:
             return super().half_resolution_decoder(x2, x3, x4)
-        y3 = self.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
-        return self._after_in(self._split_in("up2_", y3, x2), "up2_")
+        return self._after_in(self._split_in("up2_", self.quarter_resolution_decoder(x3, x4), x2), "up2_")
 
     def detector_head(self, x1, x2, x3, x4) -> torch.Tensor:
         """As the published head, with ``up1_in`` split over its two inputs (:meth:`_split_in`)."""

@@ -110,8 +110,7 @@ def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: 
     bf16 too)."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         x1, x2, x3, x4 = teacher.encode(x)
-        y3 = teacher.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
-        u2 = torch.cat([upsample(y3), x2], dim=1)   # dconv_up2's input (--train-decoder)
+        u2 = teacher.dconv_up2_input(x2, x3, x4)   # (--train-decoder, up2)
         y2 = teacher.dconv_up2(u2)
         u1 = torch.cat([upsample(y2), x1], dim=1)
         logits = teacher.conv_last(teacher.dconv_up1(u1))
