@@ -149,10 +149,10 @@ def baseline_default_model(pipeline: Path) -> Path:
     """The model an earlier version's default pipeline names, from this tree's ``model/`` (git
     holds no model files; 0.2.0's default is ``superretina_bf16.xml``, the published head): what
     that version registered with, which is what issue 19 measures against."""
-    from superretina.stream_client import PipelineError, read_layout
+    from superretina.stream_client import PipelineError
 
     try:
-        name = Path(read_layout(pipeline).model_path).name
+        name = default_model(pipeline).name
     except PipelineError as exc:
         raise BenchError(f"{pipeline}: {exc}; give --baseline-model") from None
     model = ROOT / "model" / name
