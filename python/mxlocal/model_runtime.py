@@ -312,21 +312,23 @@ class OpenVinoModel:
             self._static[key] = idle
             return idle
 
+    def _infer(self, request, feeds: list) -> list:
+        request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
+        # The request reuses its output memory on the next call: hand back copies.
+        return [request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
+
     def run(self, feeds: list) -> list:
         if self._static_budget:
             idle = self._static_requests(feeds)
             if idle is not None:
                 request = idle.get()   # waits while every stream is busy
                 try:
-                    request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
-                    return [request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
+                    return self._infer(request, feeds)
                 finally:
                     idle.put(request)
         request = self._idle.get()   # waits while every stream is busy
         try:
-            request.infer({i: np.ascontiguousarray(a) for i, a in enumerate(feeds)})
-            # The request reuses its output memory on the next call: hand back copies.
-            outputs = [request.get_output_tensor(i).data.copy() for i in range(len(self.outputs))]
+            outputs = self._infer(request, feeds)
         except Exception:
             self._idle.put(request)
             # A shape the network cannot take (e.g. 100x100) leaves the CPU plugin's compiled graph
