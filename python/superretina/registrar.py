@@ -33,6 +33,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
+from .blas_threads import limit_blas_threads
 from .confidence import Assessment, assess
 from .descriptors import sample_descriptors
 from .enhance import EnhanceSettings, equalise, gamma, model_input, to_model_input
@@ -185,6 +186,7 @@ class Registrar:
 
     def __init__(self, backend: InferenceBackend, config: dict,
                  estimator: Callable[..., HomographyResult] = estimate_homography):
+        limit_blas_threads()   # idle OpenBLAS workers spin beside the network's threads (blas_threads.py)
         self.backend = backend
         self.cfg = config
         self.estimator = estimator
