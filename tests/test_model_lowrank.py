@@ -28,9 +28,9 @@ import torch.nn.functional as F  # noqa: E402
 
 from superretina.enhance import enhance, to_model_input  # noqa: E402
 from superretina.model.export import INPUT_NAME, OUTPUT_NAMES, export_onnx  # noqa: E402
-from superretina.model.lowrank import factorise, factorise_up2, main as lowrank_main  # noqa: E402
-from superretina.model.network import (SuperRetinaFastNet, SuperRetinaLowRankNet, SuperRetinaNet,  # noqa: E402
-                                       architecture_of, checkpoint_dict, load_checkpoint, read_checkpoint)
+from superretina.model.lowrank import factorise, factorise_decoder_block, main as lowrank_main  # noqa: E402
+from superretina.model.network import (CheckpointError, SuperRetinaFastNet, SuperRetinaLowRankNet,  # noqa: E402
+                                       SuperRetinaNet, architecture_of, checkpoint_dict, load_checkpoint, read_checkpoint)
 from superretina.model.to_openvino import convert  # noqa: E402
 from superretina.training.distill import keypoint_agreement, student_logits, teacher_and_features  # noqa: E402
 
@@ -114,11 +114,12 @@ def test_checkpoint_names_its_head_and_loads_strictly(teacher, frames, tmp_path)
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("up2", [None, (16, 8)], ids=["up1", "up1+up2"])
-def test_onnx_and_ir_agree_with_pytorch(teacher, frames, tmp_path, up2):
+@pytest.mark.parametrize("more", [{}, {"up2_": (16, 8)}, {"up2_": (16, 8), "up3_": (24, 12)}],
+                         ids=["up1", "up1+up2", "up1+up2+up3"])
+def test_onnx_and_ir_agree_with_pytorch(teacher, frames, tmp_path, more):
     net, _ = factorise(teacher, frames, ranks=(16, 8))
-    if up2:
-        net, _ = factorise_up2(teacher, net, frames, up2)
+    for prefix, ranks in more.items():
+        net, _ = factorise_decoder_block(teacher, net, frames, prefix, ranks)
     torch.save(checkpoint_dict(net), tmp_path / "lr.pth")
     onnx_path = export_onnx(tmp_path / "lr.pth", tmp_path / "lr.onnx")
     x = np.ascontiguousarray(np.concatenate([frames[0][None, None], frames[1][None, None]])[..., :, :192])
@@ -188,7 +189,7 @@ def test_lowrank_distillation_trains_the_block_only_and_resumes(distill_inputs, 
 
 def test_full_rank_up2_fit_is_the_same_network_and_keeps_the_descriptors(teacher, frames):
     lowrank, _ = factorise(teacher, frames, ranks=(16, 8))
-    net, kept = factorise_up2(teacher, lowrank, frames, ranks=(96, 32))
+    net, kept = factorise_decoder_block(teacher, lowrank, frames, "up2_", ranks=(96, 32))
     assert net.ranks == (16, 8) and net.up2_ranks == (96, 32) and not hasattr(net, "dconv_up2")
     assert kept[0] == pytest.approx(1.0) and kept[1] == pytest.approx(1.0)
     x = frames[1][None, None]
@@ -199,30 +200,61 @@ def test_full_rank_up2_fit_is_the_same_network_and_keeps_the_descriptors(teacher
     # the folded input mean differs from zero padding at the half-resolution border only
     np.testing.assert_allclose(det_n[..., 12:-12, 12:-12], det_l[..., 12:-12, 12:-12], rtol=0, atol=1e-4)
     # dconv_up2's own output: the same at full rank, an approximation at low rank
-    small, _ = factorise_up2(teacher, lowrank, frames, ranks=(4, 2))
+    small, _ = factorise_decoder_block(teacher, lowrank, frames, "up2_", ranks=(4, 2))
     with torch.no_grad():
         _, x2, x3, x4 = lowrank.encode(torch.from_numpy(x))
         y2 = [m.half_resolution_decoder(x2, x3, x4)[..., 4:-4, 4:-4] for m in (lowrank, net, small)]
     assert y2[0].std() > 1e-3
     assert (y2[1] - y2[0]).abs().max() < 1e-4 < 1e-3 < (y2[2] - y2[0]).abs().max()
     with pytest.raises(ValueError, match="ranks"):
-        factorise_up2(teacher, lowrank, frames, ranks=(97, 8))
+        factorise_decoder_block(teacher, lowrank, frames, "up2_", ranks=(97, 8))
 
 
-def test_up2_training_path_is_the_networks_map_on_windows_of_the_crop(teacher, frames, tmp_path):
+def test_full_rank_up3_fit_is_the_same_network_and_needs_a_factorised_up2(teacher, frames):
     lowrank, _ = factorise(teacher, frames, ranks=(16, 8))
-    net, _ = factorise_up2(teacher, lowrank, frames, ranks=(24, 12))
-    torch.save(checkpoint_dict(net), tmp_path / "up2.pth")
-    back = load_checkpoint(tmp_path / "up2.pth")
-    assert back.ranks == (16, 8) and back.up2_ranks == (24, 12)
+    with pytest.raises(CheckpointError, match="dconv_up2"):
+        factorise_decoder_block(teacher, lowrank, frames, "up3_", ranks=(24, 12))
+    with pytest.raises(ValueError, match="up2_ranks"):
+        SuperRetinaLowRankNet("half", (16, 8), None, (24, 12))
+    up2, _ = factorise_decoder_block(teacher, lowrank, frames, "up2_", ranks=(24, 12))
+    w = teacher.widths
+    net, kept = factorise_decoder_block(teacher, up2, frames, "up3_", ranks=(w.c4 + w.c3, w.c3))
+    assert net.up2_ranks == (24, 12) and net.up3_ranks == (w.c4 + w.c3, w.c3) and not hasattr(net, "dconv_up3")
+    assert kept[0] == pytest.approx(1.0) and kept[1] == pytest.approx(1.0)
+    for k, v in up2.state_dict().items():   # every other block kept bit for bit
+        if not k.startswith("dconv_up3."):
+            assert torch.equal(v, net.state_dict()[k]), k
+    x = frames[1][None, None]
+    np.testing.assert_array_equal(torch_run(net, x)[1], torch_run(up2, x)[1])
+    small, _ = factorise_decoder_block(teacher, up2, frames, "up3_", ranks=(4, 2))
+    with torch.no_grad():
+        _, _, x3, x4 = up2.encode(torch.from_numpy(x))
+        y3 = [m.quarter_resolution_decoder(x3, x4)[..., 3:-3, 3:-3] for m in (up2, net, small)]
+    assert y3[0].std() > 1e-3
+    full, low = (y3[1] - y3[0]).abs().max(), (y3[2] - y3[0]).abs().max()
+    assert full < 1e-5 and low > 20 * full
+    with pytest.raises(CheckpointError, match="whole"):   # already factorised
+        factorise_decoder_block(teacher, net, frames, "up3_", ranks=(24, 12))
+    with pytest.raises(ValueError, match="ranks"):
+        factorise_decoder_block(teacher, up2, frames, "up3_", ranks=(w.c4 + w.c3 + 1, 8))
+
+
+@pytest.mark.parametrize("more", [{"up2_": (24, 12)}, {"up2_": (24, 12), "up3_": (32, 16)}], ids=["up2", "up2+up3"])
+def test_decoder_training_path_is_the_networks_map_on_windows_of_the_crop(teacher, frames, tmp_path, more):
+    net, _ = factorise(teacher, frames, ranks=(16, 8))
+    for prefix, ranks in more.items():
+        net, _ = factorise_decoder_block(teacher, net, frames, prefix, ranks)
+    torch.save(checkpoint_dict(net), tmp_path / "net.pth")
+    back = load_checkpoint(tmp_path / "net.pth")
+    assert back.ranks == (16, 8) and back.up2_ranks == more["up2_"] and back.up3_ranks == more.get("up3_")
     x = torch.from_numpy(np.stack([frames[0], frames[1]])[:, None, :128, :128].copy())
     with torch.no_grad():
-        _, feats = teacher_and_features(teacher, x, lowrank=True, up2=True)
+        _, feats = teacher_and_features(teacher, x, lowrank=True, up2=True, up3="up3_" in more)
         whole = student_logits(back, feats)
         np.testing.assert_allclose(torch.sigmoid(whole).numpy(), back(x)[0].numpy(), rtol=0, atol=1e-5)
         offsets = [(16, 48), (64, 0)]
-        windows = torch.stack([feats[1][i, :, y:y + 48, x0:x0 + 48] for i, (y, x0) in enumerate(offsets)])
-        cut = student_logits(back, (feats[0], windows), offsets=offsets)
+        windows = torch.stack([feats[-1][i, :, y:y + 48, x0:x0 + 48] for i, (y, x0) in enumerate(offsets)])
+        cut = student_logits(back, (*feats[:-1], windows), offsets=offsets)
         expected = torch.stack([whole[i, :, y:y + 48, x0:x0 + 48] for i, (y, x0) in enumerate(offsets)])
         m = 8   # a window's edge lacks the context of the whole crop (the loss leaves it out too)
         np.testing.assert_allclose(cut[..., m:-m, m:-m].numpy(), expected[..., m:-m, m:-m].numpy(), rtol=0, atol=1e-6)
@@ -243,9 +275,20 @@ def test_up2_fit_command_and_its_distillation(distill_inputs, tmp_path, capsys):
     for k, v in net.state_dict().items():   # the given block kept, bit for bit
         if k.startswith(("up1_", "conv_last.")):
             assert torch.equal(v, kept_block[k]), k
+    up3 = tmp_path / "fit_up3.pth"
+    assert lowrank_main([str(teacher_path), str(up3), "--data", str(data), "--calib", "2", "--up3-ranks", "16,8",
+                         "--from-lowrank", str(up2)]) == 0
+    net3 = load_checkpoint(up3)
+    assert net3.up2_ranks == (12, 6) and net3.up3_ranks == (16, 8)
+    assert read_checkpoint(up3)["factorised"]["fitted_here"] == ["up3_"]
+    for k, v in net.state_dict().items():   # the given blocks kept, bit for bit
+        if not k.startswith("dconv_up3."):
+            assert torch.equal(v, net3.state_dict()[k]), k
     capsys.readouterr()
     for args in (["--up2-ranks", "12"], ["--from-lowrank", str(fit)], ["--up2-ranks", "12,6", "--from-lowrank", str(up2)],
-                 ["--up2-ranks", "12,6", "--from-lowrank", str(teacher_path)]):
+                 ["--up2-ranks", "12,6", "--from-lowrank", str(teacher_path)], ["--up3-ranks", "16,8"],
+                 ["--up3-ranks", "16,8", "--from-lowrank", str(fit)], ["--up3-ranks", "16,8", "--from-lowrank", str(up3)],
+                 ["--up3-ranks", "8,x", "--from-lowrank", str(up2)]):
         assert lowrank_main([str(teacher_path), str(tmp_path / "x.pth"), "--data", str(data), *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and err.count("\n") == 1
@@ -265,3 +308,14 @@ def test_up2_fit_command_and_its_distillation(distill_inputs, tmp_path, capsys):
     for k, v in trained.state_dict().items():
         if not k.startswith(("up1_", "up2_", "conv_last.")):
             assert torch.equal(v, shared[k]), k
+
+    out3 = tmp_path / "run3"   # dconv_up3 factorised too: its block learns with the others
+    assert distill(["--teacher", str(teacher_path), "--data", str(data), "--out", str(out3), "--crop", "64",
+                    "--batch", "2", "--views-per-visit", "2", "--pool", "4", "--window", "32", "--minutes", "0.05",
+                    "--student", "lowrank", "--init", str(up3)]) == 0
+    trained3 = load_checkpoint(out3 / "final.pth")
+    assert trained3.up3_ranks == (16, 8) and read_checkpoint(out3 / "last.pth")["distillation"]["up3_ranks"] == [16, 8]
+    np.testing.assert_array_equal(torch_run(trained3, x)[1], torch_run(teacher, x)[1])
+    start3 = net3.state_dict()
+    changed = {k.split("_")[0] for k, v in trained3.state_dict().items() if not torch.equal(v, start3[k])}
+    assert "up3" in changed and changed <= {"up1", "up2", "up3", "conv"}

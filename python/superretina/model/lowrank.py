@@ -3,6 +3,8 @@
     python -m superretina.model.lowrank model/superretina.pth runs/lowrank/fit.pth --data ../shared/data/fundus
     python -m superretina.model.lowrank model/superretina.pth runs/lowrank2/fit.pth --up2-ranks 24,12 \
         --from-lowrank model/superretina_lowrank.pth      # dconv_up2 too, the distilled block kept
+    python -m superretina.model.lowrank model/superretina.pth runs/lowrank3/fit.pth --up3-ranks 48,24 \
+        --from-lowrank model/superretina_lowrank2.pth     # dconv_up3 too, on top of lowrank2
 
 ``dconv_up1``'s two 3x3 convolutions are fitted, one after the other, on their inputs on
 enhanced fundus photographs (the training split of ``--data``, prepared as at inference):
@@ -17,8 +19,10 @@ enhanced fundus photographs (the training split of ``--data``, prepared as at in
   output's mean is kept exactly through the 1x1 bias.
 
 With ``--up2-ranks``, ``dconv_up2`` (1/2 resolution, c3+c2 -> c2 -> c2) is factorised the same
-way, on the published network's own ``dconv_up2`` inputs (:func:`factorise_up2`); ``--from-lowrank``
-takes the full-resolution block from a lowrank checkpoint (a distilled one) instead of fitting it.
+way, on the published network's own ``dconv_up2`` inputs (:func:`factorise_decoder_block`), and with
+``--up3-ranks`` ``dconv_up3`` (1/4 resolution, c4+c3 -> c3 -> c3, above a factorised ``dconv_up2``);
+``--from-lowrank`` keeps a lowrank checkpoint's factorised blocks (distilled ones) instead of
+fitting them.
 
 The result is a ``lowrank`` checkpoint (``network.SuperRetinaLowRankNet``) whose other
 parameters are the input's, bit for bit; ``training/distill.py --student lowrank --init``
@@ -138,30 +142,43 @@ def fit_block(block: nn.Sequential, inputs: list[torch.Tensor], ranks, net: Supe
     return kept
 
 
-def decoder_inputs(net: SuperRetinaNet, frames: list[np.ndarray]) -> list[torch.Tensor]:
-    """``dconv_up2``'s input, concat(upsampled ``dconv_up3`` output, ``x2``), for each (H, W) frame."""
+# The decoder blocks above dconv_up1 that can be factorised too: parameter prefix -> published block.
+DECODER_BLOCKS = {"up2_": "dconv_up2", "up3_": "dconv_up3"}
+
+
+def decoder_inputs(net: SuperRetinaNet, frames: list[np.ndarray], prefix: str = "up2_") -> list[torch.Tensor]:
+    """For each (H, W) frame, ``dconv_up2``'s input concat(up(``dconv_up3`` output), ``x2``), or with
+    ``prefix`` ``up3_`` ``dconv_up3``'s input concat(up(``x4``), ``x3``)."""
     out = []
     with torch.no_grad():
         for img in frames:
             _, x2, x3, x4 = net.encode(torch.from_numpy(np.ascontiguousarray(img, np.float32)[None, None]))
-            out.append(net.dconv_up2_input(x2, x3, x4))
+            out.append(net.dconv_up2_input(x2, x3, x4) if prefix == "up2_" else net.dconv_up3_input(x3, x4))
     return out
 
 
-def factorise_up2(teacher: SuperRetinaNet, lowrank: SuperRetinaLowRankNet, frames: list[np.ndarray],
-                  ranks=DEFAULT_RANKS, seed: int = 0) -> tuple[SuperRetinaLowRankNet, list[float]]:
-    """``lowrank`` (its full-resolution block as it is, e.g. distilled) with ``dconv_up2`` factorised
-    too, fitted as :func:`factorise` fits ``dconv_up1``, on ``teacher``'s own ``dconv_up2`` inputs."""
-    if type(teacher) is not SuperRetinaNet or lowrank.up2_ranks is not None:
-        raise CheckpointError("expected the published (unet) head and a lowrank network whose dconv_up2 is whole")
+def factorise_decoder_block(teacher: SuperRetinaNet, lowrank: SuperRetinaLowRankNet, frames: list[np.ndarray],
+                            prefix: str, ranks=DEFAULT_RANKS, seed: int = 0) -> tuple[SuperRetinaLowRankNet, list[float]]:
+    """``lowrank`` (its factorised blocks as they are, e.g. distilled) with ``dconv_up2`` (``prefix``
+    ``up2_``) or ``dconv_up3`` (``up3_``, above a factorised ``dconv_up2``) factorised too, fitted as
+    :func:`factorise` fits ``dconv_up1``, on ``teacher``'s own inputs of that block (the encoder is
+    the teacher's, so for ``dconv_up3`` they are exactly the student's)."""
+    block = DECODER_BLOCKS[prefix]
+    if type(teacher) is not SuperRetinaNet or not hasattr(lowrank, block):
+        raise CheckpointError(f"expected the published (unet) head and a lowrank network whose {block} is whole")
+    if prefix == "up3_" and lowrank.up2_ranks is None:
+        raise CheckpointError("dconv_up3 is factorised only above a factorised dconv_up2 (--up2-ranks)")
     w = teacher.widths
-    if len(ranks) != 2 or not (1 <= ranks[0] <= w.c3 + w.c2 and 1 <= ranks[1] <= w.c2):
-        raise ValueError(f"ranks must be at most the layers' widths ({w.c3 + w.c2}, {w.c2}), got {tuple(ranks)}")
-    net = SuperRetinaLowRankNet(w, lowrank.ranks, ranks)
-    missing, _ = net.load_state_dict({k: v for k, v in lowrank.state_dict().items() if not k.startswith("dconv_up2.")},
+    cin, cout = (w.c3 + w.c2, w.c2) if prefix == "up2_" else (w.c4 + w.c3, w.c3)
+    if len(ranks) != 2 or not (1 <= ranks[0] <= cin and 1 <= ranks[1] <= cout):
+        raise ValueError(f"ranks must be at most the layers' widths ({cin}, {cout}), got {tuple(ranks)}")
+    net = SuperRetinaLowRankNet(w, lowrank.ranks, ranks if prefix == "up2_" else lowrank.up2_ranks,
+                                ranks if prefix == "up3_" else None)
+    missing, _ = net.load_state_dict({k: v for k, v in lowrank.state_dict().items() if not k.startswith(block + ".")},
                                      strict=False)
-    assert all(k.startswith("up2_") for k in missing), missing
-    kept = fit_block(teacher.dconv_up2, decoder_inputs(teacher, frames), ranks, net, "up2_", np.random.default_rng(seed))
+    assert all(k.startswith(prefix) for k in missing), missing
+    kept = fit_block(getattr(teacher, block), decoder_inputs(teacher, frames, prefix), ranks, net, prefix,
+                     np.random.default_rng(seed))
     return net.eval(), kept
 
 
@@ -196,49 +213,63 @@ def main(argv=None) -> int:
     ap.add_argument("--ranks", default=",".join(map(str, DEFAULT_RANKS)),
                     help="ranks of the block's two layers (default %(default)s)")
     ap.add_argument("--up2-ranks", help="factorise dconv_up2 too, to these two ranks (e.g. 24,12)")
+    ap.add_argument("--up3-ranks", help="factorise dconv_up3 too (above a factorised dconv_up2), e.g. 48,24")
     ap.add_argument("--from-lowrank", type=Path,
-                    help="take the full-resolution block from this lowrank checkpoint instead of fitting it")
+                    help="keep this lowrank checkpoint's factorised blocks (distilled ones) instead of fitting"
+                         " them; only --up2-ranks / --up3-ranks are fitted")
     ap.add_argument("--calib", type=int, default=DEFAULT_CALIB, help="photographs for the PCA (default %(default)s)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    ranks, up2_ranks = _ranks("--ranks", args.ranks), _ranks("--up2-ranks", args.up2_ranks)
-    if ranks is None or (args.up2_ranks is not None and up2_ranks is None):
+    ranks = _ranks("--ranks", args.ranks)
+    more = {prefix: _ranks(f"--{prefix[:-1]}-ranks", text)
+            for prefix, text in (("up2_", args.up2_ranks), ("up3_", args.up3_ranks)) if text is not None}
+    if ranks is None or None in more.values():
         return 2
-    if args.from_lowrank is not None and up2_ranks is None:
-        print("error: --from-lowrank: only with --up2-ranks (the block it takes is what --ranks would fit)",
-              file=sys.stderr)
+    if args.from_lowrank is not None and not more:
+        print("error: --from-lowrank: only with --up2-ranks or --up3-ranks (the block it takes is what --ranks"
+              " would fit)", file=sys.stderr)
         return 2
     try:
         teacher = load_checkpoint(args.checkpoint)
         frames = calibration_frames(args.data, args.calib)
         if args.from_lowrank is not None:
-            net, kept = load_checkpoint(args.from_lowrank), []
-            if not isinstance(net, SuperRetinaLowRankNet) or net.up2_ranks is not None:
-                raise CheckpointError(f"--from-lowrank {args.from_lowrank}: not a lowrank checkpoint whose"
-                                      " dconv_up2 is whole")
-            mine = net.state_dict()
-            shared = {k: v for k, v in teacher.state_dict().items() if not k.startswith(("dconv_up1.", "conv_last."))}
-            if any(k not in mine or not torch.equal(mine[k], v) for k, v in shared.items()):
-                raise CheckpointError(f"--from-lowrank {args.from_lowrank}: not fitted from {args.checkpoint}")
+            net, kept = _from_lowrank(args.from_lowrank, teacher, args.checkpoint), []
         else:
             net, kept = factorise(teacher, frames, ranks)
-        if up2_ranks is not None:
-            net, kept_up2 = factorise_up2(teacher, net, frames, up2_ranks)
-            kept += kept_up2
+        for prefix, block_ranks in more.items():
+            net, kept_block = factorise_decoder_block(teacher, net, frames, prefix, block_ranks)
+            kept += kept_block
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint_dict(net, factorised={"from": str(args.checkpoint), "ranks": list(net.ranks),
-                                                "up2_ranks": list(up2_ranks) if up2_ranks else None,
+                                                "up2_ranks": list(net.up2_ranks) if net.up2_ranks else None,
+                                                "up3_ranks": list(net.up3_ranks) if net.up3_ranks else None,
+                                                "fitted_here": ["up1_"] if args.from_lowrank is None else list(more),
                                                 "full_resolution_block_from": str(args.from_lowrank or ""),
                                                 "calibration_photographs": len(frames),
                                                 "variance_kept": kept}), args.out)
-    print(f"wrote {args.out}: ranks {net.ranks}{f', dconv_up2 {up2_ranks}' if up2_ranks else ''}, "
+    print(f"wrote {args.out}: ranks {net.ranks}{f', dconv_up2 {net.up2_ranks}' if net.up2_ranks else ''}"
+          f"{f', dconv_up3 {net.up3_ranks}' if net.up3_ranks else ''}, "
           f"output variance kept {' / '.join(f'{k:.4f}' for k in kept)}")
     return 0
+
+
+def _from_lowrank(path: Path, teacher: SuperRetinaNet, teacher_path: Path) -> SuperRetinaLowRankNet:
+    """The lowrank checkpoint whose factorised blocks are kept; every parameter it shares with
+    ``teacher`` must be the teacher's (it was fitted from it)."""
+    net = load_checkpoint(path)
+    if not isinstance(net, SuperRetinaLowRankNet):
+        raise CheckpointError(f"--from-lowrank {path}: not a lowrank checkpoint")
+    mine = net.state_dict()
+    factorised = tuple(f"{b}." for b in ("dconv_up1", *DECODER_BLOCKS.values()) if not hasattr(net, b))
+    shared = {k: v for k, v in teacher.state_dict().items() if not k.startswith(("conv_last.", *factorised))}
+    if any(k not in mine or not torch.equal(mine[k], v) for k, v in shared.items()):
+        raise CheckpointError(f"--from-lowrank {path}: not fitted from {teacher_path}")
+    return net
 
 
 def _ranks(option: str, text: str | None) -> tuple[int, int] | None:

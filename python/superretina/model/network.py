@@ -106,9 +106,13 @@ class SuperRetinaNet(nn.Module):
         d = F.normalize(self.convDc(d), p=2, dim=1)
         return self.trans_conv(d)
 
+    def dconv_up3_input(self, x3, x4) -> torch.Tensor:
+        """concat(up(``x4``), ``x3``), (N, c4+c3, H/4, W/4)."""
+        return torch.cat([upsample(x4), x3], dim=1)
+
     def quarter_resolution_decoder(self, x3, x4) -> torch.Tensor:
-        """``dconv_up3`` on concat(up(``x4``), ``x3``): the decoder at 1/4 resolution, (N, c3, H/4, W/4)."""
-        return self.dconv_up3(torch.cat([upsample(x4), x3], dim=1))
+        """``dconv_up3`` on :meth:`dconv_up3_input`: the decoder at 1/4 resolution, (N, c3, H/4, W/4)."""
+        return self.dconv_up3(self.dconv_up3_input(x3, x4))
 
     def dconv_up2_input(self, x2, x3, x4) -> torch.Tensor:
         """concat(up(:meth:`quarter_resolution_decoder`), ``x2``), (N, c3+c2, H/2, W/2)."""
@@ -189,22 +193,29 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
     dimensions, so it is reduced on its output side.) The factors are fitted to the published
     block (``model/lowrank.py``) and then distilled (``training/distill.py --student lowrank``).
     With ``up2_ranks``, ``dconv_up2`` (1/2 resolution, c3+c2 -> c2 -> c2) is factorised the same
-    way (``up2_in``, ``up2_a``, ``up2_b_reduce``, ``up2_b_expand``). Everything else is the
-    published network's, so the descriptors are bit-identical.
+    way (``up2_in``, ``up2_a``, ``up2_b_reduce``, ``up2_b_expand``), and with ``up3_ranks`` (only
+    with ``up2_ranks``) ``dconv_up3`` too (1/4 resolution, c4+c3 -> c3 -> c3; ``up3_*``).
+    Everything else is the published network's, so the descriptors are bit-identical.
     """
 
     def __init__(self, widths: Widths | str = "half", ranks: tuple[int, int] = (16, 8),
-                 up2_ranks: tuple[int, int] | None = None):
+                 up2_ranks: tuple[int, int] | None = None, up3_ranks: tuple[int, int] | None = None):
         super().__init__(widths)
         w = self.widths
+        if up3_ranks is not None and up2_ranks is None:
+            raise ValueError("up3_ranks needs up2_ranks (dconv_up3 is factorised only above a factorised dconv_up2)")
         del self.dconv_up1
         self.ranks = (int(ranks[0]), int(ranks[1]))
         self._factorised_block("up1_", w.c2 + w.c1, w.c1, self.ranks)
-        # optionally dconv_up2 as well (1/2 resolution, c3+c2 -> c2 -> c2), the same way
+        # optionally dconv_up2 (1/2 resolution, c3+c2 -> c2 -> c2) and dconv_up3 (1/4, c4+c3 -> c3 -> c3)
         self.up2_ranks = None if up2_ranks is None else (int(up2_ranks[0]), int(up2_ranks[1]))
         if self.up2_ranks is not None:
             del self.dconv_up2
             self._factorised_block("up2_", w.c3 + w.c2, w.c2, self.up2_ranks)
+        self.up3_ranks = None if up3_ranks is None else (int(up3_ranks[0]), int(up3_ranks[1]))
+        if self.up3_ranks is not None:
+            del self.dconv_up3
+            self._factorised_block("up3_", w.c4 + w.c3, w.c3, self.up3_ranks)
 
     def _factorised_block(self, prefix: str, cin: int, cout: int, ranks: tuple[int, int]) -> None:
         setattr(self, prefix + "in", nn.Conv2d(cin, ranks[0], 1))
@@ -233,6 +244,11 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
         c = low.shape[1]
         return upsample(F.conv2d(low, conv.weight[:, :c], conv.bias)) + F.conv2d(skip, conv.weight[:, c:])
 
+    def quarter_resolution_decoder(self, x3, x4) -> torch.Tensor:
+        if self.up3_ranks is None:
+            return super().quarter_resolution_decoder(x3, x4)
+        return self._after_in(self._split_in("up3_", x4, x3), "up3_")
+
     def half_resolution_decoder(self, x2, x3, x4) -> torch.Tensor:
         if self.up2_ranks is None:
             return super().half_resolution_decoder(x2, x3, x4)
@@ -257,8 +273,8 @@ def architecture_of(state_dict: dict) -> str:
 
 
 def infer_ranks(state_dict: dict, prefix: str = "up1_") -> tuple[int, int] | None:
-    """The two ranks of a lowrank checkpoint's factorised block (``up1_``, or ``up2_``: None where
-    ``dconv_up2`` is not factorised), read off its weight shapes."""
+    """The two ranks of a lowrank checkpoint's factorised block (``up1_``, or ``up2_`` / ``up3_``:
+    None where that block is not factorised), read off its weight shapes."""
     if prefix + "in.weight" not in state_dict:
         return None
     return (state_dict[prefix + "in.weight"].shape[0], state_dict[prefix + "b_reduce.weight"].shape[0])
@@ -303,7 +319,8 @@ def load_checkpoint(path, map_location="cpu") -> SuperRetinaNet:
     state = ckpt["net"]
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
     arch = architecture_of(state)
-    extra = {"ranks": infer_ranks(state), "up2_ranks": infer_ranks(state, "up2_")} if arch == "lowrank" else {}
+    extra = {"ranks": infer_ranks(state), "up2_ranks": infer_ranks(state, "up2_"),
+             "up3_ranks": infer_ranks(state, "up3_")} if arch == "lowrank" else {}
     net = ARCHITECTURES[arch](infer_widths(state), **extra)
     net.load_state_dict(state, strict=True)
     return net.eval()

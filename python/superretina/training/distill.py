@@ -99,13 +99,14 @@ class Views:
 
 
 def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: bool = False,
-                         lowrank: bool = False, up2: bool = False):
+                         lowrank: bool = False, up2: bool = False, up3: bool = False):
     """Teacher logits (N,1,H,W) and the shared features the student's head reads (no grad), as
     float32: ``x1`` (N,c1,H,W) and ``y2`` (N,c2,H/2,W/2), the output of ``dconv_up2``; with
     ``decoder``, ``dconv_up2``'s input (N,c3+c2,H/2,W/2) instead of ``y2``; with ``lowrank``,
     one feature: the full-resolution block's input concat(up(y2), x1) (N,c2+c1,H,W); with
     ``lowrank`` and ``up2`` (a student whose ``dconv_up2`` is factorised too), ``dconv_up2``'s input
-    and ``x1``.
+    and ``x1``; with ``up3`` too (``dconv_up3`` factorised as well), the encoder's outputs ``x4``,
+    ``x3``, ``x2``, ``x1``.
     ``bf16``: compute them under bf16 autocast (half the CPU time here; the shipped IRs run in
     bf16 too)."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -114,6 +115,8 @@ def teacher_and_features(teacher, x: torch.Tensor, bf16: bool = False, decoder: 
         y2 = teacher.dconv_up2(u2)
         u1 = torch.cat([upsample(y2), x1], dim=1)
         logits = teacher.conv_last(teacher.dconv_up1(u1))
+    if lowrank and up3:
+        return logits.float(), tuple(f.float() for f in (x4, x3, x2, x1))
     if lowrank:
         return logits.float(), ((u2.float(), x1.float()) if up2 else (u1.float(),))
     return logits.float(), (x1.float(), (u2 if decoder else y2).float())
@@ -128,12 +131,17 @@ def student_logits(student: SuperRetinaNet, feats: tuple, decoder: bool = False,
     student reads one feature, its block's input; one with ``dconv_up2`` factorised too reads
     ``dconv_up2``'s input on the whole crop and ``x1`` on the window at ``offsets`` ((y, x) per
     crop, full-resolution pixels; None: whole crops): its half-resolution part runs on the
-    whole crop and is upsampled there, then cut to the window."""
+    whole crop and is upsampled there, then cut to the window. One with ``dconv_up3`` factorised
+    as well reads the encoder's outputs, all but ``x1`` whole, and runs its decoder from ``x4``."""
     if isinstance(student, SuperRetinaLowRankNet):
         if student.up2_ranks is None:
             return student.conv_last(student.full_resolution_block(feats[0]))
-        u2, x1 = feats
-        y2 = student.half_resolution_block(u2)
+        if student.up3_ranks is not None:
+            x4, x3, x2, x1 = feats
+            y2 = student.half_resolution_decoder(x2, x3, x4)
+        else:
+            u2, x1 = feats
+            y2 = student.half_resolution_block(u2)
         conv = student.up1_in   # split over its two inputs as in the network's detector_head
         c2 = y2.shape[1]
         low = upsample(F.conv2d(y2, conv.weight[:, :c2], conv.bias))
@@ -156,10 +164,11 @@ class FeaturePool:
     times. Features are kept in bf16 (x1 of a 256x256 crop: 4 MB)."""
 
     def __init__(self, teacher, size: int, bf16: bool, rng: np.random.Generator, decoder: bool = False,
-                 lowrank: bool = False, up2: bool = False):
+                 lowrank: bool = False, up2: bool = False, up3: bool = False):
         self.teacher, self.size, self.bf16, self.rng, self.decoder = teacher, size, bf16, rng, decoder
-        self.lowrank, self.up2 = lowrank, up2
-        self.whole = (True, False) if lowrank and up2 else ()   # features kept whole by batch()
+        self.lowrank, self.up2, self.up3 = lowrank, up2, up3
+        # features kept whole by batch(): all but x1 when the student's decoder runs on whole crops
+        self.whole = (True, True, True, False) if lowrank and up3 else (True, False) if lowrank and up2 else ()
         self.items: list[tuple] = []
         self.next = 0
 
@@ -169,7 +178,7 @@ class FeaturePool:
     def add(self, crops: np.ndarray) -> None:
         """Run the teacher on (n, crop, crop) inputs and keep them (oldest replaced)."""
         logits, feats = teacher_and_features(self.teacher, torch.from_numpy(crops[:, None]), self.bf16,
-                                             self.decoder, self.lowrank, self.up2)
+                                             self.decoder, self.lowrank, self.up2, self.up3)
         for i in range(len(crops)):
             item = (tuple(f[i].bfloat16() for f in feats), logits[i])
             if len(self.items) < self.size:
@@ -269,7 +278,8 @@ def keypoint_agreement(teacher, student, images: list[np.ndarray]) -> dict:
 def trained_prefixes(student: SuperRetinaNet, decoder: bool = False) -> tuple[str, ...]:
     """Parameter-name prefixes a student trains (the rest stay the teacher's)."""
     if isinstance(student, SuperRetinaLowRankNet):
-        return LOWRANK_TRAINED + (("up2_",) if student.up2_ranks is not None else ())
+        return LOWRANK_TRAINED + tuple(prefix for prefix, ranks in (("up2_", student.up2_ranks), ("up3_", student.up3_ranks))
+                                       if ranks is not None)
     return DETECTOR_ONLY if decoder else HEAD
 
 
@@ -393,8 +403,9 @@ def main(argv=None) -> int:
           f"{len(held)} for agreement checks); {sum(p.numel() for p in params)} trainable parameters", flush=True)
     decoder = args.train_decoder and not lowrank
     up2 = lowrank and student.up2_ranks is not None
+    up3 = lowrank and student.up3_ranks is not None
     pool = FeaturePool(teacher, args.pool, not args.fp32_teacher, np.random.default_rng(args.seed + step + 1),
-                       decoder, lowrank, up2)
+                       decoder, lowrank, up2, up3)
     while len(pool) < min(args.pool, 4 * args.views_per_visit):
         pool.add(views.sample(args.views_per_visit))
     log = (args.out / "log.jsonl").open("a")
@@ -408,6 +419,7 @@ def main(argv=None) -> int:
                 "minutes": args.minutes, "init": str(args.init) if args.init else None,
                 "student": args.student, "ranks": list(getattr(student, "ranks", ())) or None,
                 "up2_ranks": list(getattr(student, "up2_ranks", None) or ()) or None,
+                "up3_ranks": list(getattr(student, "up3_ranks", None) or ()) or None,
                 "train_decoder": decoder, "decoder_lr_scale": args.decoder_lr_scale,
                 "kp_weight": args.kp_weight, "kp_radius": args.kp_radius, "kp_nms": args.kp_nms}
     best = {"score": -1.0}
