@@ -20,8 +20,8 @@ Variants (``--variants``, comma-separated, the first is the baseline of the rati
 
 Every variant runs ``superretina batch`` (local engine, ``--workers`` pairs in flight, default
 configuration) over the same pair list — by default all 13 pairs of ../shared/data/fire_dev
-(2912x2912 JPEGs: 5 S pairs whose first pass is conclusive, 8 P/A pairs that run the matching
-trick); ``--pairs 4`` keeps the first 4 (A13, A14, P25, P30: all run the trick), the set of the
+(2912x2912 JPEGs: 5 S, 6 P, 2 A; 12 of them run the matching trick, only S61's first pass is
+conclusive); ``--pairs 4`` keeps the first 4 (A13, A14, P25, P30: all run the trick), the set of the
 0.3.0 README — each run in its own process (its own peak memory), taking turns run by run and
 mode by mode (the order reversed every other round) so that changes of machine load hit all of
 them. pairs/s counts registration and writing (after the engine is open); CPU s/pair is the run
