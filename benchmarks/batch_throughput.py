@@ -16,7 +16,9 @@ Variants (``--variants``, comma-separated, the first is the baseline of the rati
   This tree's batch runs OpenVINO with 2 CPU streams when 2+ pairs are in flight
   (``batch.engines.BATCH_STREAMS``); ``new+streams1`` measures it with LATENCY instead.
 * a ``+streamsN`` suffix on either runs it with ``$MXLOCAL_INFER_STREAMS=N`` (OpenVINO CPU
-  streams: N requests at once; e.g. ``new+streams2``).
+  streams: N requests at once; e.g. ``new+streams2``);
+* a ``+blasN`` suffix runs it with ``$SUPERRETINA_BLAS_THREADS=N`` (``new+blas0``: numpy's BLAS
+  left on its own threads, as before 0.7.0).
 
 Every variant runs ``superretina batch`` (local engine, ``--workers`` pairs in flight, default
 configuration) over the same pair list — by default all 13 pairs of ../shared/data/fire_dev
@@ -89,13 +91,16 @@ def one(pairs: Path, out: Path, pictures: str, workers: int, model: str | None =
 
 
 def parse_variant(text: str) -> dict:
-    """``0.2.0`` / ``base`` / ``new`` / ``new:MODEL``, optionally ``+streamsN``: code side, model, env."""
+    """``0.2.0`` / ``base`` / ``new`` / ``new:MODEL``, optionally ``+streamsN`` (OpenVINO streams) or
+    ``+blasN`` (numpy's BLAS threads, 0: left as numpy has them, as before 0.7.0): code side, model, env."""
     name, _, suffix = text.partition("+")
     env = {}
+    settings = {"streams": "MXLOCAL_INFER_STREAMS", "blas": "SUPERRETINA_BLAS_THREADS"}
     if suffix:
-        if not suffix.startswith("streams") or not suffix[7:].isdigit():
-            raise SystemExit(f"error: --variants: {text!r}: the only suffix is +streamsN")
-        env["MXLOCAL_INFER_STREAMS"] = suffix[7:]
+        key = suffix.rstrip("0123456789")
+        if key not in settings or not suffix[len(key):].isdigit():
+            raise SystemExit(f"error: --variants: {text!r}: the suffixes are +streamsN and +blasN")
+        env[settings[key]] = suffix[len(key):]
     side, _, model = name.partition(":")
     if side in ("0.2.0", "base", "baseline"):
         if model:
@@ -155,8 +160,9 @@ def main(argv=None) -> int:
             for m in modes:
                 for v in (variants if r % 2 == 0 else variants[::-1]):
                     env = {**os.environ, "PYTHONPATH": str(code[v["side"]]), **v["env"]}
-                    if "MXLOCAL_INFER_STREAMS" not in v["env"]:
-                        env.pop("MXLOCAL_INFER_STREAMS", None)
+                    for name in ("MXLOCAL_INFER_STREAMS", "SUPERRETINA_BLAS_THREADS"):
+                        if name not in v["env"]:
+                            env.pop(name, None)
                     out = tmp / f"{len(runs[(v['label'], m)])}-{m}-{labels.index(v['label'])}"
                     cmd = [sys.executable, __file__, "--workers", str(args.workers), "--one", str(pairs), str(out), m]
                     proc = subprocess.run(cmd + (["--model", v["model"]] if v["model"] else []),
