@@ -147,6 +147,7 @@ def test_fit_command_writes_a_lowrank_checkpoint_and_refuses_bad_input(distill_i
     net = load_checkpoint(out)
     assert isinstance(net, SuperRetinaLowRankNet) and net.ranks == (8, 4)
     assert read_checkpoint(out)["factorised"]["ranks"] == [8, 4]
+    assert read_checkpoint(out)["factorised"]["fitted_here"] == ["up1_"]
     capsys.readouterr()
     for args in (["--ranks", "8"], ["--ranks", "a,b"], ["--ranks", "65,4"]):
         assert lowrank_main([str(teacher_path), str(tmp_path / "x.pth"), "--data", str(data), *args]) == 2

@@ -248,7 +248,8 @@ def main(argv=None) -> int:
     torch.save(checkpoint_dict(net, factorised={"from": str(args.checkpoint), "ranks": list(net.ranks),
                                                 "up2_ranks": list(net.up2_ranks) if net.up2_ranks else None,
                                                 "up3_ranks": list(net.up3_ranks) if net.up3_ranks else None,
-                                                "fitted_here": ["up1_"] if args.from_lowrank is None else list(more),
+                                                "fitted_here": (["up1_"] if args.from_lowrank is None else []) + list(more),
+                                                # the factorised blocks not fitted here came from this file
                                                 "full_resolution_block_from": str(args.from_lowrank or ""),
                                                 "calibration_photographs": len(frames),
                                                 "variance_kept": kept}), args.out)
