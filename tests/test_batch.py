@@ -172,7 +172,8 @@ def test_ctrl_c_keeps_finished_rows_and_exits_130(inputs, tmp_path):
     cmd = [sys.executable, "-m", "superretina.cli", "batch", str(pairs), "--out", str(out),
            "--config", str(inputs / "fast.yaml"), "--jobs", "2", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,   # SIGINT as a terminal's Ctrl-C gives it, even under a suite that ignores it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _rows_when(out / "summary.csv", 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
