@@ -168,16 +168,16 @@ def factorise_decoder_block(teacher: SuperRetinaNet, lowrank: SuperRetinaLowRank
         raise CheckpointError(f"expected the published (unet) head and a lowrank network whose {block} is whole")
     if prefix == "up3_" and lowrank.up2_ranks is None:
         raise CheckpointError("dconv_up3 is factorised only above a factorised dconv_up2 (--up2-ranks)")
-    w = teacher.widths
-    cin, cout = (w.c3 + w.c2, w.c2) if prefix == "up2_" else (w.c4 + w.c3, w.c3)
+    published = getattr(teacher, block)
+    cin, cout = published[0].in_channels, published[0].out_channels
     if len(ranks) != 2 or not (1 <= ranks[0] <= cin and 1 <= ranks[1] <= cout):
         raise ValueError(f"ranks must be at most the layers' widths ({cin}, {cout}), got {tuple(ranks)}")
-    net = SuperRetinaLowRankNet(w, lowrank.ranks, ranks if prefix == "up2_" else lowrank.up2_ranks,
+    net = SuperRetinaLowRankNet(teacher.widths, lowrank.ranks, ranks if prefix == "up2_" else lowrank.up2_ranks,
                                 ranks if prefix == "up3_" else None)
     missing, _ = net.load_state_dict({k: v for k, v in lowrank.state_dict().items() if not k.startswith(block + ".")},
                                      strict=False)
     assert all(k.startswith(prefix) for k in missing), missing
-    kept = fit_block(getattr(teacher, block), decoder_inputs(teacher, frames, prefix), ranks, net, prefix,
+    kept = fit_block(published, decoder_inputs(teacher, frames, prefix), ranks, net, prefix,
                      np.random.default_rng(seed))
     return net.eval(), kept
 

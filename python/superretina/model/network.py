@@ -201,21 +201,23 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
     def __init__(self, widths: Widths | str = "half", ranks: tuple[int, int] = (16, 8),
                  up2_ranks: tuple[int, int] | None = None, up3_ranks: tuple[int, int] | None = None):
         super().__init__(widths)
-        w = self.widths
         if up3_ranks is not None and up2_ranks is None:
             raise ValueError("up3_ranks needs up2_ranks (dconv_up3 is factorised only above a factorised dconv_up2)")
-        del self.dconv_up1
-        self.ranks = (int(ranks[0]), int(ranks[1]))
-        self._factorised_block("up1_", w.c2 + w.c1, w.c1, self.ranks)
+        self.ranks = self._replace_block("dconv_up1", "up1_", ranks)
         # optionally dconv_up2 (1/2 resolution, c3+c2 -> c2 -> c2) and dconv_up3 (1/4, c4+c3 -> c3 -> c3)
-        self.up2_ranks = None if up2_ranks is None else (int(up2_ranks[0]), int(up2_ranks[1]))
-        if self.up2_ranks is not None:
-            del self.dconv_up2
-            self._factorised_block("up2_", w.c3 + w.c2, w.c2, self.up2_ranks)
-        self.up3_ranks = None if up3_ranks is None else (int(up3_ranks[0]), int(up3_ranks[1]))
-        if self.up3_ranks is not None:
-            del self.dconv_up3
-            self._factorised_block("up3_", w.c4 + w.c3, w.c3, self.up3_ranks)
+        self.up2_ranks = self._replace_block("dconv_up2", "up2_", up2_ranks)
+        self.up3_ranks = self._replace_block("dconv_up3", "up3_", up3_ranks)
+
+    def _replace_block(self, name: str, prefix: str, ranks) -> tuple[int, int] | None:
+        """The published block ``name`` replaced by a factorised one of its widths (``ranks``
+        given); returns the ranks as ints, or None (block kept) without them."""
+        if ranks is None:
+            return None
+        ranks = (int(ranks[0]), int(ranks[1]))
+        conv = getattr(self, name)[0]
+        delattr(self, name)
+        self._factorised_block(prefix, conv.in_channels, conv.out_channels, ranks)
+        return ranks
 
     def _factorised_block(self, prefix: str, cin: int, cout: int, ranks: tuple[int, int]) -> None:
         setattr(self, prefix + "in", nn.Conv2d(cin, ranks[0], 1))
