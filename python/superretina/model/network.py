@@ -203,6 +203,8 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
         super().__init__(widths)
         if up3_ranks is not None and up2_ranks is None:
             raise ValueError("up3_ranks needs up2_ranks (dconv_up3 is factorised only above a factorised dconv_up2)")
+        # channels of each block's skip input (x1, x2, x3): the rest of its input is the upsampled part
+        self._skip_width = {"up1_": self.widths.c1, "up2_": self.widths.c2, "up3_": self.widths.c3}
         self.ranks = self._replace_block("dconv_up1", "up1_", ranks)
         # optionally dconv_up2 (1/2 resolution, c3+c2 -> c2 -> c2) and dconv_up3 (1/4, c4+c3 -> c3 -> c3)
         self.up2_ranks = self._replace_block("dconv_up2", "up2_", up2_ranks)
@@ -243,7 +245,10 @@ class SuperRetinaLowRankNet(SuperRetinaNet):
         weights sum to 1), so this equals it up to rounding, with ranks[0] channels upsampled
         instead of low's and no concatenation at the higher resolution."""
         conv = getattr(self, prefix + "in")
-        c = low.shape[1]
+        # A Python int, not low.shape[1]: the ONNX export then slices the weight by constants,
+        # which the converters fold (a shape-dependent slice stays a runtime op, and int8
+        # quantization takes it for an activation).
+        c = conv.in_channels - self._skip_width[prefix]
         return upsample(F.conv2d(low, conv.weight[:, :c], conv.bias)) + F.conv2d(skip, conv.weight[:, c:])
 
     def quarter_resolution_decoder(self, x3, x4) -> torch.Tensor:
