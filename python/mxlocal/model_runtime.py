@@ -237,6 +237,9 @@ class OpenVinoModel:
         except Exception as exc:
             raise ModelLoadError(f"cannot load OpenVINO model {path}: {first_line(exc)}") from None
         self.precision = model_precision(model)
+        # A quantized IR (FakeQuantize nodes, e.g. superretina.training.qat's): the CPU runs those
+        # layers in int8 and the rest in the precision above; the report says both.
+        self.int8 = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
         if self.device == "GPU" and self.precision == "bf16":
             self.precision = "f32"   # the GPU plugin computes f16 or f32; f32 keeps the model's accuracy
         elif self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
@@ -263,7 +266,7 @@ class OpenVinoModel:
         self.inputs = [self._tensor(p, path) for p in self.compiled.inputs]
         self.outputs = [self._tensor(p, path) for p in self.compiled.outputs]
         self.on_cpu = self.device == "CPU"
-        self.engine = f"openvino {ov.__version__.split('-')[0]} {self.device} {self.precision}"
+        self.engine = f"openvino {ov.__version__.split('-')[0]} {self.device} {'int8+' if self.int8 else ''}{self.precision}"
         self._version = ov.__version__.split('-')[0]
 
     def report(self) -> dict:
@@ -273,7 +276,8 @@ class OpenVinoModel:
         precision = precision.get_type_name() if hasattr(precision, "get_type_name") else str(precision)
         # Not the streams: outputs are bit-identical in either mode, so rows made either way
         # share their setup key (like the thread count, a matter of speed only).
-        return {**engine_report("openvino", self._version, devices), "precision": precision}
+        return {**engine_report("openvino", self._version, devices), "precision": precision,
+                **({"quantized": "int8"} if self.int8 else {})}
 
     @staticmethod
     def _tensor(port, path: Path) -> ModelTensor:
