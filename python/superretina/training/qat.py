@@ -31,6 +31,7 @@ Held-out photographs (``data_split``) are never trained on or calibrated with; F
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -41,6 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mxlocal.model_runtime import PRECISION_KEY
+
 from ..data_split import split
 from ..enhance import equalise, model_input
 from ..image_io import read_image
@@ -49,7 +52,6 @@ from ..model.network import CheckpointError, load_checkpoint
 from .distill import Views, distill_loss, keypoint_agreement, keypoint_weights
 
 FRAME = 768
-PRECISION_KEY = ["runtime_options", "INFERENCE_PRECISION_HINT"]
 TEACHER_KEY = ["superretina", "int8_teacher_sha256"]   # the checkpoint the run started from
 TRAINING_KEY = ["superretina", "int8_training"]         # JSON: steps, minutes, settings of the run
 LOGIT_EPS = 1e-7   # probabilities are turned back into logits for distill_loss
@@ -101,11 +103,13 @@ def descriptor_agreement(teacher, student, images: list[np.ndarray]) -> float:
     return float(np.mean(cos)) if cos else float("nan")
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def export_ir(student, out: Path, teacher_path: Path, state: dict) -> Path:
     """``student`` (quantized) as an OpenVINO IR with the application's tensor names, the
     teacher's sha256 and the run's ``state`` (steps, minutes, settings) in its rt_info."""
-    import hashlib
-
     import openvino as ov
 
     student.eval()
@@ -115,7 +119,7 @@ def export_ir(student, out: Path, teacher_path: Path, state: dict) -> Path:
     for port, name in zip(model.outputs, OUTPUT_NAMES):
         port.get_tensor().set_names({name})
     model.set_rt_info("bf16", PRECISION_KEY)
-    model.set_rt_info(hashlib.sha256(teacher_path.read_bytes()).hexdigest(), TEACHER_KEY)
+    model.set_rt_info(sha256(teacher_path), TEACHER_KEY)
     model.set_rt_info(json.dumps({"steps": state["step"], "minutes": round(state["seconds"] / 60, 1),
                                   "settings": state["args"]}), TRAINING_KEY)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,15 +128,17 @@ def export_ir(student, out: Path, teacher_path: Path, state: dict) -> Path:
 
 
 def restore(out: Path, teacher_path: Path):
-    """The student of ``out/state.pt`` (its quantizer layout from the saved NNCF config)."""
-    nncf = need_nncf()
+    """The student of ``out/state.pt`` (its quantizer layout from the saved NNCF config), on the
+    network of ``teacher_path``, which must be the checkpoint the run started from."""
+    need_nncf()
     from nncf.torch import load_from_config
 
     state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
-    net = load_checkpoint(teacher_path).eval()
-    student = load_from_config(net, state["nncf_config"])
+    if state.get("teacher_sha256", sha256(teacher_path)) != sha256(teacher_path):
+        raise SystemExit(f"error: {out}: the run started from {state['teacher']}, not {teacher_path} "
+                         "(give that checkpoint as --teacher)")
+    student = load_from_config(load_checkpoint(teacher_path).eval(), state["nncf_config"])
     student.load_state_dict(state["model"])
-    del nncf
     return student, state
 
 
@@ -207,6 +213,7 @@ def main(argv=None) -> int:
     def save():
         torch.save({"model": student.state_dict(), "optimizer": opt.state_dict(), "step": step,
                     "seconds": spent, "nncf_config": get_config(student), "teacher": str(args.teacher),
+                    "teacher_sha256": sha256(args.teacher),
                     "args": {k: str(v) for k, v in vars(args).items()}}, args.out / "state.pt.tmp")
         (args.out / "state.pt.tmp").replace(args.out / "state.pt")
 
