@@ -4,7 +4,8 @@
         [--teacher model/superretina.pth] [--data ../shared/data/fundus] [--images 2]
 
 On the first ``--images`` held-out photographs of ``data_split.split`` (the frames the
-distillation's agreement checks use), enhanced to the 768 frame, both networks in fp32: the
+distillation's agreement checks use), enhanced to the 768 frame, both networks in fp32 (an
+OpenVINO IR, ``.xml``, given as either runs as the application runs it: bf16, int8): the
 default's keypoints (``keypoints.detect``, default settings) and, for each, the nearest keypoint
 of the checkpoint — the share within 1, 1.5, 2 and 3 px, the share of the checkpoint's keypoints
 with a default one within 1 px, and the distance between the two sub-pixel positions
@@ -25,6 +26,23 @@ from superretina.keypoints import detect, refine_subpixel
 from superretina.model.network import load_checkpoint
 
 
+def detector(path: Path):
+    """image (H, W) float32 -> detector map, for a checkpoint (fp32 PyTorch) or an OpenVINO IR
+    (``.xml``, in the precision its rt_info says: bf16 for the shipped IRs, int8 layers as quantized)."""
+    if path.suffix == ".xml":
+        from mxlocal.model_runtime import OpenVinoModel
+
+        model = OpenVinoModel(path)
+        index = [t.name for t in model.outputs].index("detector")
+        return lambda img: model.run([img[None, None]])[index][0, 0]
+    net = load_checkpoint(path)
+
+    def run(img):
+        with torch.no_grad():
+            return net(torch.from_numpy(img[None, None]))[0][0, 0].numpy()
+    return run
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", type=Path, nargs="+")
@@ -35,14 +53,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     _, held = split(args.data)
     frames = [model_input(equalise(cv2.imread(str(p))[..., 1]), (768, 768)) for p in held[:args.images]]
-    teacher = load_checkpoint(args.teacher)
+    teacher = detector(args.teacher)
     for ck in args.checkpoints:
-        net = load_checkpoint(ck)
+        net = detector(ck)
         near, back, sub, n_t, n_s = [], 0, [], 0, 0
         for img in frames:
-            x = torch.from_numpy(img[None, None])
-            with torch.no_grad():
-                pt, ps = teacher(x)[0][0, 0].numpy(), net(x)[0][0, 0].numpy()
+            pt, ps = teacher(img), net(img)
             kt, ks = detect(pt)[0], detect(ps)[0]
             d = np.linalg.norm(kt[:, None].astype(float) - ks[None].astype(float), axis=2)
             near.append(d.min(axis=1))
