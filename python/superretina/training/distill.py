@@ -238,9 +238,10 @@ def keypoint_weights(s: torch.Tensor, t: torch.Tensor, weight: float, radius: in
     return 1.0 + weight * near(kt | spurious).float()
 
 
-def distill_loss(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """BCE against the teacher's probabilities + L1 on logits where either map is non-negligible,
-    both weighted per pixel by ``w`` (N,1,H,W) when given (:func:`keypoint_weights`)."""
+def distill_loss(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None = None,
+                 l1_weight: float = 0.1) -> tuple[torch.Tensor, dict]:
+    """10 x BCE against the teacher's probabilities + ``l1_weight`` x L1 on logits where either map
+    is non-negligible, both weighted per pixel by ``w`` (N,1,H,W) when given (:func:`keypoint_weights`)."""
     pt = torch.sigmoid(t)
     w = torch.ones_like(t) if w is None else w
     bce = (F.binary_cross_entropy_with_logits(s, pt, reduction="none") * w).mean()
@@ -248,7 +249,7 @@ def distill_loss(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None = None
     mask = ((t > floor) | (s.detach() > floor)).float()
     diff = (s.clamp(-LOGIT_CLAMP, LOGIT_CLAMP) - t.clamp(-LOGIT_CLAMP, LOGIT_CLAMP)).abs()
     l1 = (diff * mask * w).sum() / mask.sum().clamp(min=1.0)
-    loss = bce * 10.0 + 0.1 * l1
+    loss = bce * 10.0 + l1_weight * l1
     return loss, {"loss": loss.item(), "bce": bce.item(), "l1_logit": l1.item()}
 
 

@@ -182,7 +182,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kp-weight", type=float, default=20.0)
     ap.add_argument("--kp-radius", type=int, default=2)
     ap.add_argument("--kp-nms", type=int, default=10)
-    ap.add_argument("--desc-weight", type=float, default=10.0)
+    ap.add_argument("--desc-weight", type=float, default=100.0)
+    ap.add_argument("--l1-weight", type=float, default=0.1,
+                    help="weight of the logit L1 term of the detector loss (the shape of the map around keypoints)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-minutes", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -262,7 +264,8 @@ def main(argv=None) -> int:
             pt, dt = teacher(x)
         ps, ds = student(x)
         s, t = logits(ps), logits(pt)
-        det, info = distill_loss(s, t, keypoint_weights(s, t, args.kp_weight, args.kp_radius, args.kp_nms))
+        det, info = distill_loss(s, t, keypoint_weights(s, t, args.kp_weight, args.kp_radius, args.kp_nms),
+                                 args.l1_weight)
         desc = descriptor_loss(ds, dt)
         loss = det + args.desc_weight * desc
         opt.zero_grad()
