@@ -4,11 +4,11 @@
     python -m superretina.training.qat --out runs/int8 --resume --minutes 50     # go on
     python -m superretina.training.qat --out runs/int8 --export model/superretina_lowrank2_int8.xml
 
-Needs NNCF (``pip install 'nncf==3.4.0'``, the ``quantize`` extra); the application does not.
+Needs NNCF (``pip install 'nncf==3.4.0'``, in the ``train`` extra); the application does not.
 
 Why: on this machine's CPU (AVX-512 VNNI) OpenVINO runs the network with int8 weights and
 activations in ~0.57x the time of bf16 (the network is memory-bound; int8 halves the bytes every
-layer reads and writes). Post-training quantization alone moves keypoints and descriptors
+layer reads and writes). Post-training quantization alone moves the detector's keypoints
 enough to cost ~0.4 px on the eye-model sets (docs/int8-model.md); this trains the quantized
 network back onto the float one.
 
@@ -217,18 +217,17 @@ def main(argv=None) -> int:
     student.train()
     for name, p in student.named_parameters():   # NNCF hands the quantizers' ranges over frozen
         p.requires_grad_(p.is_floating_point())
-    params = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
-    scales = [p for n, p in params if n.endswith("_scale_param_storage")]
+    named = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
+    scales = [p for n, p in named if n.endswith("_scale_param_storage")]
     # Adam moves a parameter by ~lr per step: each range gets a rate relative to its own size
     # (activation ranges are of order 1-50, weight ranges 0.05-0.5).
-    opt = torch.optim.Adam([{"params": [p for n, p in params if not n.endswith("_scale_param_storage")], "base": args.lr}]
+    opt = torch.optim.Adam([{"params": [p for n, p in named if not n.endswith("_scale_param_storage")], "base": args.lr}]
                            + [{"params": [p], "base": args.scale_lr * p.detach().abs().mean().item()} for p in scales],
                            lr=args.lr)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-    print(f"training {sum(p.numel() for n, p in params if not n.endswith('.scale'))} weights and "
-          f"{len(scales)} quantizer ranges (log-scale storage: "
-          f"{sorted({getattr(m, '_is_using_log_scale_storage', None) for m in student.modules() if hasattr(m, '_scale_param_storage')})})", flush=True)
+    print(f"training {sum(p.numel() for _, p in named) - sum(p.numel() for p in scales)} weights and "
+          f"{len(scales)} quantizer ranges from step {step}", flush=True)
     views = Views(train, FRAME, args.crop, args.seed + step)
     log = (args.out / "log.jsonl").open("a")
     budget = args.minutes * 60
