@@ -39,7 +39,11 @@ def main(argv=None) -> int:
     ap.add_argument("--side", type=int, default=768, help="input side (default 768, the model frame)")
     ap.add_argument("--runs", type=int, default=10, help="profiled runs per model, taking turns (default 10)")
     ap.add_argument("--top", type=int, default=14, help="layers listed per model (default 14)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="inference threads (default 0: one per physical core, as the application); 1 measures "
+                         "what one image costs a core, as in a batch with a stream per core")
     args = ap.parse_args(argv)
+    threads = args.threads or inference_threads()
 
     x = to_model_input(enhance(retina_bgr()), (args.side, args.side))[None, None].astype(np.float32)
     core = ov.Core()
@@ -48,24 +52,27 @@ def main(argv=None) -> int:
         model = core.read_model(str(path))
         precision = model.get_rt_info(PRECISION_KEY).astype(str) if model.has_rt_info(PRECISION_KEY) else "f32"
         compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": inference_threads(),
+            "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "PERF_COUNT": True})
         request = compiled.create_infer_request()
         request.infer([x])  # warm-up (shape-specific compilation)
         requests[path] = (request, precision)
     per_layer = {p: defaultdict(float) for p in args.models}
     walls = {p: [] for p in args.models}
+    cpus = {p: [] for p in args.models}   # process CPU time of a run (all threads)
     for _ in range(args.runs):
         for path, (request, _) in requests.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             request.infer([x])
             walls[path].append(time.perf_counter() - t0)
+            cpus[path].append(time.process_time() - c0)
             for info in request.profiling_info:
                 per_layer[path][layer_of(info.node_name, info.node_type)] += info.real_time.total_seconds()
-    print(f"{args.side}x{args.side}, batch 1, {inference_threads()} threads, {args.runs} runs per model taking turns")
+    print(f"{args.side}x{args.side}, batch 1, {threads} threads, {args.runs} runs per model taking turns")
     for path, (_, precision) in requests.items():
         total = sum(per_layer[path].values())
-        print(f"\n{path} ({precision}): median wall {1000 * statistics.median(walls[path]):.1f} ms; "
+        print(f"\n{path} ({precision}): median wall {1000 * statistics.median(walls[path]):.1f} ms, "
+              f"CPU {1000 * statistics.median(cpus[path]):.1f} ms; "
               f"node time per run {1000 * total / args.runs:.1f} ms")
         for name, t in sorted(per_layer[path].items(), key=lambda kv: -kv[1])[:args.top]:
             print(f"  {name:24s} {1000 * t / args.runs:8.1f} ms  {100 * t / total:5.1f} %")
