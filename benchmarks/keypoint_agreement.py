@@ -22,8 +22,9 @@ import torch
 
 from superretina.data_split import split
 from superretina.enhance import equalise, model_input
-from superretina.keypoints import detect, refine_subpixel
+from superretina.keypoints import detect
 from superretina.model.network import load_checkpoint
+from superretina.training.distill import subpixel_distances
 
 
 def detector(path: Path):
@@ -64,9 +65,7 @@ def main(argv=None) -> int:
             near.append(d.min(axis=1))
             back += int((d.min(axis=0) <= 1).sum())
             n_t, n_s = n_t + len(kt), n_s + len(ks)
-            close = d.min(axis=1) <= 2
-            sub.append(np.linalg.norm(refine_subpixel(pt, kt)[close] - refine_subpixel(ps, ks)[d.argmin(axis=1)[close]],
-                                      axis=1))
+            sub.append(subpixel_distances(pt, kt, ps, ks))
         near, sub = np.concatenate(near), np.concatenate(sub)
         within = " ".join(f"<={r}px {np.mean(near <= r):.3f}" for r in (1, 1.5, 2, 3))
         print(f"{ck}: default keypoints {n_t}, its {n_s}; default's with one of its {within}; "

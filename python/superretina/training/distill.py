@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from superretina.enhance import equalise, model_input
-from superretina.keypoints import detect
+from superretina.keypoints import detect, refine_subpixel
 
 from ..data_split import split
 from ..model.lowrank import DEFAULT_RANKS, calibration_frames, factorise
@@ -255,25 +255,39 @@ def distill_loss(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None = None
 
 def keypoint_agreement(teacher, student, images: list[np.ndarray]) -> dict:
     """On whole model frames: mean |p_s - p_t|, and how many teacher keypoints (detect, default
-    settings) have a student keypoint within 1 px, and the reverse."""
-    if not images:
+    settings) have a student keypoint within 1 px, and the reverse (:func:`map_agreement`)."""
+    with torch.no_grad():
+        return map_agreement([(teacher(x)[0][0, 0].numpy(), student(x)[0][0, 0].numpy())
+                              for x in (torch.from_numpy(img[None, None]) for img in images)])
+
+
+def map_agreement(maps: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """:func:`keypoint_agreement` of (teacher, student) detector maps already computed."""
+    if not maps:
         return {}
     diffs, hit_t, hit_s, n_t, n_s = [], 0, 0, 0, 0
-    with torch.no_grad():
-        for img in images:
-            x = torch.from_numpy(img[None, None])
-            pt = teacher(x)[0][0, 0].numpy()
-            ps = student(x)[0][0, 0].numpy()
-            diffs.append(float(np.abs(ps - pt).mean()))
-            kt, _ = detect(pt)
-            ks, _ = detect(ps)
-            n_t, n_s = n_t + len(kt), n_s + len(ks)
-            if len(kt) and len(ks):
-                d = np.linalg.norm(kt[:, None, :].astype(float) - ks[None, :, :].astype(float), axis=2)
-                hit_t += int((d.min(axis=1) <= 1.0).sum())
-                hit_s += int((d.min(axis=0) <= 1.0).sum())
+    for pt, ps in maps:
+        diffs.append(float(np.abs(ps - pt).mean()))
+        kt, _ = detect(pt)
+        ks, _ = detect(ps)
+        n_t, n_s = n_t + len(kt), n_s + len(ks)
+        if len(kt) and len(ks):
+            d = np.linalg.norm(kt[:, None, :].astype(float) - ks[None, :, :].astype(float), axis=2)
+            hit_t += int((d.min(axis=1) <= 1.0).sum())
+            hit_s += int((d.min(axis=0) <= 1.0).sum())
     return {"mean_abs_prob": float(np.mean(diffs)), "teacher_kp": n_t, "student_kp": n_s,
             "teacher_kp_found": hit_t / max(n_t, 1), "student_kp_in_teacher": hit_s / max(n_s, 1)}
+
+
+def subpixel_distances(pt: np.ndarray, kt: np.ndarray, ps: np.ndarray, ks: np.ndarray, within: float = 2.0) -> np.ndarray:
+    """Distances (model px) between the sub-pixel positions (``refine_subpixel``, as the registrar
+    reads them) of the teacher's keypoints ``kt`` on map ``pt`` and of the student's nearest
+    keypoint in ``ks`` on ``ps``, for the teacher keypoints with one within ``within`` px."""
+    if not len(kt) or not len(ks):
+        return np.zeros(0)
+    d = np.linalg.norm(kt[:, None].astype(float) - ks[None].astype(float), axis=2)
+    close = d.min(axis=1) <= within
+    return np.linalg.norm(refine_subpixel(pt, kt)[close] - refine_subpixel(ps, ks)[d.argmin(axis=1)[close]], axis=1)
 
 
 def trained_prefixes(student: SuperRetinaNet, decoder: bool = False) -> tuple[str, ...]:

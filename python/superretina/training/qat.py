@@ -47,10 +47,10 @@ from mxlocal.model_runtime import PRECISION_KEY
 from ..data_split import split
 from ..enhance import equalise, model_input
 from ..image_io import read_image
-from ..keypoints import detect, refine_subpixel
+from ..keypoints import detect
 from ..model.export import INPUT_NAME, OUTPUT_NAMES
 from ..model.network import CheckpointError, load_checkpoint
-from .distill import Views, distill_loss, keypoint_agreement, keypoint_weights
+from .distill import Views, distill_loss, keypoint_weights, map_agreement, subpixel_distances
 
 FRAME = 768
 TEACHER_KEY = ["superretina", "int8_teacher_sha256"]   # the checkpoint the run started from
@@ -96,36 +96,26 @@ def descriptor_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (1 - F.cosine_similarity(s, t, dim=1, eps=1e-8)).mean()
 
 
-def descriptor_agreement(teacher, student, images: list[np.ndarray]) -> float:
-    """Mean cosine between the two networks' descriptor maps on whole frames."""
-    with torch.no_grad():
-        cos = [F.cosine_similarity(student(x)[1], teacher(x)[1], dim=1).mean().item()
-               for x in (torch.from_numpy(img[None, None]) for img in images)]
-    return float(np.mean(cos)) if cos else float("nan")
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def subpixel_distance(teacher, student, images: list[np.ndarray]) -> float:
-    """Median distance (model px) between the sub-pixel positions (``refine_subpixel``, as the
-    registrar reads them) of the teacher's keypoints and the student's nearest within 2 px: what
-    the registration's accuracy follows (lowrank2 against the published head, which passed the
-    accuracy rule: 0.15; int8 after post-training quantization: 0.56-0.62)."""
-    dist = []
+def agreement(teacher, student, images: list[np.ndarray]) -> dict:
+    """On whole frames, each network run once per frame: ``distill.map_agreement`` of the detector
+    maps, the mean cosine between the descriptor maps, and the median of ``distill.subpixel_distances``
+    (what the registration's accuracy follows: lowrank2 against the published head, which passed the
+    accuracy rule, 0.15 model px; int8 after post-training quantization 0.56-0.62)."""
+    maps, cos, dist = [], [], []
     with torch.no_grad():
-        for img in images:
-            x = torch.from_numpy(img[None, None])
-            pt, ps = teacher(x)[0][0, 0].numpy(), student(x)[0][0, 0].numpy()
-            kt, ks = detect(pt)[0], detect(ps)[0]
-            if not len(kt) or not len(ks):
-                continue
-            d = np.linalg.norm(kt[:, None].astype(float) - ks[None].astype(float), axis=2)
-            close = d.min(axis=1) <= 2
-            dist.append(np.linalg.norm(refine_subpixel(pt, kt)[close] - refine_subpixel(ps, ks)[d.argmin(axis=1)[close]],
-                                       axis=1))
-    return float(np.median(np.concatenate(dist))) if dist else float("nan")
+        for x in (torch.from_numpy(img[None, None]) for img in images):
+            (pt, dt), (ps, ds) = teacher(x), student(x)
+            pt, ps = pt[0, 0].numpy(), ps[0, 0].numpy()
+            maps.append((pt, ps))
+            cos.append(F.cosine_similarity(ds, dt, dim=1).mean().item())
+            dist.append(subpixel_distances(pt, detect(pt)[0], ps, detect(ps)[0]))
+    dist = np.concatenate(dist) if dist else np.zeros(0)
+    return {**map_agreement(maps), "descriptor_cos": float(np.mean(cos)) if cos else float("nan"),
+            "subpixel_median": float(np.median(dist)) if len(dist) else float("nan")}
 
 
 def export_ir(student, out: Path, teacher_path: Path, state: dict) -> Path:
@@ -241,9 +231,7 @@ def main(argv=None) -> int:
 
     def evaluate():
         student.eval()
-        rec = {"step": step, "minutes": round(spent / 60, 2), **keypoint_agreement(teacher, student, check),
-               "descriptor_cos": descriptor_agreement(teacher, student, check),
-               "subpixel_median": subpixel_distance(teacher, student, check)}
+        rec = {"step": step, "minutes": round(spent / 60, 2), **agreement(teacher, student, check)}
         student.train()
         log.write(json.dumps(rec) + "\n")
         log.flush()
