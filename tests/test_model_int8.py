@@ -1,5 +1,5 @@
-"""The shipped int8 model (``model/superretina_lowrank2_int8.xml``, the default from 0.8.0,
-docs/int8-model.md): it keeps the model contract, says what it was trained from, the engine
+"""The shipped int8 model (``model/superretina_lowrank2_int8.xml``, ``--model int8``; not the
+default: docs/int8-model.md): it keeps the model contract, says what it was trained from, the engine
 reports it as int8, it finds the float lowrank2 model's keypoints and descriptors on a real
 photograph, and the committed training state exports to exactly this IR (the model is
 reproducible from what the repository holds).
