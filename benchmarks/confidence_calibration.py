@@ -175,7 +175,7 @@ def res_model_hw(res) -> tuple[int, int]:
 
 
 def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None,
-            fov_margin: int | None = None) -> list[dict]:
+            fov_margin: int | None = None, model: str | None = None) -> list[dict]:
     """Register the sets (``only``: just these, the other sets' rows kept from ``rows_path``)."""
     from superretina.app import open_app
     from superretina.fire.protocol import list_pairs, load_control_points
@@ -200,7 +200,7 @@ def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None,
     overrides: dict = {"confidence": {"min_confidence": 0.0}}
     if fov_margin is not None:
         overrides["keypoints"] = {"fov_margin": fov_margin}
-    with open_app(overrides, runtime="local") as app:
+    with open_app(overrides, runtime="local", model=model) as app:
         reg = app.registrar
         limit = app.config["input"]["max_pixels"]
         for name, q, r in degenerate_pairs() if want("degenerate") else []:
@@ -330,6 +330,8 @@ def main(argv=None) -> int:
                     "different), keeping the other sets' rows of --rows")
     ap.add_argument("--fov-margin", type=int, help="keypoints.fov_margin for the registrations (default: the "
                     "config's; -1: no field-of-view mask, for the ablation in docs/confidence.md)")
+    ap.add_argument("--model", help="a shipped model by name (default: the default pipeline's), to check "
+                    "the coefficients with another network (e.g. int8, with --no-write)")
     ap.add_argument("--fit-only", action="store_true", help="refit from --rows without registering")
     ap.add_argument("--make-list", action="store_true", help="rebuild the different-subject list and stop")
     ap.add_argument("--count", type=int, default=240, help="different-subject pairs of --make-list")
@@ -342,6 +344,8 @@ def main(argv=None) -> int:
                     help=f"comma-separated inputs of the model, among those of confidence.features (default "
                          f"{','.join(FEATURES)})")
     ap.add_argument("--no-write", action="store_true", help="do not rewrite confidence_model.py")
+    ap.add_argument("--shipped", action="store_true", help="tabulate the shipped coefficients (confidence_model.py) "
+                    "on the rows instead of a refit (implies --no-write): does the model in use still separate them?")
     args = ap.parse_args(argv)
     if args.make_list:
         LIST.parent.mkdir(parents=True, exist_ok=True)
@@ -359,18 +363,25 @@ def main(argv=None) -> int:
             rows = list(csv.DictReader(f))
     else:
         t0 = time.perf_counter()
-        rows = collect(args.eye_set, args.rows, set(args.only.split(",")) if args.only else None, args.fov_margin)
+        rows = collect(args.eye_set, args.rows, set(args.only.split(",")) if args.only else None, args.fov_margin,
+                       args.model)
         rows = [{k: str(v) for k, v in r.items()} for r in rows]
         print(f"registered {len(rows)} pairs in {time.perf_counter() - t0:.0f} s; rows in {args.rows}")
     fit = [(r, _evidence(r)) for r in rows if r["set"] != "real"]
     fit = [(r, e) for r, e in fit if e is not None and conf.implausibility(e) is None and r.get("right", "") != ""]
-    names = tuple(args.features.split(","))
-    X = np.array([_features(e, names) for _, e in fit])
-    y = np.array([int(r["right"]) for r, _ in fit], float)
-    coef, intercept = fit_logistic(X, y, args.l2)
-    print("features", names, "coefficients", np.round(coef, 4), "intercept", round(intercept, 4))
+    if args.shipped:
+        from superretina import confidence_model as shipped
+
+        names, coef, intercept = shipped.FEATURES, np.array(shipped.COEFFICIENTS), shipped.INTERCEPT
+        print("the shipped coefficients (confidence_model.py):", names, coef, intercept)
+    else:
+        names = tuple(args.features.split(","))
+        X = np.array([_features(e, names) for _, e in fit])
+        y = np.array([int(r["right"]) for r, _ in fit], float)
+        coef, intercept = fit_logistic(X, y, args.l2)
+        print("features", names, "coefficients", np.round(coef, 4), "intercept", round(intercept, 4))
     print(table(rows, coef, intercept, names, args.threshold))
-    if not args.no_write:
+    if not args.no_write and not args.shipped:
         write_model(coef, intercept, names, rows, "benchmarks/confidence_calibration.py " + " ".join(
             a for a in (argv if argv is not None else sys.argv[1:])))
         print(f"wrote {MODEL_FILE.relative_to(ROOT)}")

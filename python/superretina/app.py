@@ -25,11 +25,6 @@ MISSING_MODEL_HINTS = {
         f" — it is made from {{dir}}/{name}.onnx by `python -m superretina.model.to_openvino {{dir}}/{name}.onnx"
         f" {{dir}}/{name}_bf16.xml`; that ONNX is exported from {name}.pth, fitted and distilled from the"
         " weights of `bash run.sh train` (see model/README.md)") for name in ("superretina_lowrank", "superretina_lowrank2")},
-    "superretina_lowrank2_int8.xml": (
-        " — it is exported from the quantization-aware training state model/checkpoints/qat_int8_state.pt"
-        " (the train extra): `mkdir RUN && cp model/checkpoints/qat_int8_state.pt RUN/state.pt &&"
-        " python -m superretina.training.qat --out RUN --export {dir}/superretina_lowrank2_int8.xml`"
-        " (see model/README.md)"),
 }
 
 
