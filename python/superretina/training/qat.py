@@ -120,7 +120,8 @@ def agreement(teacher, student, images: list[np.ndarray]) -> dict:
 
 def quantize_float_weights(model) -> int:
     """Give int8 weights (symmetric, per output channel, round to nearest) to every convolution of
-    the OpenVINO ``model`` whose weights are still a float constant; returns how many.
+    the OpenVINO ``model`` with an int8 input (a FakeQuantize) whose weights are still a float
+    constant; returns how many.
 
     NNCF quantizes the weights of convolution modules only; the lowrank network's 1x1
     convolutions of a concatenated decoder input, split before the upsampling (``_split_in``,
@@ -133,7 +134,7 @@ def quantize_float_weights(model) -> int:
 
     count = 0
     for op in model.get_ordered_ops():
-        if op.get_type_name() != "Convolution":
+        if op.get_type_name() != "Convolution" or op.input_value(0).get_node().get_type_name() != "FakeQuantize":
             continue
         node = op.input_value(1).get_node()
         while node.get_type_name() == "Convert":
