@@ -175,7 +175,8 @@ def res_model_hw(res) -> tuple[int, int]:
 
 
 def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None,
-            fov_margin: int | None = None, model: str | None = None) -> list[dict]:
+            fov_margin: int | None = None, model: str | None = None, config: Path | None = None,
+            pipeline: Path | None = None) -> list[dict]:
     """Register the sets (``only``: just these, the other sets' rows kept from ``rows_path``)."""
     from superretina.app import open_app
     from superretina.fire.protocol import list_pairs, load_control_points
@@ -197,10 +198,13 @@ def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None,
         print(f"{set_name:10} {pair:28} {row['status']:10} support {row.get('support', '-')}/"
               f"{row.get('first_support', '-')} cov {row.get('coverage', '-')} err {e}", flush=True)
 
-    overrides: dict = {"confidence": {"min_confidence": 0.0}}
+    from superretina.config import load_config
+
+    overrides: dict = load_config(config) if config else {}   # checked, on the default configuration
+    overrides["confidence"] = {**overrides.get("confidence", {}), "min_confidence": 0.0}
     if fov_margin is not None:
-        overrides["keypoints"] = {"fov_margin": fov_margin}
-    with open_app(overrides, runtime="local", model=model) as app:
+        overrides.setdefault("keypoints", {})["fov_margin"] = fov_margin
+    with open_app(overrides, pipeline, runtime="local", model=model) as app:
         reg = app.registrar
         limit = app.config["input"]["max_pixels"]
         for name, q, r in degenerate_pairs() if want("degenerate") else []:
@@ -332,6 +336,9 @@ def main(argv=None) -> int:
                     "config's; -1: no field-of-view mask, for the ablation in docs/confidence.md)")
     ap.add_argument("--model", help="a shipped model by name (default: the default pipeline's), to check "
                     "the coefficients with another network (e.g. int8, with --no-write)")
+    ap.add_argument("--pipeline", type=Path, help="a pipeline file instead of --model (e.g. an IR not shipped)")
+    ap.add_argument("--config", type=Path, help="registration parameters YAML laid over the default (e.g. another "
+                    "keypoints.nms_thresh), for the registrations")
     ap.add_argument("--fit-only", action="store_true", help="refit from --rows without registering")
     ap.add_argument("--make-list", action="store_true", help="rebuild the different-subject list and stop")
     ap.add_argument("--count", type=int, default=240, help="different-subject pairs of --make-list")
@@ -364,7 +371,7 @@ def main(argv=None) -> int:
     else:
         t0 = time.perf_counter()
         rows = collect(args.eye_set, args.rows, set(args.only.split(",")) if args.only else None, args.fov_margin,
-                       args.model)
+                       args.model, args.config, args.pipeline)
         rows = [{k: str(v) for k, v in r.items()} for r in rows]
         print(f"registered {len(rows)} pairs in {time.perf_counter() - t0:.0f} s; rows in {args.rows}")
     fit = [(r, _evidence(r)) for r in rows if r["set"] != "real"]
