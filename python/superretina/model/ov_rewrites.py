@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _constant(output):
+def constant_behind(output):
     """The Constant behind ``output`` (through weight Converts), or None."""
     node = output.get_node()
     while node.get_type_name() == "Convert":
@@ -37,7 +37,7 @@ def split_concat_convolutions(model) -> int:
         if op.get_type_name() != "Convolution":
             continue
         concat = op.input_value(0).get_node()
-        weights = _constant(op.input_value(1))
+        weights = constant_behind(op.input_value(1))
         if (concat.get_type_name() != "Concat" or concat.get_axis() not in (1, -3) or weights is None
                 or len(concat.output(0).get_target_inputs()) != 1):
             continue
@@ -64,7 +64,7 @@ def transposed_convolutions_as_depth_to_space(model) -> int:
     for op in list(model.get_ordered_ops()):
         if op.get_type_name() != "ConvolutionBackpropData" or len(op.inputs()) != 2:
             continue
-        weights = _constant(op.input_value(1))
+        weights = constant_behind(op.input_value(1))
         if (weights is None or list(op.get_strides()) != [2, 2] or list(op.get_dilations()) != [1, 1]
                 or any(op.get_pads_begin()) or any(op.get_pads_end()) or any(op.get_output_padding())):
             continue

@@ -31,7 +31,6 @@ Held-out photographs (``data_split``) are never trained on or calibrated with; F
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -50,6 +49,8 @@ from ..image_io import read_image
 from ..keypoints import detect
 from ..model.export import INPUT_NAME, OUTPUT_NAMES
 from ..model.network import CheckpointError, load_checkpoint
+from ..model.ov_rewrites import constant_behind
+from ..provenance import files_sha256
 from .distill import Views, distill_loss, keypoint_weights, map_agreement, subpixel_distances
 
 FRAME = 768
@@ -96,10 +97,6 @@ def descriptor_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (1 - F.cosine_similarity(s, t, dim=1, eps=1e-8)).mean()
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def agreement(teacher, student, images: list[np.ndarray]) -> dict:
     """On whole frames, each network run once per frame: ``distill.map_agreement`` of the detector
     maps, the mean cosine between the descriptor maps, and the median of ``distill.subpixel_distances``
@@ -136,10 +133,8 @@ def quantize_float_weights(model) -> int:
     for op in model.get_ordered_ops():
         if op.get_type_name() != "Convolution" or op.input_value(0).get_node().get_type_name() != "FakeQuantize":
             continue
-        node = op.input_value(1).get_node()
-        while node.get_type_name() == "Convert":
-            node = node.input_value(0).get_node()
-        if node.get_type_name() != "Constant" or node.get_element_type().get_type_name() != "f32":
+        node = constant_behind(op.input_value(1))
+        if node is None or node.get_element_type().get_type_name() != "f32":
             continue
         w = node.get_data()
         scale = np.abs(w).reshape(len(w), -1).max(axis=1).reshape(-1, 1, 1, 1) / 127.0
@@ -174,7 +169,7 @@ def export_ir(student, out: Path, teacher_path: Path, state: dict) -> Path:
     for port, name in zip(model.outputs, OUTPUT_NAMES):
         port.get_tensor().set_names({name})
     model.set_rt_info("bf16", PRECISION_KEY)
-    model.set_rt_info(sha256(teacher_path), TEACHER_KEY)
+    model.set_rt_info(files_sha256(teacher_path), TEACHER_KEY)
     model.set_rt_info(json.dumps({"steps": state["step"], "minutes": round(state["seconds"] / 60, 1),
                                   "settings": state["args"], "weights_quantized_at_export": weights_at_export}),
                       TRAINING_KEY)
@@ -190,7 +185,8 @@ def restore(out: Path, teacher_path: Path):
     from nncf.torch import load_from_config
 
     state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
-    if state.get("teacher_sha256", sha256(teacher_path)) != sha256(teacher_path):
+    digest = files_sha256(teacher_path)
+    if state.get("teacher_sha256", digest) != digest:
         raise SystemExit(f"error: {out}: the run started from {state['teacher']}, not {teacher_path} "
                          "(give that checkpoint as --teacher)")
     student = load_from_config(load_checkpoint(teacher_path).eval(), state["nncf_config"])
@@ -270,7 +266,7 @@ def main(argv=None) -> int:
     def save():
         torch.save({"model": student.state_dict(), "optimizer": opt.state_dict(), "step": step,
                     "seconds": spent, "nncf_config": get_config(student), "teacher": str(args.teacher),
-                    "teacher_sha256": sha256(args.teacher),
+                    "teacher_sha256": files_sha256(args.teacher),
                     "args": {k: str(v) for k, v in vars(args).items()}}, args.out / "state.pt.tmp")
         (args.out / "state.pt.tmp").replace(args.out / "state.pt")
 
