@@ -79,14 +79,14 @@ def test_bf16_irs_are_made_from_the_shipped_onnx(ir, onnx):
 
 
 def test_named_pipelines_are_the_default_with_another_model():
-    """bf16 (the published head, the default until 0.5.0) and fp32 (its ONNX): the default
-    pipeline with modelPath pointing at their model, nothing else changed."""
+    """bf16 (the published head, the default until 0.5.0), fp32 (its ONNX) and int8 (the default
+    network quantized): the default pipeline with modelPath pointing at their model, nothing else changed."""
     import json
 
     default = json.loads((ROOT / "pipeline" / "superretina.pipeline").read_text())
     for stream in ("superretina", "superretina_decode"):  # the tensor and the decode stream (docs/stream.md)
         assert default[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == f"../model/{DEFAULT_IR.name}"
-    for name, model in (("bf16", BF16_IR), ("fp32", MODEL)):
+    for name, model in (("bf16", BF16_IR), ("fp32", MODEL), ("int8", ROOT / "model" / "superretina_lowrank2_int8.xml")):
         named = json.loads((ROOT / "pipeline" / f"superretina_{name}.pipeline").read_text())
         for stream in ("superretina", "superretina_decode"):
             assert named[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == f"../model/{model.name}"

@@ -8,6 +8,8 @@
   bit for bit, and the training shortcut (``dconv_up2`` on the teacher's cached input) is the
   network's own detector.
 * ``--init`` starts from a fast checkpoint and refuses one whose shared parameters differ.
+* ``subpixel_loss`` reads the registrar's sub-pixel positions (``refine_subpixel``) off both maps,
+  is zero where they agree and pulls a shifted maximum back to the teacher's.
 """
 import numpy as np
 import pytest
@@ -18,8 +20,10 @@ from superretina.enhance import enhance, to_model_input  # noqa: E402
 from superretina.keypoints import detect  # noqa: E402
 from superretina.model.network import (SuperRetinaFastNet, SuperRetinaNet, checkpoint_dict,  # noqa: E402
                                        load_checkpoint, read_checkpoint)
+from superretina.keypoints import refine_subpixel  # noqa: E402
 from superretina.training.distill import (distill_loss, init_student, keypoint_weights, main,  # noqa: E402
-                                          nms_maxima, student_logits, teacher_and_features)
+                                          nms_maxima, parabola_offsets, student_logits, subpixel_loss,
+                                          teacher_and_features)
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +119,44 @@ def test_run_with_decoder_positions_and_init(distill_inputs, tmp_path):
     torch.save(checkpoint_dict(other), tmp_path / "other.pth")
     bad = args[:-7] + ["--init", str(tmp_path / "other.pth")]
     assert main(bad) == 2
+
+
+def test_subpixel_offsets_are_the_registrars(photo):
+    """On the shipped network's detector map of a real photograph, the (clipped) parabola offsets
+    at its keypoints are where ``refine_subpixel`` moves them."""
+    from pathlib import Path
+
+    net = load_checkpoint(Path(__file__).resolve().parents[1] / "model" / "superretina_lowrank2.pth").eval()
+    with torch.no_grad():
+        p = net(torch.from_numpy(photo))[0]
+    keep = nms_maxima(torch.logit(p.clamp(1e-7, 1 - 1e-7)), 10)[0, 0, 1:-1, 1:-1]
+    ox, oy, bx, by = (t[0, 0][keep].numpy() for t in parabola_offsets(p))
+    ys, xs = np.nonzero(keep.numpy())
+    kp = np.stack([xs + 1, ys + 1], axis=1).astype(np.float32)
+    bends = (bx < 0) & (by < 0)
+    assert bends.sum() > 20
+    moved = refine_subpixel(p[0, 0].numpy(), kp)[bends] - kp[bends]
+    np.testing.assert_allclose(moved, np.clip(np.stack([ox, oy], axis=1)[bends], -0.5, 0.5), atol=1e-4)
+
+
+def test_subpixel_loss_is_zero_on_agreement_and_pulls_a_shifted_peak_back():
+    yy, xx = torch.meshgrid(torch.arange(24.0), torch.arange(32.0), indexing="ij")
+
+    def blob(cx, cy=9.8):
+        return (0.6 * torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5 ** 2)))[None, None]
+
+    target = blob(12.3)
+    keypoints = nms_maxima(torch.logit(target.clamp(1e-7, 1 - 1e-7)), 10)
+    assert int(keypoints.sum()) == 1
+    loss, n = subpixel_loss(target, target, keypoints)
+    assert n == 1 and float(loss) == 0.0
+    losses = []
+    for cx in (12.0, 11.6, 11.2):   # the student's peak further and further left of the teacher's
+        x = torch.tensor(cx, requires_grad=True)
+        loss, n = subpixel_loss(blob(x), target, keypoints)
+        loss.backward()
+        assert n == 1 and x.grad < 0   # descending the loss moves the peak right, to the teacher's
+        losses.append(float(loss))
+    assert 0 < losses[0] < losses[1] < losses[2]
+    flat = torch.full_like(target, 0.3)   # no peak on the student's map: nothing to compare
+    assert subpixel_loss(flat, target, keypoints)[1] == 0

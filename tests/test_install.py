@@ -82,8 +82,10 @@ def test_installed_package_carries_its_data(installed, user_folder):
     pipeline, config, plugins = (Path(line) for line in out.stdout.split())
     for path in (pipeline, config, plugins):
         assert path.exists() and str(path).startswith(str(site)), path
-    for weights in ("superretina_lowrank2_bf16.bin", "superretina_bf16.bin"):   # the default, --model bf16
+    for weights in ("superretina_lowrank2_bf16.bin", "superretina_lowrank2_int8.bin", "superretina_bf16.bin"):
+        # the default, --model int8, --model bf16
         assert (pipeline.parent.parent / "model" / weights).is_file()
+    assert (pipeline.parent / "superretina_int8.yaml").is_file()   # --model int8's own settings
     assert (site / "superretina" / "py.typed").is_file()     # type checkers read the package's annotations
 
 

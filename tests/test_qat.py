@@ -41,13 +41,14 @@ def photographs(tmp_path_factory, retina_bgr):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, photographs):
-    """A run of a few steps, resumed once, and its export: (run folder, IR, first state, last state)."""
+    """A run of a few steps, resumed once (with the sub-pixel loss on), and its export: (run folder,
+    IR, first state, last state)."""
     out = tmp_path_factory.mktemp("qat") / "run"
     common = ["--teacher", str(TEACHER), "--data", str(photographs), "--out", str(out), "--calib", "2",
               "--crop", "64", "--batch", "1", "--threads", "2", "--save-minutes", "0.05"]
     assert qat.main(common + ["--minutes", "0.1"]) == 0
     first = torch.load(out / "state.pt", weights_only=False)
-    assert qat.main(common + ["--minutes", "0.2", "--resume"]) == 0
+    assert qat.main(common + ["--minutes", "0.2", "--resume", "--subpixel-weight", "10"]) == 0
     last = torch.load(out / "state.pt", weights_only=False)
     ir = out.parent / "int8.xml"
     assert qat.main(["--teacher", str(TEACHER), "--out", str(out), "--export", str(ir)]) == 0
@@ -64,6 +65,8 @@ def test_run_trains_and_resumes(trained):
     assert ranges and any(not torch.equal(first["model"][k], last["model"][k]) for k in ranges)
     log = (out / "log.jsonl").read_text().splitlines()
     assert len(log) >= 2
+    # the resumed steps trained with the sub-pixel loss on, and the state says so
+    assert (first["args"]["subpixel_weight"], last["args"]["subpixel_weight"]) == ("0.0", "10.0")
 
 
 def test_exported_ir_is_the_trained_network(trained, retina_bgr):

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import DEFAULT_PIPELINE, load_config
+from .config import DEFAULT_PIPELINE, load_config, pipeline_settings
 from .provenance import describe
 from .registrar import Registrar
 from .sdk import load_sdk
@@ -25,6 +25,11 @@ MISSING_MODEL_HINTS = {
         f" — it is made from {{dir}}/{name}.onnx by `python -m superretina.model.to_openvino {{dir}}/{name}.onnx"
         f" {{dir}}/{name}_bf16.xml`; that ONNX is exported from {name}.pth, fitted and distilled from the"
         " weights of `bash run.sh train` (see model/README.md)") for name in ("superretina_lowrank", "superretina_lowrank2")},
+    "superretina_lowrank2_int8.xml": (
+        " — it is exported from the quantization-aware training state model/checkpoints/qat_int8_state.pt"
+        " (the train extra): `mkdir RUN && cp model/checkpoints/qat_int8_state.pt RUN/state.pt &&"
+        " python -m superretina.training.qat --out RUN --export {dir}/superretina_lowrank2_int8.xml`"
+        " (see model/README.md)"),
 }
 
 
@@ -54,18 +59,20 @@ class App:
 
 def open_app(config=None, pipeline: Path | None = None, runtime: str | None = None, *,
              model: str | None = None, device: str | None = None) -> App:
-    """Open the runtime, the pipeline's streams and the model; ``config`` is a YAML path or a mapping of overrides.
+    """Open the runtime, the pipeline's streams and the model; ``config`` is a YAML path or a mapping of overrides,
+    laid over the pipeline's own settings (``config.pipeline_settings``) where it has some.
 
     ``model``: a shipped model's name instead of ``pipeline`` (:mod:`superretina.models`);
     ``device``: auto, cpu or gpu for the local runtime's engine (None: ``$MXLOCAL_DEVICE``, else auto).
     """
     from .models import ModelChoiceError, check_device, choose_pipeline, device_setting
 
-    cfg = load_config(config)
     try:
         pipeline = Path(choose_pipeline(model, pipeline) or DEFAULT_PIPELINE)
     except ModelChoiceError as exc:
         raise AppError(str(exc)) from None
+    settings = pipeline_settings(pipeline)
+    cfg = load_config(config, settings)
     if not pipeline.exists():   # a FIFO or a folder: read_layout says what it is
         raise AppError(f"{pipeline}: pipeline file not found")
     layout = read_layout(pipeline)
@@ -94,4 +101,4 @@ def open_app(config=None, pipeline: Path | None = None, runtime: str | None = No
         with device_setting(device):
             stream = SuperRetinaStream(pipeline, sdk)
     return App(Registrar(stream, cfg), stream, cfg, pipeline, model, sdk.name,
-               describe(model, pipeline, sdk.name, cfg, stream.engine_report()))
+               describe(model, pipeline, sdk.name, cfg, stream.engine_report(), settings))

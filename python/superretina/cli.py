@@ -74,10 +74,16 @@ def _common(ap: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def _effective_config(args) -> dict:
-    """--config laid over the defaults, with --transform on top; checked before any work."""
-    from .config import load_config
+    """--config laid over the defaults and the chosen pipeline's own settings, with --transform on
+    top; checked before any work."""
+    from .config import DEFAULT_PIPELINE, load_config, pipeline_settings
+    from .models import ModelChoiceError, choose_pipeline
 
-    cfg = load_config(args.config)
+    try:
+        pipeline = choose_pipeline(args.model, args.pipeline) or DEFAULT_PIPELINE
+    except ModelChoiceError:
+        pipeline = None   # opening the session says what is wrong with the choice
+    cfg = load_config(args.config, pipeline_settings(pipeline))
     if args.transform:
         cfg["transform"]["model"] = args.transform
     return cfg

@@ -1,4 +1,6 @@
-"""Registration parameters: configs/default.yaml, overlaid by a user's YAML file.
+"""Registration parameters: configs/default.yaml, overlaid by the pipeline's own settings (a
+``NAME.yaml`` beside ``NAME.pipeline``: what its model needs, e.g. the int8 network's keypoint
+threshold) and then by a user's YAML file.
 
 Every setting is checked when the file is loaded, its type and its range, so that a bad value
 is one error line naming the file, the key, the value and what is allowed, e.g.
@@ -202,18 +204,37 @@ def _read(path: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | Mapping | None = None) -> dict:
-    """The default configuration, with ``path``'s values (a YAML file, or a mapping of the same
-    shape, e.g. ``{"matching": {"knn_thresh": 0.8}}``) laid over it, all checked."""
+def pipeline_settings(pipeline: str | Path | None) -> Path | None:
+    """The settings file that goes with a pipeline's model, ``NAME.yaml`` beside ``NAME.pipeline``
+    (None when there is none, as for the default pipeline).
+
+    A model can need other registration settings than the defaults (the int8 network detects
+    more faint maxima: ``keypoints.nms_thresh`` 0.02 keeps the confidence model's calibration,
+    docs/int8-model.md); with the file beside its pipeline, ``--model``, ``--pipeline`` and a
+    pipeline copied with its settings all run the model as it was measured."""
+    if pipeline is None:
+        return None
+    path = Path(pipeline).with_suffix(".yaml")
+    return path if path.is_file() else None
+
+
+def load_config(path: str | Path | Mapping | None = None, model_settings: str | Path | None = None) -> dict:
+    """The default configuration, with ``model_settings``'s values (a pipeline's own settings
+    file, :func:`pipeline_settings`) and then ``path``'s (a YAML file, or a mapping of the same
+    shape, e.g. ``{"matching": {"knn_thresh": 0.8}}``) laid over it, each layer checked.
+
+    A mapping that is a whole configuration (``load_config()``'s result) sets every key, so the
+    model's settings then take no effect: give only what differs."""
     cfg = _read(DEFAULT_CONFIG)
     where = str(DEFAULT_CONFIG)
+    layers = [] if model_settings is None else [(str(model_settings), _read(Path(model_settings)))]
     if isinstance(path, Mapping):
-        where = "config"
-        cfg = _merge(cfg, dict(path), where)
+        layers.append(("config", dict(path)))
     elif path is not None:
-        where = str(path)
-        cfg = _merge(cfg, _read(Path(path)), where)
-    _check_all(cfg, where)
+        layers.append((str(path), _read(Path(path))))
+    for where, values in layers or [(where, {})]:   # checked layer by layer: an error names its file
+        cfg = _merge(cfg, values, where)
+        _check_all(cfg, where)
     # Cross-key check: the border must leave some of the model frame.
     side = min(cfg["model"]["image_width"], cfg["model"]["image_height"])
     if 2 * cfg["keypoints"]["border"] >= side:

@@ -29,8 +29,12 @@ def model_sha256(model: Path) -> str:
     return files_sha256(*files)
 
 
-def describe(model: Path, pipeline: Path, runtime: str, config: dict, engine: dict | None = None) -> dict:
+def describe(model: Path, pipeline: Path, runtime: str, config: dict, engine: dict | None = None,
+             model_settings: Path | None = None) -> dict:
     """The provenance entries of result.json (``config`` is the effective configuration).
+
+    ``model_settings``: the pipeline's own settings file laid under the user's config
+    (``config.pipeline_settings``), named when there is one.
 
     ``engine``: where the model ran as its engine reported it
     (``SuperRetinaStream.engine_report``); gives ``device`` (cpu, gpu, ascend) and ``engine``
@@ -41,4 +45,6 @@ def describe(model: Path, pipeline: Path, runtime: str, config: dict, engine: di
     if engine is not None:
         out["device"] = engine["device"]
         out["engine"] = {k: v for k, v in engine.items() if k != "device"}
+    if model_settings is not None:
+        out["model_settings"] = str(model_settings)
     return {**out, "config": config}

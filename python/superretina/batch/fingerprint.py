@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..provenance import files_sha256
 
-PATH_KEYS = ("config", "pipeline", "model")   # where things are, for people; their bytes are keyed
+PATH_KEYS = ("config", "model_settings", "pipeline", "model")   # where things are, for people; their bytes are keyed
 
 
 def _sha(data: bytes) -> str:
@@ -64,7 +64,8 @@ def app_setup(app, method: str = "superretina", config_file=None, **extra) -> di
     -------
     dict
         ``method``, ``config`` (the file named, for people; not keyed) and ``config_sha`` (of the
-        resolved configuration), ``pipeline`` and
+        resolved configuration: the pipeline's own settings, ``model_settings`` where it has
+        some, are in it), ``pipeline`` and
         ``pipeline_sha``, ``model`` and ``model_sha``, ``runtime``, ``device`` and ``engine``
         (where the model ran, from ``app.provenance``: the engine's report, not the --device
         asked for, so auto and cpu agree where auto runs on the CPU), ``package_version`` (a new
@@ -77,7 +78,9 @@ def app_setup(app, method: str = "superretina", config_file=None, **extra) -> di
     return {"method": method, "config": str(config_file) if config_file else "default", "config_sha": _sha(config), "pipeline": str(app.pipeline),
             "pipeline_sha": file_sha(str(app.pipeline)), "model": str(app.model), "model_sha": model_sha,
             "runtime": app.runtime, "device": app.provenance.get("device"), "engine": app.provenance.get("engine"),
-            "package_version": __version__, **extra}
+            "package_version": __version__,
+            # absent where the pipeline has no settings file: those setups read (and key) as before
+            **{k: v for k, v in app.provenance.items() if k == "model_settings"}, **extra}
 
 
 def setup_sha(setup: dict) -> str:

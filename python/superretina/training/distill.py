@@ -58,6 +58,8 @@ LOGIT_CLAMP = 12.0    # logits beyond this are saturated either way
 WINDOW_MARGIN = 8     # px left out of the loss at a training window's edge (the head sees ~5 px)
 DECODER_MARGIN = 4    # more with dconv_up2 trained (two 3x3 convolutions at 1/2 resolution)
 KP_THRESH = 0.01      # the registrar's nms_thresh: maxima above it are keypoints
+SUBPIXEL_MIN_BEND = 1e-4  # a parabola flatter than this (probability per px^2) places no peak
+SUBPIXEL_BETA = 0.05  # px: smooth-L1's quadratic zone of subpixel_loss
 HEAD = ("det_",)                          # parameters of the fast head: always trained
 DETECTOR_ONLY = HEAD + ("dconv_up2.",)    # the head and what feeds only it (--train-decoder)
 LOWRANK_TRAINED = (LOWRANK_HEAD, "conv_last.")  # --student lowrank: the factorised block and the 1x1 after it
@@ -251,6 +253,43 @@ def distill_loss(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None = None
     l1 = (diff * mask * w).sum() / mask.sum().clamp(min=1.0)
     loss = bce * 10.0 + l1_weight * l1
     return loss, {"loss": loss.item(), "bce": bce.item(), "l1_logit": l1.item()}
+
+
+def parabola_offsets(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per interior pixel of probability maps ``p`` (N,1,H,W): the unclipped offsets (x, y) of
+    the parabola through the pixel and its two neighbours on each axis, and the two curvatures
+    (``keypoints.refine_subpixel``'s arithmetic, differentiable), each (N,1,H-2,W-2)."""
+    c = p[..., 1:-1, 1:-1]
+    left, right = p[..., 1:-1, :-2], p[..., 1:-1, 2:]
+    up, down = p[..., :-2, 1:-1], p[..., 2:, 1:-1]
+    bend_x, bend_y = left - 2 * c + right, up - 2 * c + down
+    safe = -SUBPIXEL_MIN_BEND
+    off_x = 0.5 * (left - right) / torch.where(bend_x < safe, bend_x, torch.full_like(bend_x, safe))
+    off_y = 0.5 * (up - down) / torch.where(bend_y < safe, bend_y, torch.full_like(bend_y, safe))
+    return off_x, off_y, bend_x, bend_y
+
+
+def subpixel_loss(ps: torch.Tensor, pt: torch.Tensor, keypoints: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean smooth-L1 (per axis, summed) between where the registrar would refine each of the
+    teacher's ``keypoints`` (N,1,H,W bool, :func:`nms_maxima`) on the teacher's probabilities
+    ``pt`` and on the student's ``ps``, both read at the teacher's pixel; and how many keypoints
+    counted (those whose teacher and student maps both bend down there).
+
+    The detector losses match the map's values; registration reads positions, and a broad maximum
+    moves by a third of a pixel under value noise a BCE barely sees (int8: docs/int8-model.md).
+    The student's offset is left unclipped (up to +-1.5 px), so a student maximum one pixel off
+    still pulls back towards the teacher's."""
+    ox_s, oy_s, bx_s, by_s = parabola_offsets(ps)
+    with torch.no_grad():
+        ox_t, oy_t, bx_t, by_t = parabola_offsets(pt)
+    k = keypoints[..., 1:-1, 1:-1] & (bx_t < -SUBPIXEL_MIN_BEND) & (by_t < -SUBPIXEL_MIN_BEND) \
+        & (bx_s < -SUBPIXEL_MIN_BEND) & (by_s < -SUBPIXEL_MIN_BEND)
+    n = int(k.sum())
+    if n == 0:
+        return ps.sum() * 0.0, 0
+    err = sum(F.smooth_l1_loss(s[k].clamp(-1.5, 1.5), t[k].clamp(-0.5, 0.5), reduction="sum", beta=SUBPIXEL_BETA)
+              for s, t in ((ox_s, ox_t), (oy_s, oy_t)))
+    return err / n, n
 
 
 def keypoint_agreement(teacher, student, images: list[np.ndarray]) -> dict:

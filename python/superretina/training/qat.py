@@ -51,7 +51,8 @@ from ..model.export import INPUT_NAME, OUTPUT_NAMES
 from ..model.network import CheckpointError, load_checkpoint
 from ..model.ov_rewrites import constant_behind
 from ..provenance import files_sha256
-from .distill import Views, distill_loss, keypoint_weights, map_agreement, subpixel_distances
+from .distill import (Views, distill_loss, keypoint_weights, map_agreement, nms_maxima, subpixel_distances,
+                      subpixel_loss)
 
 FRAME = 768
 TEACHER_KEY = ["superretina", "int8_teacher_sha256"]   # the checkpoint the run started from
@@ -216,6 +217,9 @@ def main(argv=None) -> int:
     ap.add_argument("--desc-weight", type=float, default=100.0)
     ap.add_argument("--l1-weight", type=float, default=0.1,
                     help="weight of the logit L1 term of the detector loss (the shape of the map around keypoints)")
+    ap.add_argument("--subpixel-weight", type=float, default=0.0,
+                    help="weight of distill.subpixel_loss: the refined positions of the teacher's keypoints, "
+                         "student against teacher (0 = off, as qat1-qat4)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-minutes", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -296,6 +300,10 @@ def main(argv=None) -> int:
                                  args.l1_weight)
         desc = descriptor_loss(ds, dt)
         loss = det + args.desc_weight * desc
+        if args.subpixel_weight > 0:
+            sub, n_sub = subpixel_loss(ps, pt, nms_maxima(t, args.kp_nms))
+            loss = loss + args.subpixel_weight * sub
+            info.update(subpixel=sub.item(), subpixel_keypoints=n_sub)
         opt.zero_grad()
         loss.backward()
         opt.step()
