@@ -19,7 +19,9 @@ network back onto the float one.
    gradients; weights, biases and quantizer ranges all learn) is trained to reproduce the float
    teacher on random views of the training photographs (``distill.Views``): the detector by
    ``distill.distill_loss`` weighted up around keypoints (``--kp-weight``, ``--kp-radius``), the
-   descriptors by 1 - cosine per cell (weight ``--desc-weight``). Adam, cosine learning rate
+   descriptors by 1 - cosine per cell (weight ``--desc-weight``), and with ``--subpixel-weight``
+   the refined positions of the teacher's keypoints (``distill.subpixel_loss``: what the
+   registrar reads, and what int8's noise moves). Adam, cosine learning rate
    over ``--minutes``; checkpoints every few minutes (``state.pt``, resumable), a JSON-lines log
    with the agreement on held-out frames.
 3. **Export** (``--export OUT.xml``): the last checkpoint's network as an OpenVINO IR with
