@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError
-from .models import DEVICES
+from .models import DEVICES, add_model_option
 from .progname import prog_name
 from .sdk import CHOICES
 
@@ -57,9 +57,7 @@ def usage() -> str:
 def _common(ap: argparse.ArgumentParser, default_out: str) -> None:
     ap.add_argument("--out", type=Path, help=f"output folder (default {default_out}, in the current folder)")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
-    ap.add_argument("--model", help="a shipped model by name: bf16 (the default: OpenVINO, bf16 on CPUs with "
-                    "AMX/AVX-512 BF16, f32 elsewhere), fp32 (the ONNX model on ONNX Runtime), ascend (.om, MindX SDK)"
-                    "; every pipeline/superretina_NAME.pipeline is a name")
+    add_model_option(ap)   # the names of the shipped pipelines (the help named bf16 the default until 0.8.0)
     ap.add_argument("--pipeline", type=Path, help="a pipeline file instead of --model (default: the shipped "
                     "pipeline/superretina.pipeline)")
     ap.add_argument("--device", choices=DEVICES, help="where the local runtime runs the model: gpu (ONNX Runtime "
