@@ -57,7 +57,7 @@ def usage() -> str:
 def _common(ap: argparse.ArgumentParser, default_out: str) -> None:
     ap.add_argument("--out", type=Path, help=f"output folder (default {default_out}, in the current folder)")
     ap.add_argument("--config", type=Path, help="parameters YAML laid over configs/default.yaml")
-    add_model_option(ap)   # the names of the shipped pipelines (a fixed help text named bf16 the default long after it was not)
+    add_model_option(ap)   # the names of the shipped pipelines and the default, read from the pipeline files
     ap.add_argument("--pipeline", type=Path, help="a pipeline file instead of --model (default: the shipped "
                     "pipeline/superretina.pipeline)")
     ap.add_argument("--device", choices=DEVICES, help="where the local runtime runs the model: gpu (ONNX Runtime "
