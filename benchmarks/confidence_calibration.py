@@ -198,9 +198,13 @@ def collect(eye_sets: list[Path], rows_path: Path, only: set | None = None,
         print(f"{set_name:10} {pair:28} {row['status']:10} support {row.get('support', '-')}/"
               f"{row.get('first_support', '-')} cov {row.get('coverage', '-')} err {e}", flush=True)
 
-    from superretina.config import load_config
+    from superretina.config import load_config, read_settings
 
-    overrides: dict = load_config(config) if config else {}   # checked, on the default configuration
+    if config:
+        load_config(config)   # checked here, so that a bad value names the file
+    # the file's own keys only: a whole configuration here would set every key and hide the
+    # pipeline's own settings (--model int8's keypoint threshold)
+    overrides: dict = read_settings(config) if config else {}
     overrides["confidence"] = {**overrides.get("confidence", {}), "min_confidence": 0.0}
     if fov_margin is not None:
         overrides.setdefault("keypoints", {})["fov_margin"] = fov_margin

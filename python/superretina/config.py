@@ -178,7 +178,10 @@ def _check_all(cfg: dict, where: str, prefix: str = "") -> None:
             raise ConfigError(f"{where}: {name} has no rule in superretina.config.RULES")  # a programming error
 
 
-def _read(path: Path) -> dict:
+def read_settings(path: Path) -> dict:
+    """The mapping of a parameters YAML file as written (its keys and values are checked when
+    :func:`load_config` lays it over the defaults); an unreadable file or one that is not a YAML
+    mapping is one ConfigError line naming it."""
     from .files import InputFileError, read_regular
 
     try:  # a regular file, its size checked before reading (a FIFO or /dev/zero is refused unread)
@@ -225,13 +228,13 @@ def load_config(path: str | Path | Mapping | None = None, model_settings: str | 
 
     A mapping that is a whole configuration (``load_config()``'s result) sets every key, so the
     model's settings then take no effect: give only what differs."""
-    cfg = _read(DEFAULT_CONFIG)
+    cfg = read_settings(DEFAULT_CONFIG)
     where = str(DEFAULT_CONFIG)
-    layers = [] if model_settings is None else [(str(model_settings), _read(Path(model_settings)))]
+    layers = [] if model_settings is None else [(str(model_settings), read_settings(Path(model_settings)))]
     if isinstance(path, Mapping):
         layers.append(("config", dict(path)))
     elif path is not None:
-        layers.append((str(path), _read(Path(path))))
+        layers.append((str(path), read_settings(Path(path))))
     for where, values in layers or [(where, {})]:   # checked layer by layer: an error names its file
         cfg = _merge(cfg, values, where)
         _check_all(cfg, where)
