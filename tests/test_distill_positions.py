@@ -17,10 +17,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="distillation needs PyTorch (the train extra)")
 
 from superretina.enhance import enhance, to_model_input  # noqa: E402
-from superretina.keypoints import detect  # noqa: E402
+from superretina.keypoints import detect, refine_subpixel  # noqa: E402
 from superretina.model.network import (SuperRetinaFastNet, SuperRetinaNet, checkpoint_dict,  # noqa: E402
                                        load_checkpoint, read_checkpoint)
-from superretina.keypoints import refine_subpixel  # noqa: E402
 from superretina.training.distill import (distill_loss, init_student, keypoint_weights, main,  # noqa: E402
                                           nms_maxima, parabola_offsets, student_logits, subpixel_loss,
                                           teacher_and_features)
