@@ -123,7 +123,9 @@ def _register(app, pair, **overrides):
 
 
 def test_counts_of_every_pass_reach_result_json(app, p_pair):
-    res, spy, info = _register(app, p_pair, matching_trick_skip_inliers=0, guided={"max_inliers": 0})
+    # without the patch-refined pass, which would follow the guided ones (test_patch_refine)
+    res, spy, info = _register(app, p_pair, matching_trick_skip_inliers=0, guided={"max_inliers": 0},
+                               patch_refine={"half": 0})
     assert res.status == "registered"
     # the trick inferred the whole model frame (matching_trick_crop_margin -1, the default)
     assert len(spy.calls) == 2 and info["matching_trick"] == {
@@ -150,7 +152,8 @@ def test_guided_passes_skip_pairs_with_many_inliers(app, p_pair):
 
 
 def test_guided_off_keeps_the_two_network_passes(app, p_pair):
-    res, _, info = _register(app, p_pair, guided={"iterations": 0}, matching_trick_skip_inliers=0)
+    res, _, info = _register(app, p_pair, guided={"iterations": 0}, matching_trick_skip_inliers=0,
+                             patch_refine={"half": 0})
     assert info["match_counts"]["guided"] == [] and [p["name"] for p in info["passes"]] == ["first", "matching_trick"]
     H = res.second.homography.H @ res.first.homography.H
     assert np.allclose(res.H, H / H[2, 2])

@@ -94,6 +94,11 @@ RULES: dict[str, Rule] = {
     "guided.ratio": Rule("float", 0, 1, lo_open=True),
     "guided.min_gain": Rule("float", 0, 10),
     "guided.max_inliers": Rule("int", 0, 100_000),       # 0 = always
+    "patch_refine.half": Rule("int", 0, 32),             # 0 = off
+    "patch_refine.search": Rule("int", 1, 16),
+    "patch_refine.min_ncc": Rule("float", -1, 1),
+    "patch_refine.min_curvature": Rule("float", 0, 4),
+    "patch_refine.max_inliers": Rule("int", 0, 100_000),  # 0 = always
     "confidence.min_confidence": Rule("float", 0, 1),   # 0 = only implausible transforms fail
     "use_matching_trick": Rule("bool"),
     "matching_trick_skip_inliers": Rule("int", 0, 100_000),  # 0 = never skip

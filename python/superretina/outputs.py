@@ -161,6 +161,8 @@ def result_json(res: RegistrationResult, query_path, refer_path, provenance: dic
     if res.second is not None:
         passes.append({"name": "matching_trick", **_stage_json(res.second)})
     passes += [{"name": f"guided_{i + 1}", **_stage_json(g)} for i, g in enumerate(res.guided)]
+    if res.refined is not None:
+        passes.append({"name": "patch_refined", **_stage_json(res.refined)})
     n = len(inl)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -198,11 +200,13 @@ def dicom_json(query_path, refer_path) -> dict | None:
 
 
 def pass_counts(res: RegistrationResult) -> dict:
-    """``match_counts`` (matches of each pass, in order: first, matching trick, guided passes)
+    """``match_counts`` (matches of each pass, in order: first, matching trick, guided passes,
+    the patch-refined matches)
     and ``matching_trick`` (ran, or skipped and why) of a registration."""
     counts = {"first": int(len(res.first.matches)),
               "matching_trick": None if res.second is None else int(len(res.second.matches)),
-              "guided": [int(len(g.matches)) for g in res.guided]}
+              "guided": [int(len(g.matches)) for g in res.guided],
+              "patch_refined": None if res.refined is None else int(len(res.refined.matches))}
     return {"match_counts": counts,
             "matching_trick": {"ran": res.second is not None, "skipped_reason": res.trick_skipped,
                                # the part of the reference's model frame its inference took (model pixels)

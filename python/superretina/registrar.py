@@ -39,11 +39,13 @@ from .descriptors import sample_descriptors
 from .enhance import EnhanceSettings, equalise, gamma, model_input, to_model_input
 from .fov import erode_fov, half_fov, inside
 from .guided import guided_refinement
-from .homography import DEFAULT_THRESHOLDS, HomographyResult, estimate_homography, transform_points
+from .homography import (DEFAULT_THRESHOLDS, HomographyResult, degeneracy, estimate_homography, refine_homography,
+                         transform_points)
 from .image_io import ImageReadError, read_encoded, read_image_file
 from .keypoints import detect, refine_subpixel, to_original
 from .matching import ratio_match
 from .parallel import pair_map
+from .patch_refine import inverse_points, refine_points
 from .transform import TransformChoice, choose_transform
 
 
@@ -103,10 +105,13 @@ class RegistrationResult:
     trick_box: tuple | None = None               # (x, y, w, h) model pixels the matching trick inferred (ran only)
     assessment: Assessment | None = None         # evidence and confidence of the transform (confidence.py)
     rejected: tuple | None = None                # (H, transform) a failed assessment did not return
+    refined: Stage | None = None                 # the final matches moved by patch correlation (patch_refine.py)
 
     @property
     def final(self) -> Stage:
-        """The last pass: the last guided pass, else the last network pass."""
+        """The last pass: the patch-refined matches, else the last guided pass, else the last network pass."""
+        if self.refined is not None:
+            return self.refined
         return self.guided[-1] if self.guided else self.network_final
 
     @property
@@ -248,13 +253,13 @@ class Registrar:
             batch = np.stack([model_input(eq, self.model_hw, g), model_input(er, self.model_hw, g)])[:, None]
         with t("inference"):
             det, desc = self.backend.infer(batch)
-        return self._register_maps(eq, er, batch[0, 0], det, desc, t, (query, refer))
+        return self._register_maps(eq, er, (batch[0, 0], batch[1, 0]), det, desc, t, (query, refer))
 
-    def _register_maps(self, eq: np.ndarray, er: np.ndarray, query_input: np.ndarray, det: np.ndarray,
+    def _register_maps(self, eq: np.ndarray, er: np.ndarray, inputs: tuple, det: np.ndarray,
                        desc: np.ndarray, t: Timer, photographs: tuple, half_fovs: tuple = (None, None)
                        ) -> RegistrationResult:
-        """Everything after the first inference: eq/er (H, W) uint8 equalised images, query_input
-        (h, w) float32 the query's model input, det (2, h, w) and desc (2, 256, h/8-2, w/8-2)
+        """Everything after the first inference: eq/er (H, W) uint8 equalised images, inputs the
+        query's and the reference's (h, w) float32 model inputs, det (2, h, w) and desc (2, 256, h/8-2, w/8-2)
         (or pairs of the query's and the reference's (h, w) and (256, h/8-2, w/8-2) maps),
         photographs the (query, reference) as decoded (their field of view is found on them,
         unless ``half_fovs`` has it already: ``fov.half_fov`` masks, e.g. from the decode stream)."""
@@ -277,12 +282,15 @@ class Registrar:
         if self.cfg["use_matching_trick"]:
             result.trick_skipped = self._trick_not_needed(first)
             if result.trick_skipped is None:
-                self._matching_trick(result, eq, query_input, t, fovs[0])
+                self._matching_trick(result, eq, inputs[0], t, fovs[0])
         with t("transform"):
             result.transform = self.choose_transform(result)
         if self._guided_needed(result):
             with t("guided"):
                 self._guided_passes(result)
+        if self._patch_refine_needed(result):
+            with t("patch_refine"):
+                self._patch_refine(result, *inputs)
         with t("confidence"):
             self.decide(result)
         return result
@@ -336,6 +344,51 @@ class Registrar:
         if passes:
             result.H = passes[-1].H
             result.transform = passes[-1].transform
+
+    def _patch_refine_needed(self, result: RegistrationResult) -> bool:
+        """Patch correlation runs (``patch_refine.half`` > 0) on registered pairs whose last network
+        pass has fewer than ``patch_refine.max_inliers`` 3-px inliers (0 = always): with more, the
+        fit averages the keypoints' noise away already and the correlation only costs time."""
+        p = self.cfg["patch_refine"]
+        if p["half"] == 0 or result.transform is None:
+            return False
+        return p["max_inliers"] == 0 or result.network_final.homography.num_inliers < p["max_inliers"]
+
+    def _patch_refine(self, result: RegistrationResult, query_input: np.ndarray, refer_input: np.ndarray) -> None:
+        """Correspondences placed by patch correlation on the model inputs (``patch_refine``),
+        then the homography refitted to them (Cauchy refinement from the current one) and the
+        transform chosen again; they become the final pass (``result.refined``).
+
+        Each final match's query point moves to where its reference keypoint's patch correlates
+        best (or stays, where the correlation is not conclusive); every other reference keypoint
+        whose counterpart the transform puts inside the query gets one where the correlation is
+        conclusive. The network passes stay as they were (the confidence counts their support)."""
+        st = result.final
+        if len(st.matches) < 8:
+            return
+        p = self.cfg["patch_refine"]
+        (hm, wm), (h_q, w_q) = self.model_hw, result.query_size
+        to_model = np.array([wm / w_q, hm / h_q])
+        others = np.setdiff1d(np.arange(len(result.refer.xy)), st.matches[:, 1])
+        predicted = inverse_points(result.transform.transform, result.H, result.refer.xy[others])
+        inside_q = np.isfinite(predicted).all(axis=1) & (predicted >= 0).all(axis=1) & (predicted < [w_q, h_q]).all(axis=1)
+        ridx = np.concatenate([st.matches[:, 1], others[inside_q]])
+        start = np.concatenate([result.final_query_xy[st.matches[:, 0]], predicted[inside_q]])
+        placed = refine_points(query_input, refer_input, self._model_matrix(result.H, result.query_size, result.refer_size),
+                               start * to_model, result.refer.model_xy[ridx], p["half"], p["search"], p["min_ncc"],
+                               p["min_curvature"])
+        keep = placed.moved.copy()
+        keep[:len(st.matches)] = True
+        q, r, ridx = placed.query_xy[keep] / to_model, result.refer.xy[ridx[keep]], ridx[keep]
+        scale = (self.cfg["homography"]["refine_scale"] or 3.0) * result.refer.pixel_scale
+        H = refine_homography(q, r, result.H, scale)
+        if not np.isfinite(H).all() or degeneracy(H, q) is not None:
+            return
+        inl = np.linalg.norm(transform_points(H, q) - r, axis=1) <= DEFAULT_THRESHOLDS["LMEDS"]
+        hom = HomographyResult(H, inl, int(inl.sum()), float(inl.mean()), None, "PATCH_CAUCHY")
+        result.refined = Stage(np.stack([np.arange(len(q)), ridx], axis=1), hom, q)
+        result.H = H
+        result.transform = self._transform_chooser(result)(q, r, H)
 
     def decide(self, result: RegistrationResult) -> None:
         """The status of a transformed result from its evidence (``confidence.assess``): failed, with
@@ -505,7 +558,7 @@ class Registrar:
                 return None
         # the query's and the reference's maps as they came (views of the stream's messages, not copied)
         det, desc = (dq.detector[0], dr.detector[0]), (dq.descriptor[0], dr.descriptor[0])
-        result = self._register_maps(dq.equalised, dr.equalised, dq.model_input, det, desc, t, (dq.image, dr.image),
+        result = self._register_maps(dq.equalised, dr.equalised, (dq.model_input, dr.model_input), det, desc, t, (dq.image, dr.image),
                                      (dq.fov, dr.fov))
         result.decoded_in = "stream"
         if images:
