@@ -47,6 +47,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,7 +120,9 @@ def make_bench_pair(size: int, folder: Path) -> dict:
 
 
 def pipeline_with_model(model: Path, dst: Path, pipeline: Path = DEFAULT_PIPELINE) -> Path:
-    """Copy of ``pipeline`` whose mxpi_tensorinfer ``modelPath`` is ``model`` (absolute)."""
+    """Copy of ``pipeline`` whose mxpi_tensorinfer ``modelPath`` is ``model`` (absolute), with the
+    settings file of a shipped pipeline that runs this model (e.g. int8's keypoint threshold,
+    ``config.pipeline_settings``) beside it, so that the model runs as the application runs it."""
     cfg = json.loads(Path(pipeline).read_text())
     found = False
     for elements in cfg.values():
@@ -133,7 +136,22 @@ def pipeline_with_model(model: Path, dst: Path, pipeline: Path = DEFAULT_PIPELIN
         raise BenchError(f"{pipeline}: no mxpi_tensorinfer element to point at {model}")
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(cfg, indent=4))
+    settings = shipped_settings(model)
+    if settings is not None:
+        shutil.copy(settings, dst.with_suffix(".yaml"))
     return dst
+
+
+def shipped_settings(model: Path) -> Path | None:
+    """The settings file of a shipped pipeline whose model is ``model``, or None."""
+    from superretina.config import pipeline_settings
+    from superretina.stream_client import model_file, read_layout
+
+    for pipeline in sorted(DEFAULT_PIPELINE.parent.glob("*.pipeline")):
+        settings = pipeline_settings(pipeline)
+        if settings is not None and model_file(pipeline, read_layout(pipeline).model_path).resolve() == Path(model).resolve():
+            return settings
+    return None
 
 
 def baseline_weights(models: list[Path]) -> Path:

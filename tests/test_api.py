@@ -65,7 +65,7 @@ def test_result_json_says_what_produced_it(result):
     assert info["schema_version"] == 3 and info["package_version"] == superretina.__version__
     model = Path(info["model"])
     digest = hashlib.sha256(model.read_bytes() + model.with_suffix(".bin").read_bytes()).hexdigest()
-    assert model.name == "superretina_lowrank2_bf16.xml" and info["model_sha256"] == digest
+    assert model.name == "superretina_lowrank2_int8.xml" and info["model_sha256"] == digest
     assert info["config"]["matching"]["knn_thresh"] == 0.9 and info["runtime"] == "local"
     assert info["query"] is None and info["refer"] is None          # arrays, not files
     # Names a pandas or jq user can type.

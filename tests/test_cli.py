@@ -51,7 +51,7 @@ def test_missing_arguments_are_usage_errors():
 
 @pytest.fixture
 def fresh_clone_pipeline(tmp_path):
-    """The default pipeline file where its model (../model/superretina_lowrank2_bf16.xml) was never made."""
+    """The default pipeline file where its model (../model/superretina_lowrank2_int8.xml) was never made."""
     pipeline = tmp_path / "pipeline" / "superretina.pipeline"
     pipeline.parent.mkdir()
     shutil.copy(DEFAULT_PIPELINE, pipeline)
@@ -64,18 +64,18 @@ def test_default_model_missing_message(fresh_clone_pipeline, tmp_path):
     for p in (query, refer):
         cv2.imwrite(str(p), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     proc = run_cli(query, refer, "--out", tmp_path / "out", "--pipeline", fresh_clone_pipeline)
-    expected_model = tmp_path / "model" / "superretina_lowrank2_bf16.xml"
-    line = assert_one_line_error(proc, f"{fresh_clone_pipeline}: ", "modelPath ../model/superretina_lowrank2_bf16.xml",
-                                 str(expected_model), "does not exist", "bash run.sh train",
-                                 f"superretina.model.to_openvino {tmp_path / 'model' / 'superretina_lowrank2.onnx'}"
-                                 f" {expected_model}", "resolved against the pipeline file's folder")
+    expected_model = tmp_path / "model" / "superretina_lowrank2_int8.xml"
+    line = assert_one_line_error(proc, f"{fresh_clone_pipeline}: ", "modelPath ../model/superretina_lowrank2_int8.xml",
+                                 str(expected_model), "does not exist", "qat_int8_state.pt",
+                                 f"superretina.training.qat --out RUN --export {expected_model}",
+                                 "resolved against the pipeline file's folder")
     assert not (tmp_path / "out" / "result.json").exists(), line
 
 
 def test_demo_with_missing_model(fresh_clone_pipeline, tmp_path):
     """The first thing a user runs (``bash run.sh``) explains where the weights come from."""
     proc = run_cli("--out", tmp_path / "out", "--pipeline", fresh_clone_pipeline)
-    assert_one_line_error(proc, "modelPath", "does not exist", "bash run.sh train")
+    assert_one_line_error(proc, "modelPath", "does not exist", "superretina.training.qat")
 
 
 def test_missing_pipeline_file(tmp_path):

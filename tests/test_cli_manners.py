@@ -78,15 +78,16 @@ def test_model_names_come_from_the_pipeline_files(tmp_path):
     files = sorted(DEFAULT_PIPELINE.parent.glob("*.pipeline"))
     # every shipped pipeline has a name; the default is the named pipeline that runs its model
     assert set(names.values()) == set(files) - {DEFAULT_PIPELINE}
-    assert default_model_name() == "lowrank2"
-    assert read_layout(names["lowrank2"]).model_path == read_layout(DEFAULT_PIPELINE).model_path
+    assert default_model_name() == "int8"
+    assert read_layout(names["int8"]).model_path == read_layout(DEFAULT_PIPELINE).model_path
+    assert read_layout(names["lowrank2"]).model_path != read_layout(DEFAULT_PIPELINE).model_path
     assert names["bf16"].name == "superretina_bf16.pipeline" and names["fp32"].name == "superretina_fp32.pipeline"
     # Without a named pipeline for its model, the default is named after its model file.
     for f in files:
-        if f.name != "superretina_lowrank2.pipeline":
+        if f.name != "superretina_int8.pipeline":
             shutil.copy(f, tmp_path / f.name)
-    assert shipped_models(tmp_path)["lowrank2_bf16"] == tmp_path / DEFAULT_PIPELINE.name
-    assert default_model_name(tmp_path) == "lowrank2_bf16"
+    assert shipped_models(tmp_path)["lowrank2_int8"] == tmp_path / DEFAULT_PIPELINE.name
+    assert default_model_name(tmp_path) == "lowrank2_int8"
     tmp_path = tmp_path / "all"
     tmp_path.mkdir()
     # A pipeline file added to the folder is a name at once.

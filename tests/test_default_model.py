@@ -1,4 +1,4 @@
-"""The shipped models: the default (the lowrank2 network's bf16 IR, made from its ONNX) registers
+"""The shipped models: the default (the lowrank2 network in int8, test_model_int8) registers
 a warped scikit-image retina below 5 px through the default pipeline, as `bash run.sh` (the demo)
 does on a fresh machine; the published-head model it was distilled from (fp32 ONNX, and its bf16
 IR: ``--model bf16``) registers alike."""
@@ -16,15 +16,16 @@ from superretina.demo import control_point_error, make_pair
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "model" / "superretina.onnx"
 BF16_IR = ROOT / "model" / "superretina_bf16.xml"
-DEFAULT_ONNX = ROOT / "model" / "superretina_lowrank2.onnx"
-DEFAULT_IR = ROOT / "model" / "superretina_lowrank2_bf16.xml"
+LOWRANK2_ONNX = ROOT / "model" / "superretina_lowrank2.onnx"
+LOWRANK2_IR = ROOT / "model" / "superretina_lowrank2_bf16.xml"   # --model lowrank2, the float network the default quantizes
+DEFAULT_IR = ROOT / "model" / "superretina_lowrank2_int8.xml"
 FP32_PIPELINE = ROOT / "pipeline" / "superretina_fp32.pipeline"
 CHECKPOINT = ROOT / "model" / "superretina.pth"
 
 
 @pytest.fixture(scope="module")
 def app():
-    assert DEFAULT_IR.is_file(), "the default model model/superretina_lowrank2_bf16.xml must ship with the project"
+    assert DEFAULT_IR.is_file(), f"the default model model/{DEFAULT_IR.name} must ship with the project"
     with open_app(runtime="local") as opened:
         yield opened
 
@@ -64,8 +65,8 @@ def test_shipped_checkpoint_is_the_onnx_model(retina_bgr):
     np.testing.assert_allclose(desc_o, desc, atol=1e-4)
 
 
-# -- the default model, and the published-head models (bf16 and the fp32 one it is made from) -----
-@pytest.mark.parametrize("ir, onnx", [(DEFAULT_IR, DEFAULT_ONNX), (BF16_IR, MODEL)])
+# -- the float lowrank2 model, the published-head models (bf16 and the fp32 one it is made from) -
+@pytest.mark.parametrize("ir, onnx", [(LOWRANK2_IR, LOWRANK2_ONNX), (BF16_IR, MODEL)])
 def test_bf16_irs_are_made_from_the_shipped_onnx(ir, onnx):
     """Each IR records the sha256 of the ONNX it was converted from: retraining a model without
     re-running superretina.model.to_openvino fails here."""
@@ -79,14 +80,15 @@ def test_bf16_irs_are_made_from_the_shipped_onnx(ir, onnx):
 
 
 def test_named_pipelines_are_the_default_with_another_model():
-    """bf16 (the published head, the default until 0.5.0), fp32 (its ONNX) and int8 (the default
-    network quantized): the default pipeline with modelPath pointing at their model, nothing else changed."""
+    """bf16 (the published head, the default until 0.5.0), fp32 (its ONNX), lowrank2 (the float
+    default until 0.8.0) and int8 (the default's own name): the default pipeline with modelPath
+    pointing at their model, nothing else changed."""
     import json
 
     default = json.loads((ROOT / "pipeline" / "superretina.pipeline").read_text())
     for stream in ("superretina", "superretina_decode"):  # the tensor and the decode stream (docs/stream.md)
         assert default[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == f"../model/{DEFAULT_IR.name}"
-    for name, model in (("bf16", BF16_IR), ("fp32", MODEL), ("int8", ROOT / "model" / "superretina_lowrank2_int8.xml")):
+    for name, model in (("bf16", BF16_IR), ("fp32", MODEL), ("lowrank2", LOWRANK2_IR), ("int8", DEFAULT_IR)):
         named = json.loads((ROOT / "pipeline" / f"superretina_{name}.pipeline").read_text())
         for stream in ("superretina", "superretina_decode"):
             assert named[stream]["mxpi_tensorinfer0"]["props"].pop("modelPath") == f"../model/{model.name}"
@@ -106,7 +108,7 @@ def test_fp32_model_registers_like_the_default(app, retina_bgr):
     assert homography_distance(res.H.tolist(), default.H.tolist(), pts) < 1.0
 
 
-@pytest.mark.parametrize("ir, onnx", [(DEFAULT_IR, DEFAULT_ONNX), (BF16_IR, MODEL)])
+@pytest.mark.parametrize("ir, onnx", [(LOWRANK2_IR, LOWRANK2_ONNX), (BF16_IR, MODEL)])
 def test_bf16_irs_are_what_the_converter_makes(ir, onnx, tmp_path):
     """Converting the shipped ONNX again gives the shipped IR: the same weights byte for byte and
     the same graph (layer names aside: the ONNX importer numbers unnamed nodes per process)."""

@@ -158,7 +158,7 @@ def test_ray_workers_open_the_model_on_the_device_asked(tmp_path):
 
     engine = RayEngine(None, None, "local", workers=1, num_cpus=1, device="gpu")
     try:
-        with pytest.raises(Exception, match="--device gpu: no GPU for superretina_lowrank2_bf16.xml"):
+        with pytest.raises(Exception, match="--device gpu: no GPU for superretina_lowrank2_int8.xml"):
             engine.setup("none")
     finally:
         engine.close()

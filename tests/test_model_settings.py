@@ -18,6 +18,7 @@ from tests.model_fixtures import assert_one_line_error, run_cli
 
 INT8_PIPELINE = DEFAULT_PIPELINE.parent / "superretina_int8.pipeline"
 INT8_SETTINGS = DEFAULT_PIPELINE.parent / "superretina_int8.yaml"
+LOWRANK2_PIPELINE = DEFAULT_PIPELINE.parent / "superretina_lowrank2.pipeline"   # a float model: no settings
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_layers_defaults_then_model_then_user(tmp_path, own_pipeline):
 
 
 def test_pipelines_without_settings_have_none(tmp_path):
-    assert pipeline_settings(DEFAULT_PIPELINE) is None
+    assert pipeline_settings(LOWRANK2_PIPELINE) is None
     assert pipeline_settings(None) is None
     assert pipeline_settings(tmp_path / "absent.pipeline") is None
     (tmp_path / "dir.yaml").mkdir()   # not a file: not settings
@@ -76,8 +77,10 @@ def test_int8_runs_with_its_settings_and_says_so(tmp_path, demo):
 
     assert pipeline_settings(INT8_PIPELINE) == INT8_SETTINGS
     assert yaml.safe_load(INT8_SETTINGS.read_text()) == {"keypoints": {"nms_thresh": 0.02}}
+    # the default runs the int8 network with the same settings (its own file, beside its pipeline)
+    assert yaml.safe_load(pipeline_settings(DEFAULT_PIPELINE).read_text()) == yaml.safe_load(INT8_SETTINGS.read_text())
     query, refer, _, _ = demo
-    with superretina.Session(model="int8") as s8, superretina.Session() as s:
+    with superretina.Session(model="int8") as s8, superretina.Session(model="lowrank2") as s:
         assert s8.config["keypoints"]["nms_thresh"] == 0.02 and s.config["keypoints"]["nms_thresh"] == 0.01
         assert s8.provenance["model_settings"] == str(INT8_SETTINGS) and "model_settings" not in s.provenance
         saved = s8.register(query, refer).save(tmp_path / "pair")

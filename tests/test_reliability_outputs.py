@@ -18,7 +18,7 @@ from superretina.outputs import OUTPUT_NAMES, OutputError, prepare_out, result_j
 from superretina.viz import JPEG_MAX_SIDE, draw_matches
 from tests.model_fixtures import assert_one_line_error, run_cli
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "superretina_lowrank2_bf16.xml"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "superretina_lowrank2_int8.xml"
 
 
 @pytest.fixture(scope="module")

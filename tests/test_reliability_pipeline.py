@@ -157,7 +157,8 @@ def test_bad_pipeline_through_cli(tmp_path, retina_bgr):
 def test_missing_model_message_names_the_folder_it_looked_in(tmp_path):
     copied = tmp_path / "elsewhere" / "superretina.pipeline"
     copied.parent.mkdir()
-    copied.write_text((ROOT / "pipeline" / "superretina.pipeline").read_text())  # modelPath ../model/...
+    # modelPath ../model/superretina_lowrank2_bf16.xml: a model made from a float ONNX (the default's recipe: test_cli)
+    copied.write_text((ROOT / "pipeline" / "superretina_lowrank2.pipeline").read_text())
     with pytest.raises(Exception) as info:
         open_app(None, copied, "local")
     message = str(info.value)

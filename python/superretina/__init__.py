@@ -8,7 +8,7 @@
 object :class:`Registration` live in :mod:`superretina.api`; they are imported on first use, so
 that ``import superretina`` (and the command line's ``--help``) stays light.
 """
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 __all__ = ["register", "Session", "load_result", "Registration", "register_series", "__version__"]
 

@@ -3,7 +3,7 @@
 A name stands for a pipeline file in the shipped ``pipeline/`` folder, so that a pip user picks
 a model without a path into the package: ``superretina_NAME.pipeline`` is ``NAME``, and the
 default ``superretina.pipeline`` is the NAME whose pipeline runs the same model file
-(``lowrank2`` today), else named after its model file the same way (``superretina_x_bf16.xml`` →
+(``int8`` today), else named after its model file the same way (``superretina_x_bf16.xml`` →
 ``x_bf16``). A pipeline file added to the folder is a name at once.
 """
 from __future__ import annotations
