@@ -86,6 +86,7 @@ ROWS = [
     ("trick.inference", "  inference (1 image)"),
     ("trick.post", "  NMS..homography"),
     ("transform", "transform (quadratic fit, choice)"),
+    ("refine", "guided matching + patch correlation"),
     ("outputs", "outputs (pictures + json)"),
     ("outputs_cpu", "  outputs, CPU seconds"),
     ("total", "end to end"),
@@ -149,7 +150,8 @@ def shipped_settings(model: Path) -> Path | None:
 
     for pipeline in sorted(DEFAULT_PIPELINE.parent.glob("*.pipeline")):
         settings = pipeline_settings(pipeline)
-        if settings is not None and model_file(pipeline, read_layout(pipeline).model_path).resolve() == Path(model).resolve():
+        runs = model_file(pipeline, read_layout(pipeline).model_path).resolve()
+        if settings is not None and runs == Path(model).resolve():
             return settings
     return None
 
@@ -294,6 +296,7 @@ class PipelineSide:
             "matching": s.get("matching", 0.0), "homography": s.get("homography", 0.0),
             "trick.warp": s.get("trick_warp", 0.0), "trick.inference": s.get("trick_inference", 0.0),
             "trick.post": trick_post, "transform": s.get("transform", 0.0), "outputs": s.get("outputs", 0.0),
+            "refine": s.get("guided", 0.0) + s.get("patch_refine", 0.0),
             "total": wall, "cpu": cpu, "outputs_cpu": outputs_cpu,
         }
         stages["matching trick"] = stages["trick.warp"] + stages["trick.inference"] + trick_post

@@ -1,19 +1,19 @@
-"""Matches refined on the images themselves: each query point moved to where its patch best
-correlates with the reference keypoint's patch.
+"""Correspondences placed on the photographs themselves: for a reference point, the query point
+where the two images' patches correlate best.
 
 A match's positions come from the detector map: each keypoint carries the detector's own
-sub-pixel noise (~0.3 model pixels for the float network, more for int8), and the transform fit
-can only average it out. Once a transform is known, the two photographs can be compared
-directly: the reference patch around a reference keypoint is compared with the query sampled
-through the transform around the point it predicts; the shift that maximises their normalised
-cross-correlation (NCC) moves the query point to the reference keypoint's counterpart, at a
-precision set by the images, not by the detector. The transform maps the patch grid (so the
+sub-pixel noise (~0.3 model pixels for the float network, as much again for int8), and the
+transform fit can only average it out. Once a transform is known, the two photographs can be
+compared directly: the reference patch around a reference keypoint is compared with the query
+sampled through the homography around where the match (or the transform) puts its counterpart;
+the shift that maximises their normalised cross-correlation (NCC) places the query point, at a
+precision set by the images, not by the detector. The homography maps the patch grid (so the
 query patch is seen in the reference's geometry: rotation, scale and perspective removed); the
-shift absorbs what the transform gets wrong locally (the retina's bend, a few pixels).
+shift absorbs what it gets wrong locally (the retina's bend, a few pixels).
 
 A point is moved only where the correlation is conclusive: a peak inside the search window, an
 NCC of at least ``min_ncc`` and a peak curved in both directions (a patch along a straight vessel
-fixes the shift across the vessel only, so its point stays where the detector put it).
+fixes the shift across the vessel only, so its point stays where it was).
 """
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ class RegistrationResult:
     trick_box: tuple | None = None               # (x, y, w, h) model pixels the matching trick inferred (ran only)
     assessment: Assessment | None = None         # evidence and confidence of the transform (confidence.py)
     rejected: tuple | None = None                # (H, transform) a failed assessment did not return
-    refined: Stage | None = None                 # the final matches moved by patch correlation (patch_refine.py)
+    refined: Stage | None = None                 # correspondences placed by patch correlation (patch_refine.py)
 
     @property
     def final(self) -> Stage:
@@ -134,6 +134,16 @@ class RegistrationResult:
             return self.query.xy
         # The second pass matched the warped query: bring its points back through H1⁻¹.
         return transform_points(np.linalg.inv(self.first.homography.H), self.warped_query.xy)
+
+
+def refitted_stage(matches: np.ndarray, query_xy: np.ndarray, refer_xy: np.ndarray, H: np.ndarray,
+                   method: str) -> Stage:
+    """A pass whose homography ``H`` was refitted to its matches (guided passes, patch correlation),
+    not estimated: its inliers are the matches within 3 px of H, as the first pass marks them.
+    ``matches`` (M, 2) index ``query_xy`` (the stage's own query points) and ``refer_xy``."""
+    q, r = query_xy[matches[:, 0]], refer_xy[matches[:, 1]]
+    inl = np.linalg.norm(transform_points(H, q) - r, axis=1) <= DEFAULT_THRESHOLDS["LMEDS"]
+    return Stage(matches, HomographyResult(H, inl, int(inl.sum()), float(inl.mean()), None, method), query_xy)
 
 
 def frame_corners(M: np.ndarray, model_hw: tuple) -> np.ndarray | None:
@@ -335,12 +345,8 @@ class Registrar:
                                    scale, result.refer.pixel_scale, g["radius"], g["ratio"], g["iterations"],
                                    g["min_gain"], start=result.transform, start_count=len(st.matches),
                                    keep=st.matches)
-        threshold = DEFAULT_THRESHOLDS["LMEDS"]  # inliers marked as the first pass's: within 3 px
         for p in passes:
-            q, r = qxy[p.matches[:, 0]], result.refer.xy[p.matches[:, 1]]
-            inl = np.linalg.norm(transform_points(p.H, q) - r, axis=1) <= threshold
-            hom = HomographyResult(p.H, inl, int(inl.sum()), float(inl.mean()), None, "GUIDED_CAUCHY")
-            result.guided.append(Stage(p.matches, hom, qxy))
+            result.guided.append(refitted_stage(p.matches, qxy, result.refer.xy, p.H, "GUIDED_CAUCHY"))
         if passes:
             result.H = passes[-1].H
             result.transform = passes[-1].transform
@@ -371,12 +377,12 @@ class Registrar:
         to_model = np.array([wm / w_q, hm / h_q])
         others = np.setdiff1d(np.arange(len(result.refer.xy)), st.matches[:, 1])
         predicted = inverse_points(result.transform.transform, result.H, result.refer.xy[others])
-        inside_q = np.isfinite(predicted).all(axis=1) & (predicted >= 0).all(axis=1) & (predicted < [w_q, h_q]).all(axis=1)
+        inside_q = np.isfinite(predicted).all(axis=1) & (predicted >= 0).all(axis=1) & (predicted < [w_q, h_q]).all(1)
         ridx = np.concatenate([st.matches[:, 1], others[inside_q]])
         start = np.concatenate([result.final_query_xy[st.matches[:, 0]], predicted[inside_q]])
-        placed = refine_points(query_input, refer_input, self._model_matrix(result.H, result.query_size, result.refer_size),
-                               start * to_model, result.refer.model_xy[ridx], p["half"], p["search"], p["min_ncc"],
-                               p["min_curvature"])
+        M = self._model_matrix(result.H, result.query_size, result.refer_size)
+        placed = refine_points(query_input, refer_input, M, start * to_model, result.refer.model_xy[ridx],
+                               p["half"], p["search"], p["min_ncc"], p["min_curvature"])
         keep = placed.moved.copy()
         keep[:len(st.matches)] = True
         q, r, ridx = placed.query_xy[keep] / to_model, result.refer.xy[ridx[keep]], ridx[keep]
@@ -384,9 +390,8 @@ class Registrar:
         H = refine_homography(q, r, result.H, scale)
         if not np.isfinite(H).all() or degeneracy(H, q) is not None:
             return
-        inl = np.linalg.norm(transform_points(H, q) - r, axis=1) <= DEFAULT_THRESHOLDS["LMEDS"]
-        hom = HomographyResult(H, inl, int(inl.sum()), float(inl.mean()), None, "PATCH_CAUCHY")
-        result.refined = Stage(np.stack([np.arange(len(q)), ridx], axis=1), hom, q)
+        result.refined = refitted_stage(np.stack([np.arange(len(q)), ridx], axis=1), q, result.refer.xy, H,
+                                        "PATCH_CAUCHY")
         result.H = H
         result.transform = self._transform_chooser(result)(q, r, H)
 
@@ -558,8 +563,8 @@ class Registrar:
                 return None
         # the query's and the reference's maps as they came (views of the stream's messages, not copied)
         det, desc = (dq.detector[0], dr.detector[0]), (dq.descriptor[0], dr.descriptor[0])
-        result = self._register_maps(dq.equalised, dr.equalised, (dq.model_input, dr.model_input), det, desc, t, (dq.image, dr.image),
-                                     (dq.fov, dr.fov))
+        result = self._register_maps(dq.equalised, dr.equalised, (dq.model_input, dr.model_input), det, desc, t,
+                                     (dq.image, dr.image), (dq.fov, dr.fov))
         result.decoded_in = "stream"
         if images:
             result.query_image, result.refer_image = dq.image, dr.image
