@@ -53,12 +53,23 @@ def resized(bgr, width, height):
 
 
 @pytest.fixture(scope="module")
-def app(random_superretina):
-    with open_app(random_superretina.fast_config, random_superretina.pipeline, "local") as opened:
-        # This module checks both network passes on every pair: the trick is never skipped here
-        # (test_guided.py checks the skip).
-        opened.config["matching_trick_skip_inliers"] = 0
-        assert opened.registrar.cfg is opened.config
+def two_pass_config(random_superretina, tmp_path_factory):
+    """The fast config with both network passes on every pair and nothing after them that moves
+    the homography: the trick is never skipped (test_guided.py checks the skip) and patch
+    correlation is off (test_patch_refine.py checks it). The CLI runs here take it too."""
+    import yaml
+
+    cfg = yaml.safe_load(random_superretina.fast_config.read_text()) or {}
+    cfg.update({"matching_trick_skip_inliers": 0, "patch_refine": {"half": 0}})
+    path = tmp_path_factory.mktemp("two_pass") / "two_pass.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def app(random_superretina, two_pass_config):
+    with open_app(two_pass_config, random_superretina.pipeline, "local") as opened:
+        assert opened.config["matching_trick_skip_inliers"] == 0 and opened.registrar.cfg is opened.config
         yield opened
 
 
@@ -240,11 +251,11 @@ def pair_files(tmp_path_factory, pairs, retina_bgr):
     return paths
 
 
-def test_result_json_of_a_registered_pair(random_superretina, pair_files, sequential, tmp_path):
+def test_result_json_of_a_registered_pair(random_superretina, two_pass_config, pair_files, sequential, tmp_path):
     query, refer = pair_files["scaled"]
     out = tmp_path / "out"
     proc = run_cli(query, refer, "--out", out, "--pipeline", random_superretina.pipeline,
-                   "--config", random_superretina.fast_config)
+                   "--config", two_pass_config)
     res = sequential["scaled"][0]
     assert proc.returncode == (0 if res.status == "registered" else 1), proc.stderr
     assert "Traceback" not in proc.stderr

@@ -72,8 +72,9 @@ class Features:
 class Stage:
     """One matching pass: matches (M, 2) [query_idx, refer_idx] and its homography.
 
-    ``query_xy`` (K, 2): the query keypoints (original query pixels) that ``matches`` index,
-    for passes that match other query keypoints than the first pass's (guided passes)."""
+    ``query_xy`` (K, 2): the query points (original query pixels) that ``matches`` index, for
+    passes that match other query points than the first pass's (guided passes; the patch-refined
+    pass, whose query points the correlation placed)."""
 
     matches: np.ndarray
     homography: HomographyResult
