@@ -162,7 +162,7 @@ def refine_points(query_image: np.ndarray, refer_image: np.ndarray, M: np.ndarra
     start = transform_points(M, q) - r        # where the match puts the query, relative to r
     ref = _sample(ri, np.eye(3), r, half)
     # coarse: integer shifts around the match's own position, then once more around the peak
-    shift, ncc, ok, curv = _peak(_ncc_grid(ref, _sample(qi, Minv, r + start, half + search), search), search)
+    shift, _, ok, _ = _peak(_ncc_grid(ref, _sample(qi, Minv, r + start, half + search), search), search)
     centre = start + shift
     shift2, ncc2, ok2, curv2 = _peak(_ncc_grid(ref, _sample(qi, Minv, r + centre, half + 1), 1), 1)
     final = centre + shift2
@@ -171,7 +171,7 @@ def refine_points(query_image: np.ndarray, refer_image: np.ndarray, M: np.ndarra
              & (np.abs(final - start).max(axis=1) <= limit) & np.isfinite(ref).all(axis=(1, 2)))
     out = q.copy()
     out[moved] = transform_points(Minv, r[moved] + final[moved])
-    return PatchRefinement(out, moved, np.where(np.isfinite(ncc2), ncc2, np.nan))
+    return PatchRefinement(out, moved, np.where(np.isfinite(ncc2), ncc2, np.nan))   # -inf (no peak): nan
 
 
 def inverse_points(transform, H: np.ndarray, refer_xy: np.ndarray, iterations: int = 3) -> np.ndarray:
