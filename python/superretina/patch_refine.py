@@ -24,7 +24,7 @@ import numpy as np
 
 from .homography import transform_points
 
-__all__ = ["PatchRefinement", "inverse_points", "refine_points"]
+__all__ = ["PatchRefinement", "refine_points"]
 
 
 @dataclass(frozen=True)
@@ -173,14 +173,3 @@ def refine_points(query_image: np.ndarray, refer_image: np.ndarray, M: np.ndarra
     out[moved] = transform_points(Minv, r[moved] + final[moved])
     return PatchRefinement(out, moved, np.where(np.isfinite(ncc2), ncc2, np.nan))   # -inf (no peak): nan
 
-
-def inverse_points(transform, H: np.ndarray, refer_xy: np.ndarray, iterations: int = 3) -> np.ndarray:
-    """Query points that ``transform`` (``.apply``: query → reference, e.g. a quadratic) maps to
-    ``refer_xy`` (N, 2): a fixed point from the homography ``H``'s inverse, which the transform
-    departs from by a few pixels only (a quadratic has no closed-form inverse)."""
-    Hinv = np.linalg.inv(H)
-    target = transform_points(Hinv, refer_xy)
-    q = target.copy()
-    for _ in range(iterations):
-        q = q + target - transform_points(Hinv, transform.apply(q))
-    return q

@@ -45,7 +45,7 @@ from .image_io import ImageReadError, read_encoded, read_image_file
 from .keypoints import detect, refine_subpixel, to_original
 from .matching import ratio_match
 from .parallel import pair_map
-from .patch_refine import inverse_points, refine_points
+from .patch_refine import refine_points
 from .transform import TransformChoice, choose_transform
 
 
@@ -377,7 +377,7 @@ class Registrar:
         (hm, wm), (h_q, w_q) = self.model_hw, result.query_size
         to_model = np.array([wm / w_q, hm / h_q])
         others = np.setdiff1d(np.arange(len(result.refer.xy)), st.matches[:, 1])
-        predicted = inverse_points(result.transform.transform, result.H, result.refer.xy[others])
+        predicted = result.transform.transform.inverse(result.refer.xy[others])   # NaN where it has none
         inside_q = np.isfinite(predicted).all(axis=1) & (predicted >= 0).all(axis=1) & (predicted < [w_q, h_q]).all(1)
         ridx = np.concatenate([st.matches[:, 1], others[inside_q]])
         start = np.concatenate([result.final_query_xy[st.matches[:, 0]], predicted[inside_q]])
